@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Formats the JSON lines of `llmgw-bench --json` runs into the benchmark table.
+
+Usage: report.py RESULTS.jsonl IDLE.tsv   (called by bench/run.sh)
+
+Kept separate from run.sh because computing "added latency vs direct" needs
+joining rows, which is painful in bash.
+"""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+from datetime import datetime
+
+
+def sh(*cmd):
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
+        return out.stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def cpu_model():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def git_rev():
+    rev = sh("git", "rev-parse", "--short", "HEAD")
+    if rev is None:
+        return "no commit"
+    dirty = sh("git", "status", "--porcelain")
+    return rev + (" (dirty)" if dirty else "")
+
+
+def fmt(value, decimals=3):
+    return "-" if value is None else f"{value:.{decimals}f}"
+
+
+def load_runs(path):
+    runs = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line:
+                runs.append(json.loads(line))
+    return runs
+
+
+def load_idle(path):
+    idle = []  # (scenario, process, MB), in start order
+    with open(path) as f:
+        for line in f:
+            parts = line.rstrip("\n").split("\t")
+            if len(parts) == 3 and parts[2]:
+                idle.append((parts[0], parts[1], int(parts[2]) / 1024))
+    return idle
+
+
+COLUMNS = [
+    # header, width, how to render a run
+    ("scenario", -11, lambda r: r["label"]),
+    ("conc", 4, lambda r: str(r["concurrency"])),
+    ("stream", 6, lambda r: "yes" if r["stream"] else "no"),
+    ("ok", 7, lambda r: str(r["ok"])),
+    ("err", 5, lambda r: str(r["errors"])),
+    ("rps", 8, lambda r: fmt(r["rps"], 0)),
+    ("p50_ms", 8, lambda r: fmt(r["p50_ms"])),
+    ("p90_ms", 8, lambda r: fmt(r["p90_ms"])),
+    ("p99_ms", 8, lambda r: fmt(r["p99_ms"])),
+    ("max_ms", 8, lambda r: fmt(r["max_ms"])),
+    ("ttfb50", 7, lambda r: fmt(r["ttfb_p50_ms"])),
+    ("+p50_ms", 8, lambda r: fmt(r.get("added_p50_ms"))),
+    ("cpu_us/rq", 9, lambda r: fmt(r["cpu_us_per_req"], 1)),
+    ("cores", 5, lambda r: fmt(r["cpu_cores"], 2)),
+    ("rss_mb", 7, lambda r: fmt(r["rss_mb"], 1)),
+    ("peak_mb", 7, lambda r: fmt(r["peak_rss_mb"], 1)),
+]
+
+
+def line(cells):
+    out = []
+    for (_, width, _), cell in zip(COLUMNS, cells):
+        out.append(cell.ljust(-width) if width < 0 else cell.rjust(width))
+    return " ".join(out)
+
+
+def add_added_latency(runs):
+    """Gateway p50 minus direct p50 at the same concurrency and mode."""
+    direct = {
+        (r["concurrency"], r["stream"]): r["p50_ms"]
+        for r in runs
+        if r["label"] == "direct"
+    }
+    for r in runs:
+        base = direct.get((r["concurrency"], r["stream"]))
+        if r["label"] != "direct" and base is not None and r["p50_ms"] is not None:
+            r["added_p50_ms"] = r["p50_ms"] - base
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit(__doc__)
+    runs = load_runs(sys.argv[1])
+    idle = load_idle(sys.argv[2])
+    add_added_latency(runs)
+
+    env = os.environ
+    print(f"llmgw benchmark  {datetime.now().isoformat(timespec='seconds')}  git {git_rev()}")
+    print(
+        f"host: {os.cpu_count()} cores, {cpu_model()}, {platform.system()} {platform.release()}; "
+        f"{sh('rustc', '--version') or 'rustc ?'}"
+    )
+    print(
+        f"requests scale {env.get('BENCH_META_SCALE', '?')}, mock chunks "
+        f"{env.get('BENCH_META_CHUNKS', '?')}, load generator threads "
+        f"{env.get('BENCH_META_THREADS', '?')} (it shares the machine with the gateway)"
+    )
+    print()
+
+    print("Idle RSS before load (MB):")
+    by_scenario = {}
+    for scenario, proc, mb in idle:
+        by_scenario.setdefault(scenario, []).append((proc, mb))
+    for scenario, procs in by_scenario.items():
+        parts = " + ".join(f"{proc} {mb:.1f}" for proc, mb in procs)
+        total = sum(mb for _, mb in procs)
+        suffix = f" = {total:.1f}" if len(procs) > 1 else ""
+        print(f"  {scenario:<11} {parts}{suffix}")
+    print()
+
+    print(line([c[0] for c in COLUMNS]))
+    previous = None
+    for r in runs:
+        if previous is not None and r["label"] != previous:
+            print()
+        previous = r["label"]
+        print(line([render(r) for _, _, render in COLUMNS]))
+
+    failed = [r for r in runs if r["errors"]]
+    if failed:
+        print()
+        print("Errors:")
+        for r in failed:
+            kinds = ", ".join(f"{n} x {k}" for k, n in r["error_kinds"].items())
+            stream = "stream" if r["stream"] else "plain"
+            print(f"  {r['label']} c={r['concurrency']} {stream}: {kinds}")
+
+    print()
+    print(
+        "direct = load generator -> mock upstream (cpu/rss columns are the mock's);\n"
+        "all-in-one / split = through the gateway (cpu/rss = gateway processes only).\n"
+        "+p50_ms = gateway p50 - direct p50 at the same concurrency and mode."
+    )
+
+
+if __name__ == "__main__":
+    main()

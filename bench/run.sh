@@ -1,0 +1,278 @@
+#!/usr/bin/env bash
+# Reproduces the llmgw benchmark: mock upstream alone ("direct"), the gateway
+# as one process ("all-in-one") and as edge + router ("split"), each at
+# several concurrencies, non-streaming and streaming. Prints a table and saves
+# it (plus the raw JSON lines) under bench/results/. See bench/README.md.
+#
+# Environment knobs (all optional):
+#   BENCH_REQUESTS_SCALE  multiply request counts (0.1 = quick run)      [1]
+#   BENCH_CONCURRENCY     concurrencies to run                           ["1 16 64"]
+#   BENCH_SCENARIOS       subset of "direct all-in-one split"            [all three]
+#   BENCH_CHUNKS          chunks the mock upstream emits per response    [20]
+#   BENCH_THREADS         tokio threads of the load generator            [1]
+#   BENCH_PORT_BASE       first port tried when looking for free ports   [18400]
+#   BENCH_SKIP_BUILD=1    use the existing release binaries
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+SCALE="${BENCH_REQUESTS_SCALE:-1}"
+CONCURRENCIES="${BENCH_CONCURRENCY:-1 16 64}"
+SCENARIOS="${BENCH_SCENARIOS:-direct all-in-one split}"
+CHUNKS="${BENCH_CHUNKS:-20}"
+THREADS="${BENCH_THREADS:-1}"
+PORT_BASE="${BENCH_PORT_BASE:-18400}"
+KEY="sk-llmgw-bench-0123456789abcdef"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+LLMGW="$TARGET_DIR/release/llmgw"
+BENCH="$TARGET_DIR/release/llmgw-bench"
+STAMP="$(date +%Y-%m-%d_%H%M%S)"
+RESULTS_DIR="$ROOT/bench/results"
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/llmgw-bench.XXXXXX")"
+PIDS=()       # every process we started, so the trap can stop them
+KEEP_WORK=0   # keep logs around when something went wrong
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() {
+    log "error: $*"
+    KEEP_WORK=1
+    exit 1
+}
+
+# SIGTERM first so the gateway can shut down cleanly; SIGKILL if it hangs,
+# because a leftover process would hold the ports and skew the next run.
+stop_proc() {
+    local pid="$1" i
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for i in $(seq 50); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do stop_proc "$pid"; done
+    if [[ "$KEEP_WORK" == 1 ]]; then
+        log "logs kept in $WORK"
+    else
+        rm -rf "$WORK"
+    fi
+}
+trap cleanup EXIT
+trap 'KEEP_WORK=1; exit 130' INT TERM
+
+# Start a process in the background, logging to $WORK/<name>.log; sets $STARTED.
+# Not run in a subshell, so $! is the binary itself: that is the pid whose
+# /proc entries we measure.
+start() {
+    local name="$1"
+    shift
+    "$@" >"$WORK/$name.log" 2>&1 &
+    STARTED=$!
+    PIDS+=("$STARTED")
+    log "started $name (pid $STARTED): $*"
+}
+
+stop_all() {
+    local pid
+    for pid in "${PIDS[@]}"; do stop_proc "$pid"; done
+    PIDS=()
+}
+
+# Keeps the mock running across scenarios while their gateway processes stop.
+stop_pids() {
+    local pid keep=() victim
+    for victim in "$@"; do stop_proc "$victim"; done
+    for pid in "${PIDS[@]}"; do
+        [[ " $* " == *" $pid "* ]] || keep+=("$pid")
+    done
+    PIDS=("${keep[@]}")
+}
+
+fail_with_log() {
+    local name="$1" why="$2"
+    log "$name: $why; last lines of its log:"
+    tail -n 30 "$WORK/$name.log" >&2 || true
+    die "$name did not come up"
+}
+
+# Waits until something accepts TCP connections on the port (the mock and
+# the router have no HTTP readiness endpoint we can rely on).
+wait_tcp() {
+    local name="$1" pid="$2" port="$3" i
+    for i in $(seq 300); do
+        kill -0 "$pid" 2>/dev/null || fail_with_log "$name" "exited"
+        if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    fail_with_log "$name" "port $port not open after 30 s"
+}
+
+wait_http_ok() {
+    local name="$1" pid="$2" url="$3" i
+    for i in $(seq 300); do
+        kill -0 "$pid" 2>/dev/null || fail_with_log "$name" "exited"
+        if curl -fs --noproxy '*' -o /dev/null --max-time 1 "$url"; then return 0; fi
+        sleep 0.1
+    done
+    fail_with_log "$name" "$url not 200 after 30 s"
+}
+
+# A port is free if we can bind it (no SO_REUSEADDR, so ports with lingering
+# TIME_WAIT connections are skipped too).
+port_free() {
+    python3 - "$1" <<'EOF'
+import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(1)
+EOF
+}
+
+# Sets PORTS to $1 free ports starting at PORT_BASE.
+pick_ports() {
+    local want="$1" port
+    PORTS=()
+    for ((port = PORT_BASE; port < PORT_BASE + 1000; port++)); do
+        if port_free "$port"; then
+            PORTS+=("$port")
+            [[ ${#PORTS[@]} -ge $want ]] && return 0
+        fi
+    done
+    die "no $want free ports in $PORT_BASE..$((PORT_BASE + 999))"
+}
+
+idle_rss() {
+    local scenario="$1" name="$2" pid="$3" kb
+    kb="$(awk '/^VmRSS:/ {print $2}' "/proc/$pid/status")"
+    printf '%s\t%s\t%s\n' "$scenario" "$name" "$kb" >>"$WORK/idle.tsv"
+}
+
+scaled() { # scaled BASE MIN -> max(MIN, round(BASE * SCALE))
+    awk -v b="$1" -v m="$2" -v s="$SCALE" 'BEGIN { n = int(b * s + 0.5); print (n < m ? m : n) }'
+}
+
+# run_matrix LABEL URL [KEY] -- PID...
+run_matrix() {
+    local label="$1" url="$2" key="$3"
+    shift 4
+    local pid_args=() pid c n warm stream args out rc
+    for pid in "$@"; do pid_args+=(--pid "$pid"); done
+    for c in $CONCURRENCIES; do
+        if [[ "$c" == 1 ]]; then n="$(scaled 2000 10)"; else n="$(scaled 20000 10)"; fi
+        # At least two requests per worker so every pooled connection is open.
+        warm="$(scaled 200 $((2 * c)))"
+        for stream in no yes; do
+            args=(--url "$url" --model bench --concurrency "$c" --requests "$n"
+                --warmup "$warm" --chunks "$CHUNKS" --threads "$THREADS"
+                --label "$label" --json "${pid_args[@]}")
+            [[ -n "$key" ]] && args+=(--key "$key")
+            [[ "$stream" == yes ]] && args+=(--stream)
+            log "$label: c=$c stream=$stream requests=$n warmup=$warm"
+            rc=0
+            out="$("$BENCH" "${args[@]}")" || rc=$?
+            # Exit code 2 = every request failed; the JSON line is still
+            # worth keeping (it shows the error kinds), other codes are fatal.
+            if [[ "$rc" != 0 && "$rc" != 2 ]]; then
+                die "llmgw-bench failed (exit $rc) for $label c=$c stream=$stream"
+            fi
+            [[ "$rc" == 2 ]] && log "warning: all requests failed for $label c=$c stream=$stream"
+            printf '%s\n' "$out" >>"$WORK/results.jsonl"
+        done
+    done
+}
+
+write_config() { # write_config FILE EDGE_PORT ROUTER_PORT WITH_ROUTER_URL
+    local router_url=""
+    [[ "$4" == yes ]] && router_url="  router_url: \"http://127.0.0.1:$3\""
+    cat >"$1" <<EOF
+telemetry:
+  log_level: warn
+edge:
+  listen: "127.0.0.1:$2"
+$router_url
+  api_keys:
+    - key: "$KEY"
+      tenant: "bench"
+router:
+  listen: "127.0.0.1:$3"
+  models:
+    - alias: "bench"
+      provider: "openai"
+      base_url: "http://127.0.0.1:$PORT_MOCK/v1"
+      upstream_model: "mock"
+EOF
+}
+
+has_scenario() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+
+# ---------------------------------------------------------------------------
+
+command -v python3 >/dev/null || die "python3 is required (port checks and the report)"
+command -v curl >/dev/null || die "curl is required (readiness checks)"
+
+if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+    log "building release binaries"
+    cargo build --release -p llmgw -p llmgw-bench
+fi
+[[ -x "$LLMGW" && -x "$BENCH" ]] || die "missing $LLMGW or $BENCH (build them first)"
+
+pick_ports 5
+PORT_MOCK="${PORTS[0]}"
+: >"$WORK/idle.tsv"
+: >"$WORK/results.jsonl"
+
+start mock "$LLMGW" mock-upstream --listen "127.0.0.1:$PORT_MOCK"
+MOCK_PID="$STARTED"
+wait_tcp mock "$MOCK_PID" "$PORT_MOCK"
+sleep 1
+idle_rss direct mock "$MOCK_PID"
+
+if has_scenario direct; then
+    # The mock's own CPU/RSS: a reference for what "no gateway" costs.
+    run_matrix direct "http://127.0.0.1:$PORT_MOCK/v1" "" -- "$MOCK_PID"
+fi
+
+if has_scenario all-in-one; then
+    EDGE="${PORTS[1]}" ROUTER="${PORTS[2]}"
+    write_config "$WORK/all-in-one.yaml" "$EDGE" "$ROUTER" no
+    start all-in-one "$LLMGW" --config "$WORK/all-in-one.yaml" all
+    ALL_PID="$STARTED"
+    wait_http_ok all-in-one "$ALL_PID" "http://127.0.0.1:$EDGE/readyz"
+    sleep 1 # let start-up allocations settle before reading idle RSS
+    idle_rss all-in-one llmgw "$ALL_PID"
+    run_matrix all-in-one "http://127.0.0.1:$EDGE/v1" "$KEY" -- "$ALL_PID"
+    stop_pids "$ALL_PID"
+fi
+
+if has_scenario split; then
+    EDGE="${PORTS[3]}" ROUTER="${PORTS[4]}"
+    write_config "$WORK/split.yaml" "$EDGE" "$ROUTER" yes
+    start router "$LLMGW" --config "$WORK/split.yaml" router
+    ROUTER_PID="$STARTED"
+    wait_tcp router "$ROUTER_PID" "$ROUTER"
+    start edge "$LLMGW" --config "$WORK/split.yaml" edge
+    EDGE_PID="$STARTED"
+    wait_http_ok edge "$EDGE_PID" "http://127.0.0.1:$EDGE/readyz"
+    sleep 1
+    idle_rss split router "$ROUTER_PID"
+    idle_rss split edge "$EDGE_PID"
+    run_matrix split "http://127.0.0.1:$EDGE/v1" "$KEY" -- "$ROUTER_PID" "$EDGE_PID"
+    stop_pids "$ROUTER_PID" "$EDGE_PID"
+fi
+
+stop_all
+
+mkdir -p "$RESULTS_DIR"
+OUT="$RESULTS_DIR/$STAMP.txt"
+cp "$WORK/results.jsonl" "$RESULTS_DIR/$STAMP.jsonl"
+BENCH_META_SCALE="$SCALE" BENCH_META_CHUNKS="$CHUNKS" BENCH_META_THREADS="$THREADS" \
+    python3 "$ROOT/bench/report.py" "$WORK/results.jsonl" "$WORK/idle.tsv" | tee "$OUT"
+log "saved $OUT (raw runs: $RESULTS_DIR/$STAMP.jsonl)"

@@ -1,0 +1,236 @@
+//! `POST /v1/chat/completions`: authenticate, read and validate the body,
+//! call the router, answer as JSON or as an SSE stream.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse as _, Response};
+use bytes::Bytes;
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use llmgw_proto::ErrorCode;
+use llmgw_proto::router_v1::{ChatEvent, ChatRequest, Done, Envelope, chat_event::Event};
+use tonic::Streaming;
+use tracing::Instrument as _;
+
+use crate::AppState;
+use crate::error::ApiError;
+use crate::outcome::Outcome;
+use crate::{sse, validate};
+
+pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    let started = Instant::now();
+    let request_id = request_id(request.headers());
+    let span = tracing::info_span!(
+        "edge.chat",
+        request_id = %request_id,
+        tenant = tracing::field::Empty,
+        key_id = tracing::field::Empty,
+        model = tracing::field::Empty,
+        stream = tracing::field::Empty,
+    );
+    llmgw_telemetry::set_parent_from(&span, request.headers());
+    let outcome = Outcome::new(state.metrics.clone(), "chat_completions", started);
+    let mut response = respond(&state, request, &request_id, outcome)
+        .instrument(span)
+        .await;
+    if let Ok(value) = HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", value);
+    }
+    response
+}
+
+/// How the router answered, once its first event is in.
+enum Answer {
+    Stream {
+        first: Bytes,
+        events: Streaming<ChatEvent>,
+    },
+    Json {
+        completion: Bytes,
+        done: Done,
+    },
+}
+
+async fn respond(
+    state: &AppState,
+    request: Request,
+    request_id: &str,
+    mut outcome: Outcome,
+) -> Response {
+    match call_router(state, request, request_id, &mut outcome).await {
+        Err(error) => {
+            outcome.status = error.code.http_status().as_u16();
+            error.into_response()
+        }
+        Ok(Answer::Json { completion, done }) => {
+            outcome.status = 200;
+            outcome.done = Some(done);
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                completion,
+            )
+                .into_response()
+        }
+        Ok(Answer::Stream { first, events }) => {
+            outcome
+                .metrics()
+                .first_token(&outcome.model, outcome.started());
+            outcome.streaming();
+            let body = sse::body(first, events, outcome, state.drain_expired.clone());
+            (
+                [
+                    (header::CONTENT_TYPE, "text/event-stream"),
+                    (header::CACHE_CONTROL, "no-cache"),
+                    // Tell nginx-style proxies not to buffer the stream.
+                    (http::HeaderName::from_static("x-accel-buffering"), "no"),
+                ],
+                Body::from_stream(body),
+            )
+                .into_response()
+        }
+    }
+}
+
+async fn call_router(
+    state: &AppState,
+    request: Request,
+    request_id: &str,
+    outcome: &mut Outcome,
+) -> Result<Answer, ApiError> {
+    if state.stopping.is_cancelled() {
+        return Err(ApiError::new(
+            ErrorCode::Unavailable,
+            "the gateway is shutting down; retry the request",
+        ));
+    }
+    let principal = state.keys.authenticate(request.headers())?.clone();
+    let span = tracing::Span::current();
+    span.record("tenant", principal.tenant.as_str());
+    span.record("key_id", principal.key_id.as_str());
+
+    let body = read_body(request, state.config.max_body_bytes).await?;
+    let chat = validate::parse(&body)?;
+    let models = state.catalog.current().ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::Unavailable,
+            "the gateway is starting; retry the request",
+        )
+    })?;
+    let valid = validate::validate(&chat, &models)?;
+    drop(chat);
+    outcome.model.clone_from(&valid.model.alias);
+    span.record("model", valid.model.alias.as_str());
+    span.record("stream", valid.stream);
+
+    let envelope = Envelope {
+        request_id: request_id.to_owned(),
+        tenant: principal.tenant,
+        key_id: principal.key_id,
+        model: valid.model.alias.clone(),
+        stream: valid.stream,
+        deadline_unix_ms: unix_ms() + state.config.request_timeout_secs * 1000,
+        include_usage: valid.include_usage,
+    };
+    let mut call = tonic::Request::new(ChatRequest {
+        envelope: Some(envelope),
+        openai_request: body,
+    });
+    call.set_timeout(Duration::from_secs(state.config.request_timeout_secs));
+    llmgw_telemetry::inject_context(call.metadata_mut().as_mut());
+    let mut events = state
+        .router
+        .clone()
+        .chat(call)
+        .await
+        .map_err(|status| ApiError::from_status(&status))?
+        .into_inner();
+
+    let first = next_event(&mut events).await?;
+    match (valid.stream, first) {
+        (true, Event::Chunk(first)) => Ok(Answer::Stream { first, events }),
+        (false, Event::Completion(completion)) => match next_event(&mut events).await? {
+            Event::Done(done) => Ok(Answer::Json { completion, done }),
+            other => Err(unexpected(&other)),
+        },
+        (_, other) => Err(unexpected(&other)),
+    }
+}
+
+/// The next event; a typed error from the router becomes the client's error.
+async fn next_event(events: &mut Streaming<ChatEvent>) -> Result<Event, ApiError> {
+    match events.message().await {
+        Ok(Some(ChatEvent {
+            event: Some(Event::Error(error)),
+        })) => Err(ApiError::from_proto(error)),
+        Ok(Some(ChatEvent { event: Some(event) })) => Ok(event),
+        Ok(Some(ChatEvent { event: None }) | None) => Err(ApiError::new(
+            ErrorCode::UpstreamError,
+            "the answer ended unexpectedly",
+        )),
+        Err(status) => Err(ApiError::from_status(&status)),
+    }
+}
+
+fn unexpected(event: &Event) -> ApiError {
+    let kind = match event {
+        Event::Chunk(_) => "chunk",
+        Event::Completion(_) => "completion",
+        Event::Done(_) => "done",
+        Event::Error(_) => "error",
+    };
+    tracing::error!(kind, "router sent an event out of order");
+    ApiError::new(
+        ErrorCode::Internal,
+        "the gateway could not complete the request",
+    )
+}
+
+async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::RequestTooLarge,
+            format!("Request body too large: the limit is {limit} bytes."),
+        )
+    };
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > limit) {
+        return Err(too_large());
+    }
+    match Limited::new(request.into_body(), limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Err(_) => Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "could not read the request body",
+        )),
+    }
+}
+
+/// The client's `x-request-id` when it is sane, otherwise a new one.
+fn request_id(headers: &HeaderMap) -> String {
+    headers
+        .get("x-request-id")
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 128
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+        })
+        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |now| now.as_millis() as u64)
+}

@@ -1,0 +1,66 @@
+//! Edge configuration.
+
+use std::fmt;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Public HTTP listen address (used by the binary; `run` takes a bound
+    /// listener).
+    pub listen: SocketAddr,
+    /// The router's gRPC address.
+    pub router_url: String,
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// How long one chat call may take end to end (sent to the router as the
+    /// call's deadline).
+    pub request_timeout_secs: u64,
+    /// On shutdown, how long open streams get to finish before they are
+    /// ended with an error event.
+    pub drain_timeout_secs: u64,
+    /// How often the model catalog (aliases and limits) is re-read from the
+    /// router.
+    pub catalog_refresh_secs: u64,
+    /// Bootstrap API keys. The accounts database replaces these in
+    /// production; they stay useful for development and break-glass access.
+    pub api_keys: Vec<ApiKeyConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
+            router_url: "http://127.0.0.1:8081".to_owned(),
+            max_body_bytes: 4 * 1024 * 1024,
+            request_timeout_secs: 600,
+            drain_timeout_secs: 30,
+            catalog_refresh_secs: 10,
+            api_keys: Vec::new(),
+        }
+    }
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    pub key: String,
+    pub tenant: String,
+    /// A name for the key in logs and usage records (the key itself never
+    /// appears there). Defaults to `config-<tenant>-<position>`.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// Never prints the key.
+impl fmt::Debug for ApiKeyConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiKeyConfig")
+            .field("key", &"<redacted>")
+            .field("tenant", &self.tenant)
+            .field("name", &self.name)
+            .finish()
+    }
+}

@@ -1,0 +1,98 @@
+//! The error a client sees: OpenAI's JSON shape and status for an
+//! [`ErrorCode`].
+
+use std::borrow::Cow;
+
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use llmgw_openai::{ErrorBody, ErrorDetail};
+use llmgw_proto::ErrorCode;
+use llmgw_proto::error_v1;
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub param: Option<Cow<'static, str>>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code,
+            message: message.into(),
+            param: None,
+        }
+    }
+
+    pub fn invalid(param: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError {
+            code: ErrorCode::InvalidRequest,
+            message: message.into(),
+            param: Some(Cow::Borrowed(param)),
+        }
+    }
+
+    pub fn with_param(mut self, param: &'static str) -> ApiError {
+        self.param = Some(Cow::Borrowed(param));
+        self
+    }
+
+    /// The router could not be reached or broke the call: the client learns
+    /// that much, never the transport details.
+    pub fn from_status(status: &tonic::Status) -> ApiError {
+        let code = ErrorCode::from_grpc(status.code());
+        tracing::warn!(grpc_code = ?status.code(), error = %status.message(), "router call failed");
+        ApiError::new(
+            code,
+            "the gateway could not complete the request; try again",
+        )
+    }
+
+    pub fn from_proto(error: error_v1::Error) -> ApiError {
+        ApiError {
+            code: error.code(),
+            message: error.message,
+            param: (!error.param.is_empty()).then_some(Cow::Owned(error.param)),
+        }
+    }
+
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                message: self.message.clone(),
+                kind: self.code.openai_type().to_owned(),
+                param: self.param.as_deref().map(str::to_owned),
+                code: self.code.openai_code().map(str::to_owned),
+            },
+        }
+    }
+
+    /// The body as JSON bytes (also used for the SSE error event).
+    pub fn to_json(&self) -> Bytes {
+        // Serialising plain strings cannot fail; an empty object is the
+        // fallback that keeps the type simple.
+        serde_json::to_vec(&self.body()).map_or_else(|_| Bytes::from_static(b"{}"), Bytes::from)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (
+            self.code.http_status(),
+            [(http::header::CONTENT_TYPE, "application/json")],
+            self.to_json(),
+        )
+            .into_response();
+        if matches!(
+            self.code,
+            ErrorCode::RateLimited | ErrorCode::UpstreamRateLimited
+        ) {
+            response.headers_mut().insert(
+                http::header::RETRY_AFTER,
+                http::HeaderValue::from_static("1"),
+            );
+        }
+        response
+    }
+}

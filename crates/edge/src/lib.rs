@@ -1,0 +1,188 @@
+//! The edge: llmgw's public, OpenAI-compatible HTTP API. It authenticates,
+//! validates and frames; the router does the rest over gRPC.
+
+mod auth;
+mod catalog;
+mod chat;
+mod config;
+mod error;
+mod metrics;
+mod outcome;
+mod sse;
+mod validate;
+
+use std::future::{Future, IntoFuture as _};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
+use axum::serve::ListenerExt as _;
+use http::StatusCode;
+use llmgw_openai::{ModelList, ModelObject};
+use llmgw_proto::ErrorCode;
+use llmgw_proto::router_v1::router_client::RouterClient;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::{Channel, Endpoint};
+
+pub use config::{ApiKeyConfig, Config};
+
+use crate::auth::Keys;
+use crate::catalog::Catalog;
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+
+pub(crate) struct AppState {
+    config: Config,
+    keys: Keys,
+    catalog: Arc<Catalog>,
+    router: RouterClient<Channel>,
+    metrics: Arc<Metrics>,
+    /// Cancelled when shutdown begins: not ready, no new requests.
+    stopping: CancellationToken,
+    /// Cancelled when the drain deadline passes: open streams end.
+    drain_expired: CancellationToken,
+}
+
+/// Serves the public API on `listener` until `shutdown` resolves; then stops
+/// accepting, lets open streams finish for `drain_timeout_secs`, ends the
+/// ones still open with an error event, and returns.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let keys = Keys::from_config(&config.api_keys)?;
+    let channel = Endpoint::from_shared(config.router_url.clone())
+        .with_context(|| format!("invalid router_url {:?}", config.router_url))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(2))
+        .connect_lazy();
+    let router = RouterClient::new(channel);
+    let stopping = CancellationToken::new();
+    let drain_expired = CancellationToken::new();
+    let catalog = Arc::new(Catalog::default());
+    tokio::spawn(catalog.clone().refresh_loop(
+        router.clone(),
+        Duration::from_secs(config.catalog_refresh_secs.max(1)),
+        stopping.clone(),
+    ));
+    let drain = Duration::from_secs(config.drain_timeout_secs);
+    let state = Arc::new(AppState {
+        config,
+        keys,
+        catalog,
+        router,
+        metrics: Metrics::new(),
+        stopping: stopping.clone(),
+        drain_expired: drain_expired.clone(),
+    });
+
+    let signal = stopping.clone();
+    tokio::spawn(async move {
+        shutdown.await;
+        tracing::info!("edge shutting down: not ready, draining open requests");
+        signal.cancel();
+    });
+    let address = listener.local_addr()?;
+    tracing::info!(%address, "edge listening");
+    // Each SSE frame must leave at once, not wait for Nagle's algorithm.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
+    let serve = axum::serve(listener, routes(state.clone()))
+        .with_graceful_shutdown(stopping.clone().cancelled_owned())
+        .into_future();
+    let mut serve = std::pin::pin!(serve);
+    tokio::select! {
+        result = &mut serve => return result.context("edge server failed"),
+        () = async { stopping.cancelled().await; tokio::time::sleep(drain).await } => {}
+    }
+    tracing::warn!(
+        open_streams = state.metrics.open_streams.get(),
+        "drain deadline passed; ending open streams"
+    );
+    drain_expired.cancel();
+    // Give the streams a moment to write their final error event.
+    match tokio::time::timeout(Duration::from_secs(2), serve).await {
+        Ok(result) => result.context("edge server failed"),
+        Err(_) => Ok(()),
+    }
+}
+
+fn routes(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/models", get(list_models))
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn list_models(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    if let Err(error) = state.keys.authenticate(request.headers()) {
+        return error.into_response();
+    }
+    let Some(models) = state.catalog.current() else {
+        return ApiError::new(
+            ErrorCode::Unavailable,
+            "the gateway is starting; retry the request",
+        )
+        .into_response();
+    };
+    let mut data: Vec<ModelObject> = models
+        .values()
+        .map(|model| ModelObject {
+            id: model.alias.clone(),
+            object: "model".to_owned(),
+            created: 0,
+            owned_by: model.owned_by.clone(),
+        })
+        .collect();
+    data.sort_by(|a, b| a.id.cmp(&b.id));
+    Json(ModelList {
+        object: "list".to_owned(),
+        data,
+    })
+    .into_response()
+}
+
+/// Ready = the model catalog is loaded and we are not shutting down.
+async fn ready(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    if state.stopping.is_cancelled() {
+        (StatusCode::SERVICE_UNAVAILABLE, "shutting down")
+    } else if state.catalog.current().is_none() {
+        (StatusCode::SERVICE_UNAVAILABLE, "model catalog not loaded")
+    } else {
+        (StatusCode::OK, "ready")
+    }
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
+    (
+        [(
+            http::header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        state.metrics.render(),
+    )
+}
+
+async fn not_found(request: Request) -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        format!(
+            "Unknown request URL: {} {}.",
+            request.method(),
+            request.uri().path()
+        ),
+    )
+}

@@ -1,0 +1,108 @@
+//! Server-sent events: each router chunk is written as `data: {...}\n\n` the
+//! moment it arrives, then `data: [DONE]\n\n`. An error after streaming began
+//! is sent as a final `data: {"error":...}` event and the stream closes.
+
+use bytes::{BufMut as _, Bytes, BytesMut};
+use futures_util::Stream;
+use llmgw_proto::ErrorCode;
+use llmgw_proto::router_v1::{ChatEvent, chat_event::Event};
+use tokio_util::sync::CancellationToken;
+use tonic::Streaming;
+use tracing::Instrument as _;
+
+use crate::error::ApiError;
+use crate::outcome::Outcome;
+
+const DONE: &[u8] = b"data: [DONE]\n\n";
+
+pub fn data_frame(payload: &[u8]) -> Bytes {
+    let mut frame = BytesMut::with_capacity(payload.len() + 8);
+    frame.put_slice(b"data: ");
+    frame.put_slice(payload);
+    frame.put_slice(b"\n\n");
+    frame.freeze()
+}
+
+struct State {
+    first: Option<Bytes>,
+    events: Streaming<ChatEvent>,
+    outcome: Outcome,
+    /// Cancelled when the shutdown drain deadline passes.
+    drain_expired: CancellationToken,
+    finished: bool,
+}
+
+/// The SSE body: `first` is the chunk already received, `events` the rest.
+pub fn body(
+    first: Bytes,
+    events: Streaming<ChatEvent>,
+    outcome: Outcome,
+    drain_expired: CancellationToken,
+) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
+    let state = State {
+        first: Some(first),
+        events,
+        outcome,
+        drain_expired,
+        finished: false,
+    };
+    futures_util::stream::unfold(state, |mut state| async move {
+        // Polled by the HTTP server, outside the request's span: re-enter it.
+        let span = state.outcome.span().clone();
+        let frame = next_frame(&mut state).instrument(span).await?;
+        Some((Ok(frame), state))
+    })
+}
+
+async fn next_frame(state: &mut State) -> Option<Bytes> {
+    if state.finished {
+        return None;
+    }
+    if let Some(first) = state.first.take() {
+        return Some(data_frame(&first));
+    }
+    let message = tokio::select! {
+        biased;
+        () = state.drain_expired.cancelled() => {
+            return Some(fail(state, ApiError::new(ErrorCode::Unavailable, "the gateway is shutting down; retry the request")));
+        }
+        message = state.events.message() => message,
+    };
+    let event = match message {
+        Ok(Some(ChatEvent { event: Some(event) })) => event,
+        Ok(Some(ChatEvent { event: None })) | Ok(None) => {
+            return Some(fail(
+                state,
+                ApiError::new(ErrorCode::UpstreamError, "the answer ended unexpectedly"),
+            ));
+        }
+        Err(status) => return Some(fail(state, ApiError::from_status(&status))),
+    };
+    Some(match event {
+        Event::Chunk(chunk) => data_frame(&chunk),
+        Event::Done(done) => {
+            state.outcome.status = 200;
+            state.outcome.done = Some(done);
+            state.finished = true;
+            Bytes::from_static(DONE)
+        }
+        Event::Error(error) => fail(state, ApiError::from_proto(error)),
+        Event::Completion(_) => fail(
+            state,
+            ApiError::new(
+                ErrorCode::Internal,
+                "the router answered a stream with a completion",
+            ),
+        ),
+    })
+}
+
+fn fail(state: &mut State, error: ApiError) -> Bytes {
+    tracing::warn!(
+        code = error.code.as_str_name(),
+        "stream ended with an error"
+    );
+    state.outcome.status = error.code.http_status().as_u16();
+    state.finished = true;
+    data_frame(&error.to_json())
+}

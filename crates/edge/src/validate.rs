@@ -1,0 +1,150 @@
+//! Request validation at the edge, with OpenAI's statuses and messages.
+
+use llmgw_openai::ChatRequest;
+use llmgw_openai::request::ROLES;
+use llmgw_proto::ErrorCode;
+use llmgw_proto::router_v1::Model;
+
+use crate::catalog::Models;
+use crate::error::ApiError;
+
+/// What the rest of the edge needs from a valid request.
+#[derive(Debug)]
+pub struct Validated {
+    pub model: Model,
+    pub stream: bool,
+    pub include_usage: bool,
+}
+
+pub fn parse(body: &[u8]) -> Result<ChatRequest<'_>, ApiError> {
+    serde_json::from_slice(body).map_err(|error| {
+        let message = if error.is_data() {
+            format!("Invalid request body: {error}")
+        } else {
+            format!("We could not parse the JSON body of your request: {error}")
+        };
+        ApiError::new(ErrorCode::InvalidRequest, message)
+    })
+}
+
+pub fn validate(request: &ChatRequest<'_>, models: &Models) -> Result<Validated, ApiError> {
+    let alias = match request.model.as_deref() {
+        None | Some("") => {
+            return Err(ApiError::invalid(
+                "model",
+                "you must provide a model parameter",
+            ));
+        }
+        Some(alias) => alias,
+    };
+    let messages = match &request.messages {
+        None => {
+            return Err(ApiError::invalid(
+                "messages",
+                "Missing required parameter: 'messages'.",
+            ));
+        }
+        Some(messages) if messages.is_empty() => {
+            return Err(ApiError::invalid(
+                "messages",
+                "Invalid 'messages': empty array. Expected an array with minimum length 1.",
+            ));
+        }
+        Some(messages) => messages,
+    };
+    for (index, message) in messages.iter().enumerate() {
+        match message.role.as_deref() {
+            Some(role) if ROLES.contains(&role) => {}
+            Some(role) => {
+                return Err(ApiError::invalid(
+                    "messages",
+                    format!(
+                        "Invalid value: '{}' in messages[{index}].role. Supported values are: {}.",
+                        truncate(role),
+                        ROLES.map(|r| format!("'{r}'")).join(", ")
+                    ),
+                ));
+            }
+            None => {
+                return Err(ApiError::invalid(
+                    "messages",
+                    format!("Missing required parameter: 'messages[{index}].role'."),
+                ));
+            }
+        }
+    }
+    in_range("temperature", request.temperature, 2.0)?;
+    in_range("top_p", request.top_p, 1.0)?;
+
+    let model = models.get(alias).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::ModelNotFound,
+            format!(
+                "The model `{}` does not exist or you do not have access to it.",
+                truncate(alias)
+            ),
+        )
+        .with_param("model")
+    })?;
+    let prompt_chars = request.prompt_chars() as u64;
+    if model.max_prompt_chars > 0 && prompt_chars > model.max_prompt_chars {
+        return Err(ApiError {
+            code: ErrorCode::ContextLengthExceeded,
+            message: format!(
+                "This model's maximum context length is {} characters. However, your messages resulted in {prompt_chars} characters. Please reduce the length of the messages.",
+                model.max_prompt_chars
+            ),
+            param: Some("messages".into()),
+        });
+    }
+    if let Some(max_tokens) = request.requested_max_tokens() {
+        let param = if request.max_completion_tokens.is_some() {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        if max_tokens == 0 {
+            return Err(ApiError::invalid(
+                param,
+                format!("Invalid '{param}': must be at least 1."),
+            ));
+        }
+        if model.max_output_tokens > 0 && max_tokens > model.max_output_tokens {
+            return Err(ApiError::invalid(
+                param,
+                format!(
+                    "{param} is too large: {max_tokens}. This model supports at most {} completion tokens.",
+                    model.max_output_tokens
+                ),
+            ));
+        }
+    }
+    let stream = request.stream.unwrap_or(false);
+    Ok(Validated {
+        model: model.clone(),
+        stream,
+        include_usage: stream
+            && request
+                .stream_options
+                .as_ref()
+                .is_some_and(|options| options.include_usage),
+    })
+}
+
+fn in_range(param: &'static str, value: Option<f64>, max: f64) -> Result<(), ApiError> {
+    match value {
+        Some(value) if !(0.0..=max).contains(&value) => Err(ApiError::invalid(
+            param,
+            format!("Invalid '{param}': {value} is not between 0 and {max}."),
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Client-supplied text echoed in an error message is kept short.
+fn truncate(text: &str) -> &str {
+    match text.char_indices().nth(64) {
+        Some((end, _)) => &text[..end],
+        None => text,
+    }
+}

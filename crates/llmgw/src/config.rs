@@ -1,0 +1,41 @@
+//! The one configuration file (`--config` / `LLMGW_CONFIG`, YAML) with
+//! environment overrides: `LLMGW_EDGE__LISTEN=0.0.0.0:9090` sets
+//! `edge.listen`. Secrets are never in the file: model API keys are named by
+//! environment variable (`api_key_env`).
+
+use std::path::Path;
+
+use anyhow::Context as _;
+use figment::Figment;
+use figment::providers::{Env, Format as _, Serialized, Yaml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewayConfig {
+    pub telemetry: llmgw_telemetry::Config,
+    pub edge: llmgw_edge::Config,
+    pub router: llmgw_router::Config,
+    pub mock_upstream: llmgw_mock_upstream::Config,
+}
+
+/// Nothing: every section has defaults. Figment needs a base to merge onto.
+#[derive(Serialize)]
+struct Empty {}
+
+impl GatewayConfig {
+    pub fn load(path: Option<&Path>) -> anyhow::Result<GatewayConfig> {
+        let mut figment = Figment::from(Serialized::defaults(Empty {}));
+        if let Some(path) = path {
+            anyhow::ensure!(path.exists(), "config file {} not found", path.display());
+            figment = figment.merge(Yaml::file_exact(path));
+        }
+        figment
+            .merge(Env::prefixed("LLMGW_").split("__").ignore(&["config"]))
+            .extract()
+            .with_context(|| match path {
+                Some(path) => format!("invalid configuration in {}", path.display()),
+                None => "invalid configuration in LLMGW_* environment variables".to_owned(),
+            })
+    }
+}

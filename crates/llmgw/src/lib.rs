@@ -1,0 +1,189 @@
+//! The `llmgw` binary's library: configuration loading and wiring the
+//! services together. `llmgw all` runs every service in one process, and they
+//! still talk gRPC over loopback, exactly as in a distributed deployment.
+
+pub mod config;
+pub mod demo;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+pub use config::GatewayConfig;
+
+/// Addresses of a running all-in-one gateway.
+#[derive(Debug, Clone, Copy)]
+pub struct Addresses {
+    pub edge: SocketAddr,
+    pub router: SocketAddr,
+    /// The in-process mock upstream, in demo mode.
+    pub mock: Option<SocketAddr>,
+}
+
+/// Every service of one process; `wait` returns when all have stopped.
+pub struct Services {
+    tasks: JoinSet<(&'static str, anyhow::Result<()>)>,
+    stop: CancellationToken,
+}
+
+impl Services {
+    /// Runs until every service has stopped. The first service to fail stops
+    /// the others. After `stop` is cancelled, services get `grace` to drain.
+    pub async fn wait(mut self, grace: Duration) -> anyhow::Result<()> {
+        let mut failure = None;
+        loop {
+            let next = tokio::select! {
+                next = self.tasks.join_next() => next,
+                () = async { self.stop.cancelled().await; tokio::time::sleep(grace).await } => {
+                    tracing::warn!(services = self.tasks.len(), "services did not stop within the grace period; aborting them");
+                    self.tasks.abort_all();
+                    break;
+                }
+            };
+            let Some(joined) = next else { break };
+            let (name, result) = joined.context("a service task panicked")?;
+            if let Err(error) = result {
+                tracing::error!(
+                    service = name,
+                    error = format!("{error:#}"),
+                    "service failed"
+                );
+                failure.get_or_insert(error.context(format!("{name} failed")));
+            }
+            // One service ending (failed or not) ends the process.
+            self.stop.cancel();
+        }
+        failure.map_or(Ok(()), Err)
+    }
+}
+
+async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} for the {what}"))
+}
+
+/// Starts router, edge (and, in demo mode, the mock upstream) in this process.
+/// Demo mode: no models configured. Then a demo model served by an in-process
+/// mock, real providers whose keys are in the environment and, when no API
+/// keys are configured, the development key (the edge then listens on
+/// loopback only unless told otherwise).
+pub async fn start_all(
+    mut config: GatewayConfig,
+    stop: CancellationToken,
+) -> anyhow::Result<(Addresses, Services)> {
+    let mut tasks = JoinSet::new();
+    let mut mock = None;
+    if config.router.models.is_empty() {
+        let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), "demo mock upstream").await?;
+        let address = listener.local_addr()?;
+        let shutdown = stop.clone().cancelled_owned();
+        let mock_config = config.mock_upstream.clone();
+        tasks.spawn(async move {
+            (
+                "mock-upstream",
+                llmgw_mock_upstream::run(mock_config, listener, shutdown).await,
+            )
+        });
+        config.router.models.push(demo::demo_model(address));
+        config.router.models.extend(demo::provider_models());
+        if config.edge.api_keys.is_empty() {
+            config.edge.api_keys.push(demo::dev_key());
+            if config.edge.listen == llmgw_edge::Config::default().listen {
+                config.edge.listen = SocketAddr::from(([127, 0, 0, 1], config.edge.listen.port()));
+            }
+        }
+        mock = Some(address);
+    }
+
+    let router_listener = bind(config.router.listen, "router").await?;
+    let router = router_listener.local_addr()?;
+    config.edge.router_url = format!("http://{router}");
+    let edge_listener = bind(config.edge.listen, "edge").await?;
+    let edge = edge_listener.local_addr()?;
+
+    let shutdown = stop.clone().cancelled_owned();
+    tasks.spawn(async move {
+        (
+            "router",
+            llmgw_router::run(config.router, router_listener, shutdown).await,
+        )
+    });
+    let shutdown = stop.clone().cancelled_owned();
+    tasks.spawn(async move {
+        (
+            "edge",
+            llmgw_edge::run(config.edge, edge_listener, shutdown).await,
+        )
+    });
+    Ok((Addresses { edge, router, mock }, Services { tasks, stop }))
+}
+
+/// A service that can run on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Edge,
+    Router,
+    MockUpstream,
+}
+
+impl Role {
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Edge => "edge",
+            Role::Router => "router",
+            Role::MockUpstream => "mock-upstream",
+        }
+    }
+}
+
+/// Starts a single service on `listen`.
+pub async fn start_one(
+    role: Role,
+    config: GatewayConfig,
+    listen: SocketAddr,
+    stop: CancellationToken,
+) -> anyhow::Result<(SocketAddr, Services)> {
+    let name = role.name();
+    let listener = bind(listen, name).await?;
+    let address = listener.local_addr()?;
+    let shutdown = stop.clone().cancelled_owned();
+    let mut tasks = JoinSet::new();
+    match role {
+        Role::Edge => tasks
+            .spawn(async move { (name, llmgw_edge::run(config.edge, listener, shutdown).await) }),
+        Role::Router => tasks.spawn(async move {
+            (
+                name,
+                llmgw_router::run(config.router, listener, shutdown).await,
+            )
+        }),
+        Role::MockUpstream => tasks.spawn(async move {
+            (
+                name,
+                llmgw_mock_upstream::run(config.mock_upstream, listener, shutdown).await,
+            )
+        }),
+    };
+    Ok((address, Services { tasks, stop }))
+}
+
+/// Cancels `stop` on SIGTERM or SIGINT (Ctrl-C).
+pub fn cancel_on_signal(stop: CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut terminate =
+        signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = terminate.recv() => tracing::info!("SIGTERM received"),
+            _ = interrupt.recv() => tracing::info!("SIGINT received"),
+        }
+        stop.cancel();
+    });
+    Ok(())
+}

@@ -1,0 +1,108 @@
+//! `llmgw`: an OpenAI-compatible LLM gateway. Thin: parse the command line,
+//! load the configuration, start the services, wait for a signal.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use llmgw::{GatewayConfig, Role, demo};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "llmgw",
+    version,
+    about = "An OpenAI-compatible LLM gateway: one API for every model provider, with keys, quotas and usage billing.",
+    long_about = "An OpenAI-compatible LLM gateway.\n\n\
+        Clients call POST /v1/chat/completions as they would call OpenAI. The gateway authenticates them, \
+        routes to the configured model providers and streams the answer back.\n\n\
+        With no configuration, `llmgw` (same as `llmgw all`) serves a demo model backed by a built-in mock \
+        provider and prints a curl command to try it. Set OPENAI_API_KEY or DEEPSEEK_API_KEY to add those \
+        providers' models. Configuration: a YAML file (--config or LLMGW_CONFIG), overridable with \
+        LLMGW_<SECTION>__<KEY> environment variables, e.g. LLMGW_EDGE__LISTEN=0.0.0.0:9000."
+)]
+struct Cli {
+    /// YAML configuration file.
+    #[arg(long, short, env = "LLMGW_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every service in one process (the default): edge, router and, with no
+    /// models configured, a demo mock provider.
+    All,
+    /// The public OpenAI-compatible HTTP API (edge.listen); needs a router.
+    Edge,
+    /// The router gRPC service (router.listen): model catalog and providers.
+    Router,
+    /// A fake OpenAI-compatible provider for tests, benchmarks and demos.
+    MockUpstream {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:9000")]
+        listen: SocketAddr,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let config = GatewayConfig::load(cli.config.as_deref())?;
+    let command = cli.command.unwrap_or(Command::All);
+    let service_name = match &command {
+        Command::All => "llmgw",
+        Command::Edge => "llmgw-edge",
+        Command::Router => "llmgw-router",
+        Command::MockUpstream { .. } => "llmgw-mock-upstream",
+    };
+    let _telemetry = llmgw_telemetry::init(&config.telemetry, service_name)?;
+    // Streams get the edge's drain time; a little more for everything else.
+    let grace = Duration::from_secs(config.edge.drain_timeout_secs + 5);
+    let stop = CancellationToken::new();
+    llmgw::cancel_on_signal(stop.clone())?;
+
+    let services = match command {
+        Command::All => {
+            let demo_mode = config.router.models.is_empty();
+            let dev_key = config.edge.api_keys.is_empty();
+            let (addresses, services) = llmgw::start_all(config, stop).await?;
+            if demo_mode {
+                print_demo(addresses.edge, dev_key);
+            }
+            services
+        }
+        Command::Edge => {
+            let listen = config.edge.listen;
+            llmgw::start_one(Role::Edge, config, listen, stop).await?.1
+        }
+        Command::Router => {
+            let listen = config.router.listen;
+            llmgw::start_one(Role::Router, config, listen, stop)
+                .await?
+                .1
+        }
+        Command::MockUpstream { listen } => {
+            llmgw::start_one(Role::MockUpstream, config, listen, stop)
+                .await?
+                .1
+        }
+    };
+    services.wait(grace).await
+}
+
+fn print_demo(edge: SocketAddr, dev_key: bool) {
+    let key = if dev_key {
+        demo::DEV_KEY
+    } else {
+        "<one of your configured keys>"
+    };
+    println!(
+        "\nllmgw is running in demo mode: model `{model}` is a built-in mock, not a real model.\n\
+         Try it:\n\n  curl http://{edge}/v1/chat/completions \\\n    -H 'Authorization: Bearer {key}' -H 'Content-Type: application/json' \\\n    -d '{{\"model\":\"{model}\",\"messages\":[{{\"role\":\"user\",\"content\":\"Hello!\"}}]}}'\n\n\
+         Add \"stream\": true for server-sent events. Set OPENAI_API_KEY or DEEPSEEK_API_KEY for real models.\n",
+        model = demo::DEMO_MODEL,
+    );
+}

@@ -1,0 +1,173 @@
+//! A fake OpenAI-compatible chat completions provider for tests, benchmarks
+//! and the demo.
+//!
+//! It speaks the real wire format (JSON and SSE) with text and usage derived
+//! deterministically from the request (see [`WORDS`]), configurable timing
+//! and faults chosen per request. Per-request settings, highest precedence
+//! first: the body field `"mock": {"chunks", "chunk_delay_ms",
+//! "first_byte_latency_ms", "fault", "echo"}`; the headers `x-mock-chunks`,
+//! `x-mock-chunk-delay-ms`, `x-mock-first-byte-latency-ms`, `x-mock-fault`;
+//! a `mock-fault-<fault>` model name; then [`Config`]. Faults: `429`, `500`,
+//! `503`, `stall-first-byte`, `stall-mid-stream`, `truncate`, `invalid-json`.
+//!
+//! `GET /stats` reports what the mock saw (see [`Stats`]) and
+//! `POST /stats/reset` forgets past requests.
+
+mod chat;
+mod completion;
+mod config;
+mod faults;
+mod listener;
+mod stats;
+mod stream;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use http::{HeaderMap, Method, StatusCode, Uri, header};
+use llmgw_openai::{ModelList, ModelObject};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use completion::WORDS;
+pub use config::Config;
+pub use stats::Stats;
+
+use faults::Shutdown;
+use listener::CountingListener;
+
+/// Models listed by `GET /v1/models`. Any model name is accepted anyway.
+const MODELS: [&str; 2] = ["mock", "mock-reasoner"];
+
+/// Prompts in benchmarks can be large; axum's 2 MB default is too small.
+const MAX_BODY_BYTES: usize = 64 << 20;
+
+#[derive(Clone)]
+struct AppState {
+    config: Arc<Config>,
+    stats: Stats,
+    /// Numbers response ids; unlike `requests_total` it is never reset, so
+    /// ids stay unique for the life of the server.
+    ids: Arc<AtomicU64>,
+    shutdown: Shutdown,
+}
+
+impl AppState {
+    /// `None` when the request may proceed, else OpenAI's 401.
+    fn check_auth(&self, headers: &HeaderMap) -> Option<Response> {
+        let expected = self.config.api_key.as_deref()?;
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.strip_prefix("Bearer "));
+        let message = match given {
+            Some(key) if key == expected => return None,
+            Some(_) => "Incorrect API key provided.",
+            None => {
+                "You didn't provide an API key. You need to provide your API key in an Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
+            }
+        };
+        Some(faults::error(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            Some("invalid_api_key"),
+            None,
+            message,
+        ))
+    }
+}
+
+/// Serves until `shutdown` resolves, then finishes in-flight responses
+/// (stalled ones are ended at once) and returns.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (shutting_down, shutdown_rx) = watch::channel(false);
+    let (app, stats) = build(config, shutdown_rx);
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "mock upstream listening");
+    axum::serve(CountingListener::new(listener, stats), app)
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            shutting_down.send_replace(true);
+        })
+        .await?;
+    Ok(())
+}
+
+/// The routes alone, for embedding. Served this way `open_connections`
+/// stays 0 (only [`run`] counts connections) and stalls are not ended by a
+/// graceful shutdown.
+pub fn router(config: Config) -> (Router, Stats) {
+    let (_never_sent, shutdown) = watch::channel(false);
+    build(config, shutdown)
+}
+
+fn build(config: Config, shutdown: Shutdown) -> (Router, Stats) {
+    let stats = Stats::default();
+    let state = AppState {
+        config: Arc::new(config),
+        stats: stats.clone(),
+        ids: Arc::new(AtomicU64::new(0)),
+        shutdown,
+    };
+    let app = Router::new()
+        .route("/v1/chat/completions", post(chat::chat))
+        .route("/chat/completions", post(chat::chat))
+        .route("/v1/models", get(models))
+        .route("/models", get(models))
+        .route("/stats", get(get_stats))
+        .route("/stats/reset", post(reset_stats))
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state);
+    (app, stats)
+}
+
+async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(denied) = state.check_auth(&headers) {
+        return denied;
+    }
+    let data = MODELS
+        .iter()
+        .map(|id| ModelObject {
+            id: (*id).to_owned(),
+            object: "model".to_owned(),
+            // A fixed date keeps the listing byte-for-byte stable.
+            created: 1_700_000_000,
+            owned_by: "llmgw-mock".to_owned(),
+        })
+        .collect();
+    Json(ModelList {
+        object: "list".to_owned(),
+        data,
+    })
+    .into_response()
+}
+
+async fn get_stats(State(state): State<AppState>) -> Json<Value> {
+    Json(state.stats.snapshot())
+}
+
+async fn reset_stats(State(state): State<AppState>) -> StatusCode {
+    state.stats.reset();
+    StatusCode::NO_CONTENT
+}
+
+async fn not_found(method: Method, uri: Uri) -> Response {
+    faults::error(
+        StatusCode::NOT_FOUND,
+        "invalid_request_error",
+        None,
+        None,
+        format!("Invalid URL ({method} {uri})"),
+    )
+}

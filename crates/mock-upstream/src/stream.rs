@@ -1,0 +1,154 @@
+//! The server-sent events body of a streamed answer.
+//!
+//! Events are produced lazily, one per poll, with the configured delay
+//! before each, so that a slow stream is really slow on the wire and a
+//! dropped client stops the work (and releases the response guard) at once.
+
+use std::io;
+use std::time::Duration;
+
+use axum::body::Body;
+use bytes::Bytes;
+use futures_util::stream;
+use llmgw_openai::ChatCompletionChunk;
+use serde_json::Value;
+
+use crate::completion::Answer;
+use crate::faults::{self, BROKEN_JSON, Shutdown};
+use crate::stats::Gauge;
+
+/// How a stream deviates from a well-formed one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    Complete,
+    /// Half the content, then silence with the connection left open.
+    StallMidStream,
+    /// Half the content, then the connection is cut.
+    Truncate,
+    /// One unparseable event, then `[DONE]`.
+    InvalidJson,
+}
+
+pub struct Script {
+    pub answer: Answer,
+    pub include_usage: bool,
+    pub shape: Shape,
+    pub chunk_delay: Duration,
+}
+
+enum Step {
+    /// A chunk, sent after the chunk delay (except for the first).
+    Chunk(Bytes),
+    /// The `[DONE]` sentinel, sent right after the last chunk.
+    Done,
+    Stall,
+    Abort,
+    End,
+}
+
+impl Script {
+    fn step(&self, i: usize) -> Result<Step, serde_json::Error> {
+        if self.shape == Shape::InvalidJson {
+            return Ok(match i {
+                0 => Step::Chunk(Bytes::from(format!("data: {BROKEN_JSON}\n\n"))),
+                1 => Step::Done,
+                _ => Step::End,
+            });
+        }
+        let answer = &self.answer;
+        let reasoning = answer.reasoning_chunks;
+        let words = answer.words.len();
+        let sent = match self.shape {
+            Shape::Complete => words,
+            _ => (words / 2).max(1).min(words),
+        };
+        let chunk = if i == 0 {
+            answer.role_chunk()
+        } else if i <= reasoning {
+            answer.reasoning_chunk()
+        } else if let Some(word) = answer.words[..sent].get(i - reasoning - 1) {
+            answer.content_chunk(word)
+        } else {
+            match (self.shape, i - reasoning - sent - 1) {
+                (Shape::StallMidStream, _) => return Ok(Step::Stall),
+                (Shape::Truncate, _) => return Ok(Step::Abort),
+                (_, 0) => answer.finish_chunk(),
+                (_, 1) if self.include_usage => answer.usage_chunk(),
+                (_, n) if n == 1 + usize::from(self.include_usage) => return Ok(Step::Done),
+                _ => return Ok(Step::End),
+            }
+        };
+        self.event(chunk).map(Step::Chunk)
+    }
+
+    fn event(&self, chunk: ChatCompletionChunk) -> Result<Bytes, serde_json::Error> {
+        let mut value = serde_json::to_value(chunk)?;
+        if !self.include_usage
+            && let Value::Object(fields) = &mut value
+        {
+            // OpenAI only sends the `usage` key when include_usage was asked for.
+            fields.remove("usage");
+        }
+        Ok(Bytes::from(format!("data: {value}\n\n")))
+    }
+}
+
+struct State {
+    script: Script,
+    next: usize,
+    stopped: bool,
+    shutdown: Shutdown,
+    /// Keeps the response counted as active until the body is dropped.
+    _active: Gauge,
+}
+
+pub fn body(script: Script, shutdown: Shutdown, active: Gauge) -> Body {
+    let state = State {
+        script,
+        next: 0,
+        stopped: false,
+        shutdown,
+        _active: active,
+    };
+    Body::from_stream(stream::unfold(state, |mut state| async move {
+        if state.stopped {
+            return None;
+        }
+        let i = state.next;
+        state.next += 1;
+        let delay = state.script.chunk_delay;
+        let item = match state.script.step(i) {
+            Ok(Step::Chunk(bytes)) => {
+                pace(i, delay).await;
+                Ok(bytes)
+            }
+            Ok(Step::Done) => Ok(Bytes::from_static(b"data: [DONE]\n\n")),
+            Ok(Step::Stall) => {
+                faults::stall(state.shutdown.clone()).await;
+                Err(io::Error::other("mock stall ended by shutdown"))
+            }
+            Ok(Step::Abort) => {
+                pace(i, delay).await;
+                // Returning Pending once lets hyper flush what it has
+                // buffered; an error before that would discard the headers
+                // and the partial content along with the connection.
+                tokio::task::yield_now().await;
+                // An error makes hyper cut the connection without the final
+                // zero-length chunk, so the client sees a truncated body.
+                Err(io::Error::other("mock fault: truncated stream"))
+            }
+            Ok(Step::End) => return None,
+            Err(err) => Err(io::Error::other(err)),
+        };
+        state.stopped = item.is_err();
+        Some((item, state))
+    }))
+}
+
+/// Waits the chunk delay, except before the first chunk, which goes out with
+/// the headers (the first-byte latency has already been waited).
+async fn pace(i: usize, delay: Duration) {
+    if i > 0 && !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+}

@@ -1,0 +1,136 @@
+//! One error-code enum for every hop. Each code maps, exhaustively, to a gRPC
+//! code and to the HTTP status and OpenAI `type`/`code` pair that OpenAI's own
+//! API uses for the same failure, so clients' SDKs raise the exception they
+//! would raise against OpenAI.
+
+use http::StatusCode;
+
+pub use crate::error_v1::ErrorCode;
+
+impl ErrorCode {
+    /// The gRPC status code for this failure.
+    pub fn grpc_code(self) -> tonic::Code {
+        match self {
+            ErrorCode::InvalidRequest | ErrorCode::ContextLengthExceeded => {
+                tonic::Code::InvalidArgument
+            }
+            ErrorCode::InvalidApiKey => tonic::Code::Unauthenticated,
+            ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
+            ErrorCode::ModelNotFound | ErrorCode::NotFound => tonic::Code::NotFound,
+            ErrorCode::RequestTooLarge => tonic::Code::OutOfRange,
+            ErrorCode::RateLimited
+            | ErrorCode::InsufficientQuota
+            | ErrorCode::UpstreamRateLimited => tonic::Code::ResourceExhausted,
+            ErrorCode::UpstreamError => tonic::Code::Unknown,
+            ErrorCode::UpstreamTimeout => tonic::Code::DeadlineExceeded,
+            ErrorCode::Unavailable => tonic::Code::Unavailable,
+            ErrorCode::Cancelled => tonic::Code::Cancelled,
+            ErrorCode::Internal | ErrorCode::Unspecified => tonic::Code::Internal,
+        }
+    }
+
+    /// The code for a gRPC failure that carried no typed error (transport
+    /// errors, a peer that answered with a bare status).
+    pub fn from_grpc(code: tonic::Code) -> ErrorCode {
+        match code {
+            tonic::Code::InvalidArgument | tonic::Code::FailedPrecondition => {
+                ErrorCode::InvalidRequest
+            }
+            tonic::Code::Unauthenticated => ErrorCode::InvalidApiKey,
+            tonic::Code::PermissionDenied => ErrorCode::PermissionDenied,
+            tonic::Code::NotFound => ErrorCode::NotFound,
+            tonic::Code::OutOfRange => ErrorCode::RequestTooLarge,
+            tonic::Code::ResourceExhausted => ErrorCode::RateLimited,
+            tonic::Code::DeadlineExceeded => ErrorCode::UpstreamTimeout,
+            tonic::Code::Unavailable | tonic::Code::Aborted => ErrorCode::Unavailable,
+            tonic::Code::Cancelled => ErrorCode::Cancelled,
+            tonic::Code::Unknown => ErrorCode::UpstreamError,
+            tonic::Code::Ok
+            | tonic::Code::AlreadyExists
+            | tonic::Code::Unimplemented
+            | tonic::Code::Internal
+            | tonic::Code::DataLoss => ErrorCode::Internal,
+        }
+    }
+
+    /// The HTTP status OpenAI answers with for this failure.
+    pub fn http_status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidRequest | ErrorCode::ContextLengthExceeded => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+            ErrorCode::ModelNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RateLimited
+            | ErrorCode::InsufficientQuota
+            | ErrorCode::UpstreamRateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::UpstreamError => StatusCode::BAD_GATEWAY,
+            ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            // nginx's "client closed request": nobody reads it, but logs and
+            // metrics should not count a hang-up as a server error.
+            ErrorCode::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+            ErrorCode::Internal | ErrorCode::Unspecified => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// OpenAI's `error.type` for this failure.
+    pub fn openai_type(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest
+            | ErrorCode::ContextLengthExceeded
+            | ErrorCode::InvalidApiKey
+            | ErrorCode::PermissionDenied
+            | ErrorCode::ModelNotFound
+            | ErrorCode::NotFound
+            | ErrorCode::RequestTooLarge
+            | ErrorCode::Cancelled => "invalid_request_error",
+            ErrorCode::RateLimited | ErrorCode::UpstreamRateLimited => "requests",
+            ErrorCode::InsufficientQuota => "insufficient_quota",
+            ErrorCode::UpstreamError
+            | ErrorCode::UpstreamTimeout
+            | ErrorCode::Unavailable
+            | ErrorCode::Internal
+            | ErrorCode::Unspecified => "server_error",
+        }
+    }
+
+    /// OpenAI's `error.code` for this failure; `None` where OpenAI sends null.
+    pub fn openai_code(self) -> Option<&'static str> {
+        match self {
+            ErrorCode::InvalidRequest | ErrorCode::NotFound => None,
+            ErrorCode::ContextLengthExceeded => Some("context_length_exceeded"),
+            ErrorCode::InvalidApiKey => Some("invalid_api_key"),
+            ErrorCode::PermissionDenied => Some("model_not_allowed"),
+            ErrorCode::ModelNotFound => Some("model_not_found"),
+            ErrorCode::RequestTooLarge => Some("request_too_large"),
+            ErrorCode::RateLimited => Some("rate_limit_exceeded"),
+            ErrorCode::InsufficientQuota => Some("insufficient_quota"),
+            ErrorCode::UpstreamRateLimited => Some("upstream_rate_limited"),
+            ErrorCode::UpstreamError => Some("upstream_error"),
+            ErrorCode::UpstreamTimeout => Some("upstream_timeout"),
+            ErrorCode::Unavailable => Some("service_unavailable"),
+            ErrorCode::Cancelled => Some("client_closed_request"),
+            ErrorCode::Internal | ErrorCode::Unspecified => Some("internal_error"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_round_trips_through_grpc_to_the_same_http_status() {
+        for raw in 0..=15 {
+            let code = ErrorCode::try_from(raw).expect("code in range");
+            let back = ErrorCode::from_grpc(code.grpc_code());
+            assert_eq!(
+                back.http_status(),
+                code.http_status(),
+                "{code:?} -> {:?} -> {back:?}",
+                code.grpc_code()
+            );
+        }
+    }
+}

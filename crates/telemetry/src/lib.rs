@@ -1,0 +1,120 @@
+//! Telemetry set-up shared by every llmgw service: structured logs (pretty or
+//! JSON), OpenTelemetry trace export over OTLP/gRPC, and W3C trace-context
+//! propagation across HTTP and gRPC hops.
+//!
+//! Logging is initialised once per process (`llmgw all` runs every service in
+//! one process, so they share it).
+
+mod propagation;
+
+use anyhow::Context as _;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use serde::Deserialize;
+use tracing_subscriber::{
+    EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _,
+};
+
+pub use propagation::{extract_context, inject_context, set_parent_from};
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable, for a terminal.
+    #[default]
+    Pretty,
+    /// One JSON object per line, for log shippers.
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub log_format: LogFormat,
+    /// An `EnvFilter` directive such as `info` or `llmgw_router=debug,info`;
+    /// `RUST_LOG` wins when set.
+    pub log_level: String,
+    /// OTLP/gRPC collector, e.g. `http://otel-collector:4317`. Defaults to
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`. Unset: no spans are exported and no
+    /// trace context is generated (it costs CPU on every request).
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            log_format: LogFormat::Pretty,
+            log_level: "info".to_owned(),
+            otlp_endpoint: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
+                .ok()
+                .filter(|endpoint| !endpoint.is_empty()),
+        }
+    }
+}
+
+/// Keeps the exporter alive; dropping it flushes the spans still buffered.
+#[must_use = "dropping the guard stops trace export"]
+pub struct Guard {
+    provider: Option<SdkTracerProvider>,
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some(provider) = self.provider.take()
+            && let Err(error) = provider.shutdown()
+        {
+            eprintln!("llmgw: flushing traces at exit failed: {error}");
+        }
+    }
+}
+
+/// Installs the global subscriber. Fails if one is already installed.
+pub fn init(config: &Config, service_name: &str) -> anyhow::Result<Guard> {
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&config.log_level))
+        .with_context(|| format!("invalid log level {:?}", config.log_level))?;
+    let fmt = match config.log_format {
+        LogFormat::Pretty => tracing_subscriber::fmt::layer().compact().boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .boxed(),
+    };
+
+    let provider = config
+        .otlp_endpoint
+        .as_deref()
+        .map(|endpoint| otlp_provider(endpoint, service_name))
+        .transpose()?;
+    let otel = provider.as_ref().map(|provider| {
+        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        tracing_opentelemetry::layer().with_tracer(provider.tracer("llmgw"))
+    });
+
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(fmt)
+        .with(otel)
+        .try_init()
+        .context("a tracing subscriber is already installed")?;
+    Ok(Guard { provider })
+}
+
+fn otlp_provider(endpoint: &str, service_name: &str) -> anyhow::Result<SdkTracerProvider> {
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .with_context(|| format!("building the OTLP exporter for {endpoint}"))?;
+    Ok(SdkTracerProvider::builder()
+        .with_batch_exporter(exporter)
+        .with_resource(
+            Resource::builder()
+                .with_service_name(service_name.to_owned())
+                .build(),
+        )
+        .build())
+}
