@@ -10,7 +10,8 @@
 //! a `mock-fault-<fault>` model name; then [`Config`]. Faults: `429`, `500`,
 //! `503`, `stall-first-byte`, `stall-mid-stream`, `truncate`, `invalid-json`.
 //!
-//! `GET /stats` reports what the mock saw (see [`Stats`]) and
+//! `GET /stats` reports what the mock saw (see [`Stats`]; its
+//! `open_connections` leaves out the connection asking) and
 //! `POST /stats/reset` forgets past requests.
 
 mod chat;
@@ -154,7 +155,11 @@ async fn models(State(state): State<AppState>, headers: HeaderMap) -> Response {
 }
 
 async fn get_stats(State(state): State<AppState>) -> Json<Value> {
-    Json(state.stats.snapshot())
+    let mut snapshot = state.stats.snapshot();
+    // The connection asking is open by definition; report the others, so a
+    // test can watch the gateway's upstream connections close.
+    snapshot["open_connections"] = state.stats.open_connections().saturating_sub(1).into();
+    Json(snapshot)
 }
 
 async fn reset_stats(State(state): State<AppState>) -> StatusCode {

@@ -216,7 +216,7 @@ async fn dropped_stream_releases_connection_and_response() {
     let during = stats().await;
     assert_eq!(during["active_responses"], 1);
     assert!(
-        during["open_connections"].as_u64().expect("count") >= 2,
+        during["open_connections"].as_u64().expect("count") >= 1,
         "{during}"
     );
 
@@ -225,7 +225,8 @@ async fn dropped_stream_releases_connection_and_response() {
     let deadline = Instant::now() + Duration::from_secs(2);
     loop {
         let after = stats().await;
-        if after["open_connections"] == 1 && after["active_responses"] == 0 {
+        // The connection asking for /stats is not counted.
+        if after["open_connections"] == 0 && after["active_responses"] == 0 {
             break;
         }
         assert!(Instant::now() < deadline, "not released: {after}");

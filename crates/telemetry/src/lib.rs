@@ -13,7 +13,8 @@ use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
 use serde::Deserialize;
 use tracing_subscriber::{
-    EnvFilter, Layer as _, layer::SubscriberExt as _, util::SubscriberInitExt as _,
+    EnvFilter, Layer as _, filter::LevelFilter, layer::SubscriberExt as _,
+    util::SubscriberInitExt as _,
 };
 
 pub use propagation::{extract_context, inject_context, set_parent_from};
@@ -91,12 +92,16 @@ pub fn init(config: &Config, service_name: &str) -> anyhow::Result<Guard> {
         .transpose()?;
     let otel = provider.as_ref().map(|provider| {
         opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-        tracing_opentelemetry::layer().with_tracer(provider.tracer("llmgw"))
+        // Spans have their own level, independent of the log filter: quieter
+        // logs (log_level: warn) must not disable the request spans, and with
+        // them trace export and trace-context propagation.
+        tracing_opentelemetry::layer()
+            .with_tracer(provider.tracer("llmgw"))
+            .with_filter(LevelFilter::INFO)
     });
 
     tracing_subscriber::registry()
-        .with(filter)
-        .with(fmt)
+        .with(fmt.with_filter(filter))
         .with(otel)
         .try_init()
         .context("a tracing subscriber is already installed")?;

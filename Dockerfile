@@ -1,0 +1,14 @@
+# Two stages: build with the full toolchain, run on a slim base.
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY . .
+RUN cargo build --release -p llmgw && cp target/release/llmgw /usr/local/bin/llmgw
+
+FROM debian:bookworm-slim
+RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl \
+    && rm -rf /var/lib/apt/lists/*
+COPY --from=build /usr/local/bin/llmgw /usr/local/bin/llmgw
+USER 65534:65534
+EXPOSE 8080 8081
+ENTRYPOINT []
+CMD ["llmgw", "all"]

@@ -1,0 +1,12 @@
+//! End-to-end tests: the real edge and router (and the mock upstream), each on
+//! port 0, talking gRPC and HTTP over loopback as in production. One test
+//! binary, so the workspace links once.
+
+mod harness;
+
+mod faults;
+mod passthrough;
+mod process;
+mod roundtrip;
+mod streaming;
+mod validation;
