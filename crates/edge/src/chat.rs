@@ -153,7 +153,10 @@ async fn call_router(
     match (valid.stream, first) {
         (true, Event::Chunk(first)) => Ok(Answer::Stream { first, events }),
         (false, Event::Completion(completion)) => match next_event(&mut events).await? {
-            Event::Done(done) => Ok(Answer::Json { completion, done }),
+            Event::Done(done) => {
+                sse::read_trailers(&mut events).await;
+                Ok(Answer::Json { completion, done })
+            }
             other => Err(unexpected(&other)),
         },
         (_, other) => Err(unexpected(&other)),

@@ -23,6 +23,16 @@ pub fn data_frame(payload: &[u8]) -> Bytes {
     frame.freeze()
 }
 
+/// Reads the end of a router stream after its final event. Dropping the
+/// stream before its trailers arrive resets the HTTP/2 stream, and a server
+/// that sees thousands of resets a second takes it for an attack (the HTTP/2
+/// "rapid reset" defence) and closes the whole connection, failing every call
+/// on it. The trailers follow the final event at once; the bound is a guard
+/// against a misbehaving router.
+pub async fn read_trailers(events: &mut Streaming<ChatEvent>) {
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), events.message()).await;
+}
+
 struct State {
     first: Option<Bytes>,
     events: Streaming<ChatEvent>,
@@ -81,12 +91,16 @@ async fn next_frame(state: &mut State) -> Option<Bytes> {
     Some(match event {
         Event::Chunk(chunk) => data_frame(&chunk),
         Event::Done(done) => {
+            read_trailers(&mut state.events).await;
             state.outcome.status = 200;
             state.outcome.done = Some(done);
             state.finished = true;
             Bytes::from_static(DONE)
         }
-        Event::Error(error) => fail(state, ApiError::from_proto(error)),
+        Event::Error(error) => {
+            read_trailers(&mut state.events).await;
+            fail(state, ApiError::from_proto(error))
+        }
         Event::Completion(_) => fail(
             state,
             ApiError::new(

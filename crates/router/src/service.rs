@@ -7,17 +7,13 @@ use llmgw_proto::router_v1::router_server::Router;
 use llmgw_proto::router_v1::{
     ChatEvent, ChatRequest, ListModelsRequest, ListModelsResponse, chat_event::Event,
 };
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
 use tonic::{Request, Response, Status};
-use tracing::Instrument as _;
 
 use crate::State;
 use crate::provider::ProviderError;
 use crate::relay;
-
-/// Events buffered per call before backpressure reaches the upstream read.
-const CHAT_BUFFER: usize = 16;
 
 pub struct RouterService {
     pub(crate) state: Arc<State>,
@@ -25,7 +21,7 @@ pub struct RouterService {
 
 #[tonic::async_trait]
 impl Router for RouterService {
-    type ChatStream = ReceiverStream<Result<ChatEvent, Status>>;
+    type ChatStream = BoxStream<'static, Result<ChatEvent, Status>>;
 
     async fn chat(
         &self,
@@ -49,31 +45,24 @@ impl Router for RouterService {
         );
         llmgw_telemetry::set_parent_from(&span, &headers);
 
-        let (tx, rx) = mpsc::channel(CHAT_BUFFER);
-        match self.state.catalog.resolve(&envelope.model) {
-            Some(deployment) => {
-                let call = relay::relay(
-                    self.state.clone(),
-                    deployment.clone(),
-                    envelope,
-                    openai_request,
-                    tx,
-                );
-                tokio::spawn(call.instrument(span));
-            }
-            None => {
-                let error = ProviderError::new(
-                    ErrorCode::ModelNotFound,
-                    format!("The model `{}` does not exist", envelope.model),
-                );
-                let event = ChatEvent {
-                    event: Some(Event::Error(error.into_proto())),
-                };
-                // The receiver is still ours: this cannot fail.
-                let _ = tx.try_send(Ok(event));
-            }
-        }
-        Ok(Response::new(ReceiverStream::new(rx)))
+        let Some(deployment) = self.state.catalog.resolve(&envelope.model) else {
+            let error = ProviderError::new(
+                ErrorCode::ModelNotFound,
+                format!("The model `{}` does not exist", envelope.model),
+            );
+            let event = ChatEvent {
+                event: Some(Event::Error(error.into_proto())),
+            };
+            return Ok(Response::new(futures_util::stream::iter([Ok(event)]).boxed()));
+        };
+        let events = relay::relay(
+            self.state.clone(),
+            deployment.clone(),
+            envelope,
+            openai_request,
+            span,
+        );
+        Ok(Response::new(events.boxed()))
     }
 
     async fn list_models(
