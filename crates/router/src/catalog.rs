@@ -15,8 +15,8 @@ use crate::config::{ModelConfig, Provider};
 pub struct Deployment {
     pub alias: String,
     pub provider: Provider,
-    /// `{base_url}/chat/completions`, computed once.
-    pub chat_url: String,
+    /// `{base_url}/chat/completions`, parsed once (not per request).
+    pub chat_url: reqwest::Url,
     pub upstream_model: String,
     /// `"{provider}/{upstream_model}"`, the name reported in usage.
     pub name: String,
@@ -91,7 +91,8 @@ impl Deployment {
         Ok(Deployment {
             alias: config.alias.clone(),
             provider: config.provider,
-            chat_url: format!("{base}/chat/completions"),
+            chat_url: reqwest::Url::parse(&format!("{base}/chat/completions"))
+                .context("base_url is not a valid URL")?,
             upstream_model: config.upstream_model.clone(),
             name: format!("{}/{}", config.provider.as_str(), config.upstream_model),
             api_key,

@@ -174,7 +174,8 @@ impl Relay {
         let request = openai::build_request(body, deployment, self.envelope.stream)?;
         self.tally.prompt_chars = request.prompt_chars;
         let first_byte = Duration::from_millis(self.state.timeouts.first_byte_ms);
-        let response = openai::send(&self.state.client, deployment, request.body, first_byte).await?;
+        let response =
+            openai::send(&self.state.client, deployment, request.body, first_byte).await?;
         if self.envelope.stream {
             self.phase = Phase::Streaming(response.bytes_stream().boxed().eventsource());
             return Ok(None);
@@ -205,13 +206,14 @@ impl Relay {
             if event.data == "[DONE]" {
                 return self.ended(true);
             }
-            let view: ChunkView = serde_json::from_str(&event.data).map_err(|_| openai::invalid_json())?;
+            let view: ChunkView =
+                serde_json::from_str(&event.data).map_err(|_| openai::invalid_json())?;
             self.tally.observe(&view);
             // We always ask upstream for usage; the usage-only chunk goes to
             // the client only if it asked for it too.
             let usage_only = view.choices.is_empty() && view.usage.is_some();
             drop(view);
-            if !(usage_only && !self.envelope.include_usage) {
+            if !usage_only || self.envelope.include_usage {
                 return Ok(Some(Bytes::from(event.data)));
             }
         }

@@ -2,13 +2,13 @@
 
 use std::sync::Arc;
 
+use futures_util::StreamExt as _;
+use futures_util::stream::BoxStream;
 use llmgw_proto::ErrorCode;
 use llmgw_proto::router_v1::router_server::Router;
 use llmgw_proto::router_v1::{
     ChatEvent, ChatRequest, ListModelsRequest, ListModelsResponse, chat_event::Event,
 };
-use futures_util::StreamExt as _;
-use futures_util::stream::BoxStream;
 use tonic::{Request, Response, Status};
 
 use crate::State;
@@ -53,7 +53,9 @@ impl Router for RouterService {
             let event = ChatEvent {
                 event: Some(Event::Error(error.into_proto())),
             };
-            return Ok(Response::new(futures_util::stream::iter([Ok(event)]).boxed()));
+            return Ok(Response::new(
+                futures_util::stream::iter([Ok(event)]).boxed(),
+            ));
         };
         let events = relay::relay(
             self.state.clone(),

@@ -35,7 +35,10 @@ async fn upstream_errors_before_the_first_byte_map_to_http_statuses() {
                 assert!(retry_after.is_some(), "429 carries Retry-After");
             }
             // Upstream bodies stay in our logs, never reach the client.
-            assert!(!error["message"].as_str().expect("message").contains("mock"), "{error}");
+            assert!(
+                !error["message"].as_str().expect("message").contains("mock"),
+                "{error}"
+            );
         }
     }
 }
@@ -81,7 +84,9 @@ async fn a_stalled_stream_ends_with_a_timeout_event() {
 async fn router_unreachable_means_not_ready_and_503() {
     let stop = CancellationToken::new();
     let mut config = crate::harness::config("127.0.0.1:9".parse().expect("addr")).await;
-    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     config.edge.router_url = format!("http://{}", dead.local_addr().expect("addr"));
     drop(dead);
     let listen = config.edge.listen;
@@ -113,8 +118,11 @@ async fn router_unreachable_means_not_ready_and_503() {
         .expect("reachable");
     assert_eq!(alive.status(), 200);
     stop.cancel();
-    tokio::time::timeout(Duration::from_secs(10), services.wait(Duration::from_secs(5)))
-        .await
-        .expect("edge stops")
-        .expect("edge stops cleanly");
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        services.wait(Duration::from_secs(5)),
+    )
+    .await
+    .expect("edge stops")
+    .expect("edge stops cleanly");
 }

@@ -80,10 +80,17 @@ pub async fn config(mock: SocketAddr) -> GatewayConfig {
     config
 }
 
-pub async fn start_mock(config: llmgw_mock_upstream::Config, stop: &CancellationToken) -> SocketAddr {
+pub async fn start_mock(
+    config: llmgw_mock_upstream::Config,
+    stop: &CancellationToken,
+) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
     let address = listener.local_addr().expect("mock addr");
-    tokio::spawn(llmgw_mock_upstream::run(config, listener, stop.clone().cancelled_owned()));
+    tokio::spawn(llmgw_mock_upstream::run(
+        config,
+        listener,
+        stop.clone().cancelled_owned(),
+    ));
     address
 }
 
@@ -140,7 +147,11 @@ impl Gateway {
         task.await.expect("services task")
     }
 
-    pub async fn chat_raw(&self, key: Option<&str>, body: impl Into<reqwest::Body>) -> reqwest::Response {
+    pub async fn chat_raw(
+        &self,
+        key: Option<&str>,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
         let mut request = self
             .client
             .post(self.url("/v1/chat/completions"))
@@ -190,7 +201,11 @@ impl Gateway {
     }
 
     /// Polls the mock until `check` holds on its stats, for up to `within`.
-    pub async fn mock_stats_until(&self, within: Duration, check: impl Fn(&Value) -> bool) -> Value {
+    pub async fn mock_stats_until(
+        &self,
+        within: Duration,
+        check: impl Fn(&Value) -> bool,
+    ) -> Value {
         let deadline = tokio::time::Instant::now() + within;
         loop {
             let stats = self.mock_stats().await;
@@ -219,7 +234,10 @@ pub async fn error_of(response: reqwest::Response) -> (u16, Value) {
     let body: Value = response.json().await.expect("error body is JSON");
     let error = body.get("error").cloned().expect("OpenAI error shape");
     for field in ["message", "type", "param", "code"] {
-        assert!(error.get(field).is_some(), "error body lacks {field}: {body}");
+        assert!(
+            error.get(field).is_some(),
+            "error body lacks {field}: {body}"
+        );
     }
     (status, error)
 }

@@ -18,7 +18,10 @@ async fn unknown_fields_reach_the_upstream_untouched() {
     body["response_format"] = json!({"type": "json_object"});
     assert_eq!(gateway.chat(body.clone()).await.status(), 200);
     let seen = last_upstream_request(&gateway).await;
-    assert_eq!(seen["body"]["some_future_openai_parameter"], body["some_future_openai_parameter"]);
+    assert_eq!(
+        seen["body"]["some_future_openai_parameter"],
+        body["some_future_openai_parameter"]
+    );
     assert_eq!(seen["body"]["seed"], 42);
     assert_eq!(seen["body"]["response_format"], body["response_format"]);
     assert_eq!(seen["body"]["messages"], body["messages"]);
@@ -35,7 +38,10 @@ async fn streaming_calls_always_ask_the_upstream_for_usage() {
     let (status, _) = gateway.stream(body).await;
     assert_eq!(status, 200);
     let seen = last_upstream_request(&gateway).await;
-    assert_eq!(seen["body"]["stream_options"], json!({"include_usage": true, "future_option": 1}));
+    assert_eq!(
+        seen["body"]["stream_options"],
+        json!({"include_usage": true, "future_option": 1})
+    );
 }
 
 #[tokio::test]
@@ -43,7 +49,12 @@ async fn client_credentials_never_reach_the_upstream() {
     // Edition 2024 makes `set_var` unsafe (and the workspace forbids unsafe
     // code), so the test borrows a variable the environment already has.
     let (var, value) = std::env::vars()
-        .find(|(_, value)| value.len() >= 3 && value.bytes().all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b)))
+        .find(|(_, value)| {
+            value.len() >= 3
+                && value
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"/-_.".contains(&b))
+        })
         .expect("some header-safe environment variable");
     let gateway = Gateway::start_with(|config| {
         config.router.models[0].api_key_env = Some(var.clone());
@@ -52,7 +63,10 @@ async fn client_credentials_never_reach_the_upstream() {
     assert_eq!(gateway.chat(request("mock")).await.status(), 200);
     let headers = &last_upstream_request(&gateway).await["headers"];
     assert_eq!(headers["authorization"], format!("Bearer {value}"));
-    assert!(!headers.to_string().contains(KEY), "the client's key leaked upstream: {headers}");
+    assert!(
+        !headers.to_string().contains(KEY),
+        "the client's key leaked upstream: {headers}"
+    );
 
     // A deployment without a key sends no Authorization at all.
     assert_eq!(gateway.chat(request("reasoner")).await.status(), 200);

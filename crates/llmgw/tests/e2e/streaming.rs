@@ -39,7 +39,10 @@ async fn chunks_are_forwarded_the_moment_they_arrive() {
     // The mock waits 300 ms between the two words; had any hop buffered,
     // both would arrive together.
     let gap = arrivals[1] - arrivals[0];
-    assert!(gap >= Duration::from_millis(200), "chunk 1 arrived only {gap:?} before chunk 2");
+    assert!(
+        gap >= Duration::from_millis(200),
+        "chunk 1 arrived only {gap:?} before chunk 2"
+    );
 }
 
 #[tokio::test]
@@ -55,8 +58,14 @@ async fn client_disconnect_closes_the_upstream_connection() {
             stats["active_responses"] == 0 && stats["open_connections"] == 0
         })
         .await;
-    assert_eq!(stats["active_responses"], 0, "upstream stream still open: {stats}");
-    assert_eq!(stats["open_connections"], 0, "upstream connection still open: {stats}");
+    assert_eq!(
+        stats["active_responses"], 0,
+        "upstream stream still open: {stats}"
+    );
+    assert_eq!(
+        stats["open_connections"], 0,
+        "upstream connection still open: {stats}"
+    );
 }
 
 #[tokio::test]
@@ -66,9 +75,15 @@ async fn a_silent_upstream_is_cancelled_when_the_client_leaves() {
     body["mock"] = json!({"fault": "stall-first-byte"});
     let call = gateway.chat(body);
     // The client gives up while the upstream is still silent.
-    assert!(tokio::time::timeout(Duration::from_millis(300), call).await.is_err());
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), call)
+            .await
+            .is_err()
+    );
     let stats = gateway
-        .mock_stats_until(Duration::from_secs(1), |stats| stats["open_connections"] == 0)
+        .mock_stats_until(Duration::from_secs(1), |stats| {
+            stats["open_connections"] == 0
+        })
         .await;
     assert_eq!(stats["requests_total"], 1);
     assert_eq!(stats["open_connections"], 0, "{stats}");
@@ -79,8 +94,14 @@ async fn reasoning_content_passes_through() {
     let gateway = Gateway::start().await;
     let mut body = request("reasoner");
     let whole: Value = gateway.chat(body.clone()).await.json().await.expect("JSON");
-    assert_eq!(whole["choices"][0]["message"]["reasoning_content"], "thinking thinking ");
-    assert_eq!(whole["usage"]["completion_tokens_details"]["reasoning_tokens"], 2);
+    assert_eq!(
+        whole["choices"][0]["message"]["reasoning_content"],
+        "thinking thinking "
+    );
+    assert_eq!(
+        whole["usage"]["completion_tokens_details"]["reasoning_tokens"],
+        2
+    );
 
     body["stream"] = json!(true);
     let (_, events) = gateway.stream(body).await;
@@ -90,7 +111,12 @@ async fn reasoning_content_passes_through() {
         .filter_map(|chunk| chunk["choices"][0]["delta"]["reasoning_content"].as_str())
         .collect();
     assert_eq!(reasoning, "thinking thinking ");
-    assert_eq!(content_of(&chunks), whole["choices"][0]["message"]["content"].as_str().expect("content"));
+    assert_eq!(
+        content_of(&chunks),
+        whole["choices"][0]["message"]["content"]
+            .as_str()
+            .expect("content")
+    );
 }
 
 #[tokio::test]
@@ -103,13 +129,24 @@ async fn concurrent_streams_are_independent() {
         body["mock"] = json!({"chunks": 5, "chunk_delay_ms": 10});
         let gateway = &gateway;
         async move {
-            let expected: Value = gateway.chat({
-                let mut plain = body.clone();
-                plain["stream"] = json!(false);
-                plain
-            }).await.json().await.expect("JSON");
+            let expected: Value = gateway
+                .chat({
+                    let mut plain = body.clone();
+                    plain["stream"] = json!(false);
+                    plain
+                })
+                .await
+                .json()
+                .await
+                .expect("JSON");
             let (status, events) = gateway.stream(body).await;
-            (status, content_of(&chunks(&events)), expected["choices"][0]["message"]["content"].as_str().map(str::to_owned))
+            (
+                status,
+                content_of(&chunks(&events)),
+                expected["choices"][0]["message"]["content"]
+                    .as_str()
+                    .map(str::to_owned),
+            )
         }
     });
     for (status, streamed, expected) in futures_util::future::join_all(calls).await {

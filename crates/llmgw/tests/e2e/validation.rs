@@ -46,12 +46,48 @@ fn cases() -> Vec<Case> {
             code: null.clone(),
             param: null.clone(),
         },
-        case("wrong type for temperature", with("temperature", json!("hot")), 400, null.clone(), null.clone()),
-        case("wrong type for messages", with("messages", json!("hi")), 400, null.clone(), null.clone()),
-        case("negative max_tokens", with("max_tokens", json!(-1)), 400, null.clone(), null.clone()),
-        case("missing model", json!({"messages": [{"role": "user", "content": "x"}]}), 400, null.clone(), json!("model")),
-        case("missing messages", json!({"model": "mock"}), 400, null.clone(), json!("messages")),
-        case("empty messages", with("messages", json!([])), 400, null.clone(), json!("messages")),
+        case(
+            "wrong type for temperature",
+            with("temperature", json!("hot")),
+            400,
+            null.clone(),
+            null.clone(),
+        ),
+        case(
+            "wrong type for messages",
+            with("messages", json!("hi")),
+            400,
+            null.clone(),
+            null.clone(),
+        ),
+        case(
+            "negative max_tokens",
+            with("max_tokens", json!(-1)),
+            400,
+            null.clone(),
+            null.clone(),
+        ),
+        case(
+            "missing model",
+            json!({"messages": [{"role": "user", "content": "x"}]}),
+            400,
+            null.clone(),
+            json!("model"),
+        ),
+        case(
+            "missing messages",
+            json!({"model": "mock"}),
+            400,
+            null.clone(),
+            json!("messages"),
+        ),
+        case(
+            "empty messages",
+            with("messages", json!([])),
+            400,
+            null.clone(),
+            json!("messages"),
+        ),
         case(
             "unknown role",
             with("messages", json!([{"role": "wizard", "content": "x"}])),
@@ -66,17 +102,44 @@ fn cases() -> Vec<Case> {
             null.clone(),
             json!("messages"),
         ),
-        case("temperature above 2", with("temperature", json!(2.5)), 400, null.clone(), json!("temperature")),
-        case("temperature below 0", with("temperature", json!(-0.1)), 400, null.clone(), json!("temperature")),
-        case("top_p above 1", with("top_p", json!(1.01)), 400, null.clone(), json!("top_p")),
+        case(
+            "temperature above 2",
+            with("temperature", json!(2.5)),
+            400,
+            null.clone(),
+            json!("temperature"),
+        ),
+        case(
+            "temperature below 0",
+            with("temperature", json!(-0.1)),
+            400,
+            null.clone(),
+            json!("temperature"),
+        ),
+        case(
+            "top_p above 1",
+            with("top_p", json!(1.01)),
+            400,
+            null.clone(),
+            json!("top_p"),
+        ),
         case(
             "prompt over the model's character limit",
-            with("messages", json!([{"role": "user", "content": "x".repeat(1_001)}])),
+            with(
+                "messages",
+                json!([{"role": "user", "content": "x".repeat(1_001)}]),
+            ),
             400,
             json!("context_length_exceeded"),
             json!("messages"),
         ),
-        case("max_tokens above the model's cap", with("max_tokens", json!(257)), 400, null.clone(), json!("max_tokens")),
+        case(
+            "max_tokens above the model's cap",
+            with("max_tokens", json!(257)),
+            400,
+            null.clone(),
+            json!("max_tokens"),
+        ),
         case(
             "max_completion_tokens above the model's cap",
             with("max_completion_tokens", json!(10_000)),
@@ -84,8 +147,20 @@ fn cases() -> Vec<Case> {
             null.clone(),
             json!("max_completion_tokens"),
         ),
-        case("max_tokens zero", with("max_tokens", json!(0)), 400, null.clone(), json!("max_tokens")),
-        case("unknown model", request("gpt-17"), 404, json!("model_not_found"), json!("model")),
+        case(
+            "max_tokens zero",
+            with("max_tokens", json!(0)),
+            400,
+            null.clone(),
+            json!("max_tokens"),
+        ),
+        case(
+            "unknown model",
+            request("gpt-17"),
+            404,
+            json!("model_not_found"),
+            json!("model"),
+        ),
     ]
 }
 
@@ -99,10 +174,17 @@ async fn every_invalid_request_gets_openai_status_code_and_param() {
         assert_eq!(error["type"], "invalid_request_error", "{}", case.name);
         assert_eq!(error["code"], case.code, "{}: {error}", case.name);
         assert_eq!(error["param"], case.param, "{}: {error}", case.name);
-        assert!(!error["message"].as_str().expect("message").is_empty(), "{}", case.name);
+        assert!(
+            !error["message"].as_str().expect("message").is_empty(),
+            "{}",
+            case.name
+        );
     }
     let stats = gateway.mock_stats().await;
-    assert_eq!(stats["requests_total"], 0, "invalid requests must not reach the upstream");
+    assert_eq!(
+        stats["requests_total"], 0,
+        "invalid requests must not reach the upstream"
+    );
 }
 
 #[tokio::test]
@@ -120,13 +202,17 @@ async fn boundary_values_are_accepted() {
 async fn body_over_the_size_limit_is_413() {
     let gateway = Gateway::start().await;
     // 64 KiB is the test limit; this is 100 KB of valid JSON.
-    let body = with("messages", json!([{"role": "user", "content": "x".repeat(100_000)}]));
+    let body = with(
+        "messages",
+        json!([{"role": "user", "content": "x".repeat(100_000)}]),
+    );
     let (status, error) = error_of(gateway.chat(body).await).await;
     assert_eq!(status, 413);
     assert_eq!(error["code"], "request_too_large");
 
     // Without a Content-Length (chunked upload) the limit still holds.
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..20).map(|_| Ok(vec![b' '; 8 * 1024])).collect();
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> =
+        (0..20).map(|_| Ok(vec![b' '; 8 * 1024])).collect();
     let streamed = reqwest::Body::wrap_stream(futures_util::stream::iter(chunks));
     let (status, _) = error_of(gateway.chat_raw(Some(KEY), streamed).await).await;
     assert_eq!(status, 413);

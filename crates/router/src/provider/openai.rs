@@ -87,7 +87,7 @@ pub async fn send(
     let mut headers = http::HeaderMap::new();
     llmgw_telemetry::inject_context(&mut headers);
     let mut request = client
-        .post(&deployment.chat_url)
+        .post(deployment.chat_url.clone())
         .headers(headers)
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(body);
