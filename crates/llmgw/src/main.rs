@@ -9,12 +9,6 @@ use clap::{Parser, Subcommand};
 use llmgw::{GatewayConfig, Role, demo};
 use tokio_util::sync::CancellationToken;
 
-// Many small short-lived allocations per request (JSON, headers, frames) on
-// several threads: mimalloc is measurably cheaper here than glibc's malloc,
-// whose arena locks showed up in profiles (see bench/README.md).
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Debug, Parser)]
 #[command(
     name = "llmgw",
