@@ -45,7 +45,9 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Reque
 /// How the router answered, once its first event is in.
 enum Answer {
     Stream {
-        first: Bytes,
+        /// `None` when the first token was slow and the stream started
+        /// with keep-alives.
+        first: Option<Bytes>,
         events: Streaming<ChatEvent>,
     },
     Json {
@@ -76,11 +78,19 @@ async fn respond(
                 .into_response()
         }
         Ok(Answer::Stream { first, events }) => {
-            outcome
-                .metrics()
-                .first_token(&outcome.model, outcome.started());
+            if first.is_some() {
+                outcome
+                    .metrics()
+                    .first_token(&outcome.model, outcome.started());
+            }
             outcome.streaming();
-            let body = sse::body(first, events, outcome, state.drain_expired.clone());
+            let body = sse::body(
+                first,
+                events,
+                outcome,
+                state.drain_expired.clone(),
+                keepalive(&state.config),
+            );
             (
                 [
                     (header::CONTENT_TYPE, "text/event-stream"),
@@ -149,9 +159,21 @@ async fn call_router(
         .map_err(|status| ApiError::from_status(&status))?
         .into_inner();
 
-    let first = next_event(&mut events).await?;
+    // A slow first token: start the stream anyway and send keep-alives (an
+    // error after that arrives as an SSE error event, not a status code).
+    // `Streaming::message` is cancel-safe, so losing the race loses nothing.
+    let first = match keepalive(&state.config) {
+        Some(interval) if valid.stream => tokio::select! {
+            first = next_event(&mut events) => first?,
+            () = tokio::time::sleep(interval) => return Ok(Answer::Stream { first: None, events }),
+        },
+        _ => next_event(&mut events).await?,
+    };
     match (valid.stream, first) {
-        (true, Event::Chunk(first)) => Ok(Answer::Stream { first, events }),
+        (true, Event::Chunk(first)) => Ok(Answer::Stream {
+            first: Some(first),
+            events,
+        }),
         (false, Event::Completion(completion)) => match next_event(&mut events).await? {
             Event::Done(done) => {
                 sse::read_trailers(&mut events).await;
@@ -161,6 +183,10 @@ async fn call_router(
         },
         (_, other) => Err(unexpected(&other)),
     }
+}
+
+fn keepalive(config: &crate::Config) -> Option<Duration> {
+    (config.sse_keepalive_secs > 0).then(|| Duration::from_secs(config.sse_keepalive_secs))
 }
 
 /// The next event; a typed error from the router becomes the client's error.

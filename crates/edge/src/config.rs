@@ -21,6 +21,10 @@ pub struct Config {
     /// On shutdown, how long open streams get to finish before they are
     /// ended with an error event.
     pub drain_timeout_secs: u64,
+    /// While a stream waits for its first token (or any silence), an SSE
+    /// comment (`: keep-alive`) every this many seconds keeps load balancers
+    /// with idle timeouts from dropping the connection. 0 = never.
+    pub sse_keepalive_secs: u64,
     /// How often the model catalog (aliases and limits) is re-read from the
     /// router.
     pub catalog_refresh_secs: u64,
@@ -37,6 +41,7 @@ impl Default for Config {
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout_secs: 600,
             drain_timeout_secs: 30,
+            sse_keepalive_secs: 10,
             catalog_refresh_secs: 10,
             api_keys: Vec::new(),
         }

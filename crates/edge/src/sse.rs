@@ -2,10 +2,14 @@
 //! moment it arrives, then `data: [DONE]\n\n`. An error after streaming began
 //! is sent as a final `data: {"error":...}` event and the stream closes.
 
+use std::pin::Pin;
+use std::time::Duration;
+
 use bytes::{BufMut as _, Bytes, BytesMut};
 use futures_util::Stream;
 use llmgw_proto::ErrorCode;
 use llmgw_proto::router_v1::{ChatEvent, chat_event::Event};
+use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
 use tonic::Streaming;
 use tracing::Instrument as _;
@@ -14,6 +18,8 @@ use crate::error::ApiError;
 use crate::outcome::Outcome;
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
+/// An SSE comment: clients ignore it, proxies see traffic.
+const KEEPALIVE: &[u8] = b": keep-alive\n\n";
 
 pub fn data_frame(payload: &[u8]) -> Bytes {
     let mut frame = BytesMut::with_capacity(payload.len() + 8);
@@ -34,7 +40,9 @@ pub async fn read_trailers(events: &mut Streaming<ChatEvent>) {
 }
 
 struct State {
+    /// The first frame, already framed.
     first: Option<Bytes>,
+    keepalive: Option<(Duration, Pin<Box<Sleep>>)>,
     events: Streaming<ChatEvent>,
     outcome: Outcome,
     /// Cancelled when the shutdown drain deadline passes.
@@ -42,15 +50,20 @@ struct State {
     finished: bool,
 }
 
-/// The SSE body: `first` is the chunk already received, `events` the rest.
+/// The SSE body: `first` is the chunk already received (`None`: start with
+/// a keep-alive), `events` the rest.
 pub fn body(
-    first: Bytes,
+    first: Option<Bytes>,
     events: Streaming<ChatEvent>,
     outcome: Outcome,
     drain_expired: CancellationToken,
+    keepalive: Option<Duration>,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     let state = State {
-        first: Some(first),
+        first: Some(
+            first.map_or_else(|| Bytes::from_static(KEEPALIVE), |chunk| data_frame(&chunk)),
+        ),
+        keepalive: keepalive.map(|every| (every, Box::pin(tokio::time::sleep(every)))),
         events,
         outcome,
         drain_expired,
@@ -69,15 +82,31 @@ async fn next_frame(state: &mut State) -> Option<Bytes> {
         return None;
     }
     if let Some(first) = state.first.take() {
-        return Some(data_frame(&first));
+        return Some(first);
     }
+    let keepalive = async {
+        match &mut state.keepalive {
+            Some((_, sleep)) => sleep.as_mut().await,
+            None => std::future::pending().await,
+        }
+    };
     let message = tokio::select! {
         biased;
         () = state.drain_expired.cancelled() => {
             return Some(fail(state, ApiError::new(ErrorCode::Unavailable, "the gateway is shutting down; retry the request")));
         }
         message = state.events.message() => message,
+        () = keepalive => {
+            if let Some((every, sleep)) = &mut state.keepalive {
+                sleep.as_mut().reset(tokio::time::Instant::now() + *every);
+            }
+            return Some(Bytes::from_static(KEEPALIVE));
+        }
     };
+    // Silence is measured from the last frame.
+    if let Some((every, sleep)) = &mut state.keepalive {
+        sleep.as_mut().reset(tokio::time::Instant::now() + *every);
+    }
     let event = match message {
         Ok(Some(ChatEvent { event: Some(event) })) => event,
         Ok(Some(ChatEvent { event: None })) | Ok(None) => {

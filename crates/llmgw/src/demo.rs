@@ -55,15 +55,13 @@ const PROVIDER_MODELS: [(&str, &str, &str, &str, &str); 5] = [
 pub fn demo_model(mock: SocketAddr) -> ModelConfig {
     ModelConfig {
         alias: DEMO_MODEL.to_owned(),
-        provider: Provider::Openai,
-        base_url: format!("http://{mock}/v1"),
-        upstream_model: "mock".to_owned(),
-        api_key_env: None,
+        provider: Some(Provider::Openai),
+        base_url: Some(format!("http://{mock}/v1")),
+        upstream_model: Some("mock".to_owned()),
         max_prompt_chars: 100_000,
         max_output_tokens: 4_096,
-        input_price_per_mtok: "0".to_owned(),
-        output_price_per_mtok: "0".to_owned(),
         owned_by: Some("llmgw-demo (mock upstream, not a real model)".to_owned()),
+        ..ModelConfig::default()
     }
 }
 
@@ -74,15 +72,13 @@ pub fn provider_models() -> Vec<ModelConfig> {
         .filter(|(env, ..)| std::env::var(env).is_ok_and(|key| !key.is_empty()))
         .map(|(env, base_url, model, input, output)| ModelConfig {
             alias: (*model).to_owned(),
-            provider: Provider::Openai,
-            base_url: (*base_url).to_owned(),
-            upstream_model: (*model).to_owned(),
+            provider: Some(Provider::Openai),
+            base_url: Some((*base_url).to_owned()),
+            upstream_model: Some((*model).to_owned()),
             api_key_env: Some((*env).to_owned()),
-            max_prompt_chars: 0,
-            max_output_tokens: 0,
-            input_price_per_mtok: (*input).to_owned(),
-            output_price_per_mtok: (*output).to_owned(),
-            owned_by: None,
+            input_price_per_mtok: Some((*input).to_owned()),
+            output_price_per_mtok: Some((*output).to_owned()),
+            ..ModelConfig::default()
         })
         .collect()
 }

@@ -10,10 +10,14 @@
 //! a `mock-fault-<fault>` model name; then [`Config`]. Faults: `429`, `500`,
 //! `503`, `stall-first-byte`, `stall-mid-stream`, `truncate`, `invalid-json`.
 //!
+//! `POST /v1/messages` gives the same answers in Anthropic's Messages
+//! format (with one more fault, `529`).
+//!
 //! `GET /stats` reports what the mock saw (see [`Stats`]; its
 //! `open_connections` leaves out the connection asking) and
 //! `POST /stats/reset` forgets past requests.
 
+mod anthropic;
 mod chat;
 mod completion;
 mod config;
@@ -123,6 +127,8 @@ fn build(config: Config, shutdown: Shutdown) -> (Router, Stats) {
     let app = Router::new()
         .route("/v1/chat/completions", post(chat::chat))
         .route("/chat/completions", post(chat::chat))
+        .route("/v1/messages", post(anthropic::messages))
+        .route("/messages", post(anthropic::messages))
         .route("/v1/models", get(models))
         .route("/models", get(models))
         .route("/stats", get(get_stats))

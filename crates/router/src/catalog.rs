@@ -1,6 +1,6 @@
-//! The model catalog: aliases clients use, mapped to the deployments that
-//! serve them. Built once at start; API keys are read from the environment
-//! then, so a missing key fails the start, not a request.
+//! The model catalog: aliases clients use, each served by one or more
+//! deployments, with fallbacks. Built once at start; API keys are read from
+//! the environment then, so a missing key fails the start, not a request.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,20 +8,28 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use llmgw_proto::router_v1::Model;
 
-use crate::config::{ModelConfig, Provider};
+use crate::balance::{LatencyEwma, Strategy};
+use crate::breaker::{Breaker, BreakerConfig};
+use crate::config::{
+    DEFAULT_FALLBACK_ON, DeploymentConfig, FallbackOn, ModelConfig, Provider, Timeouts,
+};
+use crate::metrics::Metrics;
 
-/// One upstream endpoint serving one model.
-#[derive(Debug)]
+/// One upstream endpoint serving one model, with its own health.
 pub struct Deployment {
-    pub alias: String,
     pub provider: Provider,
-    /// `{base_url}/chat/completions`, parsed once (not per request).
+    /// The endpoint URL, parsed once (not per request).
     pub chat_url: reqwest::Url,
     pub upstream_model: String,
-    /// `"{provider}/{upstream_model}"`, the name reported in usage.
+    /// `"{alias}#{index}:{provider}/{upstream_model}"`: unique, for logs,
+    /// metrics and usage records.
     pub name: String,
+    pub weight: u32,
+    pub priority: u32,
+    pub timeouts: Timeouts,
+    pub breaker: Breaker,
+    pub latency: LatencyEwma,
     api_key: Option<String>,
-    pub model: Model,
 }
 
 impl Deployment {
@@ -30,28 +38,54 @@ impl Deployment {
     }
 }
 
-#[derive(Debug, Default)]
+/// An alias and everything needed to serve it.
+pub struct Route {
+    pub alias: String,
+    pub deployments: Vec<Arc<Deployment>>,
+    pub strategy: Strategy,
+    pub fallbacks: Vec<String>,
+    pub fallback_on: Vec<FallbackOn>,
+    pub model: Model,
+}
+
+#[derive(Default)]
 pub struct Catalog {
-    by_alias: HashMap<String, Arc<Deployment>>,
+    by_alias: HashMap<String, Arc<Route>>,
+}
+
+pub struct Defaults<'a> {
+    pub timeouts: Timeouts,
+    pub breaker: &'a BreakerConfig,
+    pub metrics: &'a Metrics,
 }
 
 impl Catalog {
-    pub fn from_config(models: &[ModelConfig]) -> anyhow::Result<Catalog> {
+    pub fn from_config(models: &[ModelConfig], defaults: &Defaults<'_>) -> anyhow::Result<Catalog> {
         let mut by_alias = HashMap::new();
         for model in models {
-            let deployment = Deployment::from_config(model)
+            let route = Route::from_config(model, defaults)
                 .with_context(|| format!("model {:?}", model.alias))?;
             if by_alias
-                .insert(model.alias.clone(), Arc::new(deployment))
+                .insert(model.alias.clone(), Arc::new(route))
                 .is_some()
             {
                 bail!("model alias {:?} is configured twice", model.alias);
             }
         }
+        for route in by_alias.values() {
+            for fallback in &route.fallbacks {
+                if !by_alias.contains_key(fallback) || fallback == &route.alias {
+                    bail!(
+                        "model {:?}: fallback {fallback:?} is not another configured model",
+                        route.alias
+                    );
+                }
+            }
+        }
         Ok(Catalog { by_alias })
     }
 
-    pub fn resolve(&self, alias: &str) -> Option<&Arc<Deployment>> {
+    pub fn resolve(&self, alias: &str) -> Option<&Arc<Route>> {
         self.by_alias.get(alias)
     }
 
@@ -60,25 +94,106 @@ impl Catalog {
         let mut models: Vec<Model> = self
             .by_alias
             .values()
-            .map(|deployment| deployment.model.clone())
+            .map(|route| route.model.clone())
             .collect();
         models.sort_by(|a, b| a.alias.cmp(&b.alias));
         models
     }
 }
 
-impl Deployment {
-    fn from_config(config: &ModelConfig) -> anyhow::Result<Deployment> {
+impl Route {
+    fn from_config(config: &ModelConfig, defaults: &Defaults<'_>) -> anyhow::Result<Route> {
         if config.alias.is_empty() {
             bail!("alias must not be empty");
         }
+        let deployments = deployment_configs(config)?;
+        let input_price = config
+            .input_price_per_mtok
+            .clone()
+            .unwrap_or_else(|| "0".to_owned());
+        let output_price = config
+            .output_price_per_mtok
+            .clone()
+            .unwrap_or_else(|| "0".to_owned());
+        for price in [&input_price, &output_price] {
+            check_decimal(price).with_context(|| format!("price {price:?}"))?;
+        }
+        let deployments = deployments
+            .iter()
+            .enumerate()
+            .map(|(index, deployment)| {
+                Deployment::from_config(&config.alias, index, deployment, defaults)
+                    .with_context(|| format!("deployment {index}"))
+                    .map(Arc::new)
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let owned_by = config
+            .owned_by
+            .clone()
+            .unwrap_or_else(|| deployments[0].provider.as_str().to_owned());
+        Ok(Route {
+            alias: config.alias.clone(),
+            deployments,
+            strategy: config.strategy,
+            fallbacks: config.fallbacks.clone(),
+            fallback_on: config
+                .fallback_on
+                .clone()
+                .unwrap_or_else(|| DEFAULT_FALLBACK_ON.to_vec()),
+            model: Model {
+                alias: config.alias.clone(),
+                owned_by,
+                max_prompt_chars: config.max_prompt_chars,
+                max_output_tokens: config.max_output_tokens,
+                input_price_per_mtok: input_price,
+                output_price_per_mtok: output_price,
+            },
+        })
+    }
+}
+
+/// The inline deployment (`provider`, `base_url`, ...) or the list; not both.
+fn deployment_configs(config: &ModelConfig) -> anyhow::Result<Vec<DeploymentConfig>> {
+    let inline =
+        config.provider.is_some() || config.base_url.is_some() || config.upstream_model.is_some();
+    match (inline, config.deployments.is_empty()) {
+        (true, true) => Ok(vec![DeploymentConfig {
+            provider: config.provider.context("provider is missing")?,
+            base_url: config.base_url.clone().context("base_url is missing")?,
+            upstream_model: config
+                .upstream_model
+                .clone()
+                .context("upstream_model is missing")?,
+            api_key_env: config.api_key_env.clone(),
+            weight: 1,
+            priority: 0,
+            timeouts: None,
+        }]),
+        (false, false) => Ok(config.deployments.clone()),
+        (true, false) => {
+            bail!("give either provider/base_url/upstream_model or deployments, not both")
+        }
+        (false, true) => {
+            bail!("no deployment: give provider, base_url and upstream_model, or deployments")
+        }
+    }
+}
+
+impl Deployment {
+    fn from_config(
+        alias: &str,
+        index: usize,
+        config: &DeploymentConfig,
+        defaults: &Defaults<'_>,
+    ) -> anyhow::Result<Deployment> {
         let base = config.base_url.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             bail!("base_url must start with http:// or https://");
         }
-        for price in [&config.input_price_per_mtok, &config.output_price_per_mtok] {
-            check_decimal(price).with_context(|| format!("price {price:?}"))?;
-        }
+        let path = match config.provider {
+            Provider::Openai => "chat/completions",
+            Provider::Anthropic => "messages",
+        };
         let api_key = match &config.api_key_env {
             None => None,
             Some(var) => Some(
@@ -88,25 +203,24 @@ impl Deployment {
                     .with_context(|| format!("environment variable {var} is not set"))?,
             ),
         };
+        let name = format!(
+            "{alias}#{index}:{}/{}",
+            config.provider.as_str(),
+            config.upstream_model
+        );
+        let gauge = defaults.metrics.breaker_gauge(alias, &name);
         Ok(Deployment {
-            alias: config.alias.clone(),
             provider: config.provider,
-            chat_url: reqwest::Url::parse(&format!("{base}/chat/completions"))
+            chat_url: reqwest::Url::parse(&format!("{base}/{path}"))
                 .context("base_url is not a valid URL")?,
             upstream_model: config.upstream_model.clone(),
-            name: format!("{}/{}", config.provider.as_str(), config.upstream_model),
+            breaker: Breaker::new(name.clone(), defaults.breaker.clone(), gauge),
+            name,
+            weight: config.weight,
+            priority: config.priority,
+            timeouts: config.timeouts.unwrap_or(defaults.timeouts),
+            latency: LatencyEwma::new(),
             api_key,
-            model: Model {
-                alias: config.alias.clone(),
-                owned_by: config
-                    .owned_by
-                    .clone()
-                    .unwrap_or_else(|| config.provider.as_str().to_owned()),
-                max_prompt_chars: config.max_prompt_chars,
-                max_output_tokens: config.max_output_tokens,
-                input_price_per_mtok: config.input_price_per_mtok.clone(),
-                output_price_per_mtok: config.output_price_per_mtok.clone(),
-            },
         })
     }
 }

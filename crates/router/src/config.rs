@@ -4,13 +4,19 @@ use std::net::SocketAddr;
 
 use serde::Deserialize;
 
+pub use crate::balance::Strategy;
+pub use crate::breaker::BreakerConfig;
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// gRPC listen address (used by the binary; `run` takes a bound listener).
+    /// gRPC listen address (used by the binary; `run` takes a bound
+    /// listener). `GET /metrics` is served on the same port over HTTP/1.
     pub listen: SocketAddr,
     pub models: Vec<ModelConfig>,
     pub timeouts: Timeouts,
+    pub retries: Retries,
+    pub breaker: BreakerConfig,
 }
 
 impl Default for Config {
@@ -19,6 +25,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8081)),
             models: Vec::new(),
             timeouts: Timeouts::default(),
+            retries: Retries::default(),
+            breaker: BreakerConfig::default(),
         }
     }
 }
@@ -52,45 +60,119 @@ pub enum Provider {
     /// Any OpenAI-compatible chat completions API: OpenAI, DeepSeek, Qwen
     /// (compatible mode), vLLM, Ollama, the mock upstream.
     Openai,
+    /// Anthropic's Messages API; requests and answers are translated.
+    Anthropic,
 }
 
 impl Provider {
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::Openai => "openai",
+            Provider::Anthropic => "anthropic",
         }
     }
 }
 
-/// One model alias clients may ask for, and the deployment that serves it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// Errors after which a model's fallback chain is tried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FallbackOn {
+    /// The provider answered 429.
+    RateLimited,
+    /// 5xx, refused connections, invalid answers, every breaker open.
+    Unavailable,
+    /// No answer in time.
+    Timeout,
+    /// The prompt is too long for this model (a bigger one may take it).
+    ContextLength,
+}
+
+/// Retries of one model alias, before the first byte reaches the client.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Retries {
+    /// Attempts after the first, per alias (the fallback gets its own).
+    pub max_retries: u32,
+    pub initial_backoff_ms: u64,
+    pub max_backoff_ms: u64,
+    /// A provider's `Retry-After` is honoured up to this; longer waits move
+    /// on to the next deployment or the fallback instead.
+    pub max_retry_after_ms: u64,
+}
+
+impl Default for Retries {
+    fn default() -> Self {
+        Retries {
+            max_retries: 2,
+            initial_backoff_ms: 100,
+            max_backoff_ms: 2_000,
+            max_retry_after_ms: 5_000,
+        }
+    }
+}
+
+/// One model alias clients may ask for. Either give one deployment inline
+/// (`provider`, `base_url`, `upstream_model`, `api_key_env`) or several
+/// under `deployments`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct ModelConfig {
     pub alias: String,
+    pub provider: Option<Provider>,
+    pub base_url: Option<String>,
+    pub upstream_model: Option<String>,
+    pub api_key_env: Option<String>,
+    pub deployments: Vec<DeploymentConfig>,
+    /// How to choose among deployments of the same priority.
+    pub strategy: Strategy,
+    /// Aliases tried in order when this one fails with an error in
+    /// `fallback_on` (after its own retries).
+    pub fallbacks: Vec<String>,
+    pub fallback_on: Option<Vec<FallbackOn>>,
+    /// Longest prompt accepted, in characters; 0 = no limit.
+    pub max_prompt_chars: u64,
+    /// Largest `max_tokens` accepted; 0 = no limit.
+    pub max_output_tokens: u64,
+    /// USD per million input tokens, as a decimal string (default "0").
+    pub input_price_per_mtok: Option<String>,
+    /// USD per million output tokens, as a decimal string (default "0").
+    pub output_price_per_mtok: Option<String>,
+    pub owned_by: Option<String>,
+}
+
+/// Fallback triggers when a model names none.
+pub const DEFAULT_FALLBACK_ON: [FallbackOn; 3] = [
+    FallbackOn::RateLimited,
+    FallbackOn::Unavailable,
+    FallbackOn::Timeout,
+];
+
+/// One upstream endpoint serving a model. Several API keys for one provider
+/// are simply several deployments.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeploymentConfig {
     pub provider: Provider,
-    /// e.g. `https://api.openai.com/v1`; `/chat/completions` is appended.
+    /// e.g. `https://api.openai.com/v1`; `/chat/completions` (OpenAI) or
+    /// `/messages` (Anthropic) is appended.
     pub base_url: String,
     pub upstream_model: String,
     /// Name of the environment variable holding the provider API key. Keys
     /// never live in the config file.
     #[serde(default)]
     pub api_key_env: Option<String>,
-    /// Longest prompt accepted, in characters; 0 = no limit.
+    /// Share of traffic among deployments of the same priority.
+    #[serde(default = "one")]
+    pub weight: u32,
+    /// Lower first; a higher value is used only when every lower one failed
+    /// or has its breaker open.
     #[serde(default)]
-    pub max_prompt_chars: u64,
-    /// Largest `max_tokens` accepted; 0 = no limit.
+    pub priority: u32,
+    /// Overrides of the router-wide timeouts for this deployment.
     #[serde(default)]
-    pub max_output_tokens: u64,
-    /// USD per million input tokens, as a decimal string.
-    #[serde(default = "zero_price")]
-    pub input_price_per_mtok: String,
-    /// USD per million output tokens, as a decimal string.
-    #[serde(default = "zero_price")]
-    pub output_price_per_mtok: String,
-    #[serde(default)]
-    pub owned_by: Option<String>,
+    pub timeouts: Option<Timeouts>,
 }
 
-fn zero_price() -> String {
-    "0".to_owned()
+fn one() -> u32 {
+    1
 }

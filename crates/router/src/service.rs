@@ -45,7 +45,7 @@ impl Router for RouterService {
         );
         llmgw_telemetry::set_parent_from(&span, &headers);
 
-        let Some(deployment) = self.state.catalog.resolve(&envelope.model) else {
+        let Some(route) = self.state.catalog.resolve(&envelope.model) else {
             let error = ProviderError::new(
                 ErrorCode::ModelNotFound,
                 format!("The model `{}` does not exist", envelope.model),
@@ -59,7 +59,7 @@ impl Router for RouterService {
         };
         let events = relay::relay(
             self.state.clone(),
-            deployment.clone(),
+            route.clone(),
             envelope,
             openai_request,
             span,

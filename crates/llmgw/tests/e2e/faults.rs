@@ -16,7 +16,13 @@ fn faulty(fault: &str, stream: bool) -> Value {
 
 #[tokio::test]
 async fn upstream_errors_before_the_first_byte_map_to_http_statuses() {
-    let gateway = Gateway::start().await;
+    // One attempt each, and no breaker: this test is about the mapping.
+    let gateway = Gateway::start_with(|config| {
+        config.router.retries.max_retries = 0;
+        config.router.breaker.consecutive_failures = 0;
+        config.router.breaker.min_requests = u32::MAX;
+    })
+    .await;
     let cases = [
         ("429", 429, "upstream_rate_limited"),
         ("500", 502, "upstream_error"),

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures_util::StreamExt as _;
 use llmgw::GatewayConfig;
 use llmgw_edge::ApiKeyConfig;
-use llmgw_router::{ModelConfig, Provider};
+use llmgw_router::{DeploymentConfig, ModelConfig, Provider};
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +19,7 @@ pub const OTHER_TENANT_KEY: &str = "sk-llmgw-test-fedcba9876543210";
 
 pub struct Gateway {
     pub edge: SocketAddr,
+    pub router: SocketAddr,
     pub mock: SocketAddr,
     pub client: reqwest::Client,
     stop: CancellationToken,
@@ -28,15 +29,25 @@ pub struct Gateway {
 pub fn model(alias: &str, base_url: String, upstream_model: &str) -> ModelConfig {
     ModelConfig {
         alias: alias.to_owned(),
-        provider: Provider::Openai,
-        base_url,
+        provider: Some(Provider::Openai),
+        base_url: Some(base_url),
+        upstream_model: Some(upstream_model.to_owned()),
+        input_price_per_mtok: Some("0.15".to_owned()),
+        output_price_per_mtok: Some("0.60".to_owned()),
+        ..ModelConfig::default()
+    }
+}
+
+/// A deployment of the mock upstream (`base_url` like `http://host:port/v1`).
+pub fn deployment(provider: Provider, base_url: &str, upstream_model: &str) -> DeploymentConfig {
+    DeploymentConfig {
+        provider,
+        base_url: base_url.to_owned(),
         upstream_model: upstream_model.to_owned(),
         api_key_env: None,
-        max_prompt_chars: 0,
-        max_output_tokens: 0,
-        input_price_per_mtok: "0.15".to_owned(),
-        output_price_per_mtok: "0.60".to_owned(),
-        owned_by: None,
+        weight: 1,
+        priority: 0,
+        timeouts: None,
     }
 }
 
@@ -112,6 +123,7 @@ impl Gateway {
         let task = tokio::spawn(services.wait(grace));
         let gateway = Gateway {
             edge: addresses.edge,
+            router: addresses.router,
             mock,
             client: reqwest::Client::new(),
             stop,
@@ -190,14 +202,18 @@ impl Gateway {
     }
 
     pub async fn mock_stats(&self) -> Value {
+        mock_stats(&self.client, self.mock).await
+    }
+
+    pub async fn router_metrics(&self) -> String {
         self.client
-            .get(format!("http://{}/stats", self.mock))
+            .get(format!("http://{}/metrics", self.router))
             .send()
             .await
-            .expect("mock reachable")
-            .json()
+            .expect("router reachable")
+            .text()
             .await
-            .expect("stats JSON")
+            .expect("metrics text")
     }
 
     /// Polls the mock until `check` holds on its stats, for up to `within`.
@@ -221,6 +237,17 @@ impl Drop for Gateway {
     fn drop(&mut self) {
         self.stop.cancel();
     }
+}
+
+pub async fn mock_stats(client: &reqwest::Client, mock: SocketAddr) -> Value {
+    client
+        .get(format!("http://{mock}/stats"))
+        .send()
+        .await
+        .expect("mock reachable")
+        .json()
+        .await
+        .expect("stats JSON")
 }
 
 /// A minimal valid request for `model`.

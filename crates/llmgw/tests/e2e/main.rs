@@ -8,5 +8,6 @@ mod faults;
 mod passthrough;
 mod process;
 mod roundtrip;
+mod routing;
 mod streaming;
 mod validation;

@@ -1,10 +1,17 @@
 //! Upstream provider protocols. Each provider turns an OpenAI chat request
 //! into its own wire format and its answers back into OpenAI chunks.
 
+pub mod anthropic;
 pub mod openai;
 
+use std::time::Duration;
+
+use bytes::Bytes;
 use llmgw_proto::ErrorCode;
 use llmgw_proto::error_v1;
+
+use crate::catalog::Deployment;
+use crate::config::{FallbackOn, Provider};
 
 /// A failed upstream call, as the client will see it. `message` is safe to
 /// show: upstream bodies and internal details go to the logs only.
@@ -13,6 +20,8 @@ pub struct ProviderError {
     pub code: ErrorCode,
     pub message: String,
     pub param: Option<String>,
+    /// The provider's `Retry-After`, when it sent one.
+    pub retry_after: Option<Duration>,
 }
 
 impl ProviderError {
@@ -21,6 +30,42 @@ impl ProviderError {
             code,
             message: message.into(),
             param: None,
+            retry_after: None,
+        }
+    }
+
+    /// Worth another attempt (same or another deployment): the provider
+    /// failed, not the request.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self.code,
+            ErrorCode::UpstreamError | ErrorCode::UpstreamTimeout | ErrorCode::UpstreamRateLimited
+        )
+    }
+
+    /// Counts against the deployment's circuit breaker.
+    pub fn is_deployment_fault(&self) -> bool {
+        self.is_retryable()
+    }
+
+    /// The fallback trigger this error is, if any.
+    pub fn fallback_reason(&self) -> Option<FallbackOn> {
+        match self.code {
+            ErrorCode::UpstreamRateLimited => Some(FallbackOn::RateLimited),
+            ErrorCode::UpstreamError | ErrorCode::Unavailable => Some(FallbackOn::Unavailable),
+            ErrorCode::UpstreamTimeout => Some(FallbackOn::Timeout),
+            ErrorCode::ContextLengthExceeded => Some(FallbackOn::ContextLength),
+            ErrorCode::Unspecified
+            | ErrorCode::InvalidRequest
+            | ErrorCode::InvalidApiKey
+            | ErrorCode::PermissionDenied
+            | ErrorCode::ModelNotFound
+            | ErrorCode::NotFound
+            | ErrorCode::RequestTooLarge
+            | ErrorCode::RateLimited
+            | ErrorCode::InsufficientQuota
+            | ErrorCode::Cancelled
+            | ErrorCode::Internal => None,
         }
     }
 
@@ -31,4 +76,73 @@ impl ProviderError {
             param: self.param.unwrap_or_default(),
         }
     }
+}
+
+/// The request body for `deployment`'s protocol.
+pub fn build_request(
+    client_body: &[u8],
+    deployment: &Deployment,
+    stream: bool,
+) -> Result<openai::UpstreamRequest, ProviderError> {
+    match deployment.provider {
+        Provider::Openai => openai::build_request(client_body, deployment, stream),
+        Provider::Anthropic => anthropic::build_request(client_body, deployment, stream),
+    }
+}
+
+/// Sends the request and waits for the response headers.
+pub async fn send(
+    client: &reqwest::Client,
+    deployment: &Deployment,
+    body: Vec<u8>,
+    first_byte_timeout: Duration,
+) -> Result<reqwest::Response, ProviderError> {
+    match deployment.provider {
+        Provider::Openai => openai::send(client, deployment, body, first_byte_timeout).await,
+        Provider::Anthropic => anthropic::send(client, deployment, body, first_byte_timeout).await,
+    }
+}
+
+/// A whole non-streaming answer, as an OpenAI `chat.completion` body.
+pub fn completion(deployment: &Deployment, body: Bytes) -> Result<Bytes, ProviderError> {
+    match deployment.provider {
+        Provider::Openai => Ok(body),
+        Provider::Anthropic => anthropic::completion_to_openai(&body, &deployment.upstream_model),
+    }
+}
+
+/// A non-2xx upstream answer, for the protocol to map to an error.
+pub struct Failure {
+    pub status: http::StatusCode,
+    pub retry_after: Option<Duration>,
+    /// The (small) error body, read for the logs and a 400's message.
+    pub body: Bytes,
+}
+
+/// Sends `request` and waits for the response headers within
+/// `first_byte_timeout`. A non-2xx answer comes back as a [`Failure`].
+pub async fn exchange(
+    deployment: &Deployment,
+    request: reqwest::RequestBuilder,
+    first_byte_timeout: Duration,
+) -> Result<Result<reqwest::Response, Failure>, ProviderError> {
+    let response = tokio::time::timeout(first_byte_timeout, request.send())
+        .await
+        .map_err(|_| openai::timeout())?
+        .map_err(|error| openai::transport_error(deployment, &error))?;
+    let status = response.status();
+    if status.is_success() {
+        return Ok(Ok(response));
+    }
+    let retry_after = openai::retry_after(response.headers());
+    let body = tokio::time::timeout(first_byte_timeout, response.bytes())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .unwrap_or_default();
+    Ok(Err(Failure {
+        status,
+        retry_after,
+        body,
+    }))
 }

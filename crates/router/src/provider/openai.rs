@@ -94,21 +94,25 @@ pub async fn send(
     if let Some(key) = deployment.api_key() {
         request = request.bearer_auth(key);
     }
-    let response = tokio::time::timeout(first_byte_timeout, request.send())
-        .await
-        .map_err(|_| timeout())?
-        .map_err(|error| transport_error(deployment, &error))?;
-    let status = response.status();
-    if status.is_success() {
-        return Ok(response);
+    match super::exchange(deployment, request, first_byte_timeout).await? {
+        Ok(response) => Ok(response),
+        Err(failure) => {
+            let mut error = status_error(deployment, failure.status, &failure.body);
+            error.retry_after = failure.retry_after;
+            Err(error)
+        }
     }
-    // The error body is small; read it for the log and for a 400's message.
-    let body = tokio::time::timeout(first_byte_timeout, response.bytes())
-        .await
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from APIs; ignored).
+pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    value
+        .trim()
+        .parse::<f64>()
         .ok()
-        .and_then(Result::ok)
-        .unwrap_or_default();
-    Err(status_error(deployment, status, &body))
+        .filter(|secs| secs.is_finite() && *secs >= 0.0)
+        .map(Duration::from_secs_f64)
 }
 
 pub fn timeout() -> ProviderError {
@@ -154,6 +158,7 @@ fn status_error(deployment: &Deployment, status: http::StatusCode, body: &[u8]) 
                 code,
                 message,
                 param,
+                retry_after: None,
             }
         }
         413 => ProviderError::new(

@@ -1,0 +1,13 @@
+//! The real `llmgw` binary, run as child processes the way an operator runs
+//! it: demo mode with no configuration, graceful shutdown on SIGTERM, edge
+//! and router as separate processes, W3C trace context reaching the
+//! provider, and the official OpenAI Python SDK as the client.
+//!
+//! Every child is killed when its guard drops (also when a test panics), and
+//! every wait is bounded.
+
+mod child;
+mod gateway;
+mod lifecycle;
+mod sdk;
+mod trace_context;

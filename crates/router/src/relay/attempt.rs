@@ -1,0 +1,191 @@
+//! Getting an answer started: the route's deployments in balancer order,
+//! retries with backoff, then the fallback chain. All of it happens before
+//! the first byte reaches the client; after that nothing is retried.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use eventsource_stream::Eventsource as _;
+use futures_util::StreamExt as _;
+use llmgw_proto::ErrorCode;
+use tokio::time::Instant;
+use tracing::Instrument as _;
+
+use super::{Phase, Relay, Upstream};
+use crate::balance::{self, Candidate};
+use crate::breaker::Permit;
+use crate::catalog::{Deployment, Route};
+use crate::config::Provider;
+use crate::provider::anthropic::StreamTranslator;
+use crate::provider::openai::{self, ChunkView};
+use crate::provider::{self, ProviderError};
+
+impl Relay {
+    /// Non-streaming: the whole completion. Streaming: sets
+    /// [`Phase::Streaming`] and returns `None`.
+    pub(super) async fn connect(&mut self) -> Result<Option<Bytes>, ProviderError> {
+        let primary = self.route.clone();
+        let mut last = match self.try_route(&primary).await {
+            Ok(answer) => return Ok(answer),
+            Err(error) => error,
+        };
+        for alias in &primary.fallbacks {
+            let wanted = last
+                .fallback_reason()
+                .is_some_and(|reason| primary.fallback_on.contains(&reason));
+            if !wanted {
+                break;
+            }
+            let Some(route) = self.state.catalog.resolve(alias).cloned() else {
+                continue;
+            };
+            tracing::info!(from = %primary.alias, to = %alias, code = last.code.as_str_name(), "falling back");
+            last = match self.try_route(&route).await {
+                Ok(answer) => return Ok(answer),
+                Err(error) => error,
+            };
+        }
+        Err(last)
+    }
+
+    /// The deployments of one alias, in balancer order, each skipped while
+    /// its breaker is open, retried up to the retry budget.
+    async fn try_route(&mut self, route: &Arc<Route>) -> Result<Option<Bytes>, ProviderError> {
+        let candidates: Vec<Candidate<'_>> = route
+            .deployments
+            .iter()
+            .map(|deployment| Candidate {
+                weight: deployment.weight,
+                priority: deployment.priority,
+                latency: &deployment.latency,
+            })
+            .collect();
+        let mut order: VecDeque<usize> =
+            balance::order(route.strategy, &candidates, &mut fastrand::Rng::new()).into();
+        let retries = self.state.retries;
+        let mut tries_left = 1 + retries.max_retries;
+        let mut backoff = Duration::from_millis(retries.initial_backoff_ms);
+        let mut last: Option<ProviderError> = None;
+        let mut skipped = 0;
+        while tries_left > 0 {
+            let Some(index) = order.pop_front() else {
+                break;
+            };
+            // Cycle: a single deployment is retried, several take turns.
+            order.push_back(index);
+            let deployment = &route.deployments[index];
+            let Some(permit) = deployment.breaker.try_acquire() else {
+                skipped += 1;
+                if skipped >= order.len() {
+                    break; // every deployment is open
+                }
+                continue;
+            };
+            skipped = 0;
+            if let Some(error) = &last {
+                let wait = match error.retry_after {
+                    Some(after) if after <= Duration::from_millis(retries.max_retry_after_ms) => {
+                        after
+                    }
+                    _ => jitter(backoff),
+                };
+                tokio::time::sleep(wait).await;
+                backoff = (backoff * 2).min(Duration::from_millis(retries.max_backoff_ms));
+            }
+            tries_left -= 1;
+            match self.attempt(route, deployment.clone(), permit).await {
+                Ok(answer) => return Ok(answer),
+                Err(error) if error.is_retryable() => last = Some(error),
+                Err(error) => return Err(error),
+            }
+        }
+        Err(last.unwrap_or_else(|| {
+            ProviderError::new(
+                ErrorCode::Unavailable,
+                format!(
+                    "every deployment of `{}` is unavailable right now; retry later",
+                    route.alias
+                ),
+            )
+        }))
+    }
+
+    /// One upstream call, in its own span.
+    async fn attempt(
+        &mut self,
+        route: &Route,
+        deployment: Arc<Deployment>,
+        permit: Permit,
+    ) -> Result<Option<Bytes>, ProviderError> {
+        self.attempts += 1;
+        self.served_by = Some(deployment.clone());
+        let span = tracing::info_span!("router.attempt", attempt = self.attempts, deployment = %deployment.name);
+        let result = self.call(&route.alias, &deployment).instrument(span).await;
+        let metrics = &self.state.metrics;
+        match &result {
+            Ok(_) => metrics.attempt(&route.alias, &deployment.name, "ok"),
+            Err(error) => metrics.attempt(&route.alias, &deployment.name, error.code.as_str_name()),
+        }
+        match (&result, &self.phase) {
+            // A stream's health is judged when it ends.
+            (Ok(None), Phase::Streaming(_)) => {
+                if let Phase::Streaming(upstream) = &mut self.phase {
+                    upstream.permit = Some(permit);
+                }
+            }
+            (Err(error), _) if error.is_deployment_fault() => permit.failure(),
+            _ => permit.success(),
+        }
+        result
+    }
+
+    async fn call(
+        &mut self,
+        alias: &str,
+        deployment: &Arc<Deployment>,
+    ) -> Result<Option<Bytes>, ProviderError> {
+        let stream = self.envelope.stream;
+        let request = provider::build_request(&self.body, deployment, stream)?;
+        self.tally.prompt_chars = request.prompt_chars;
+        let first_byte = Duration::from_millis(deployment.timeouts.first_byte_ms);
+        let sent = Instant::now();
+        let response =
+            provider::send(&self.state.client, deployment, request.body, first_byte).await?;
+        let elapsed = sent.elapsed();
+        deployment.latency.observe(elapsed);
+        self.state
+            .metrics
+            .first_byte(alias, &deployment.name, elapsed);
+        if stream {
+            let translator = match deployment.provider {
+                Provider::Openai => None,
+                Provider::Anthropic => Some(StreamTranslator::new(&deployment.upstream_model)),
+            };
+            self.phase = Phase::Streaming(Box::new(Upstream {
+                events: response.bytes_stream().boxed().eventsource(),
+                translator,
+                pending: VecDeque::new(),
+                deployment: deployment.clone(),
+                permit: None,
+            }));
+            return Ok(None);
+        }
+        let body = tokio::time::timeout(first_byte, response.bytes())
+            .await
+            .map_err(|_| openai::timeout())?
+            .map_err(|error| openai::transport_error(deployment, &error))?;
+        let completion = provider::completion(deployment, body)?;
+        let view: ChunkView =
+            serde_json::from_slice(&completion).map_err(|_| openai::invalid_json())?;
+        self.tally.observe(&view);
+        Ok(Some(completion))
+    }
+}
+
+/// "Full jitter": a random wait between half the backoff and all of it, so
+/// retries from many requests do not arrive together.
+fn jitter(backoff: Duration) -> Duration {
+    backoff.mul_f64(0.5 + fastrand::f64() * 0.5)
+}
