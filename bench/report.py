@@ -158,7 +158,8 @@ def main():
     print()
     print(
         "direct = load generator -> mock upstream (cpu/rss columns are the mock's);\n"
-        "all-in-one / split = through the gateway (cpu/rss = gateway processes only).\n"
+        "all-in-one / split = through the gateway (cpu/rss = gateway processes only);\n"
+        "anthropic = all-in-one with the model served over Anthropic's Messages API.\n"
         "+p50_ms = gateway p50 - direct p50 at the same concurrency and mode."
     )
 

@@ -7,7 +7,7 @@
 # Environment knobs (all optional):
 #   BENCH_REQUESTS_SCALE  multiply request counts (0.1 = quick run)      [1]
 #   BENCH_CONCURRENCY     concurrencies to run                           ["1 16 64"]
-#   BENCH_SCENARIOS       subset of "direct all-in-one split"            [all three]
+#   BENCH_SCENARIOS       subset of "direct all-in-one split anthropic"  [all four]
 #   BENCH_CHUNKS          chunks the mock upstream emits per response    [20]
 #   BENCH_THREADS         tokio threads of the load generator            [1]
 #   BENCH_PORT_BASE       first port tried when looking for free ports   [18400]
@@ -19,7 +19,7 @@ cd "$ROOT"
 
 SCALE="${BENCH_REQUESTS_SCALE:-1}"
 CONCURRENCIES="${BENCH_CONCURRENCY:-1 16 64}"
-SCENARIOS="${BENCH_SCENARIOS:-direct all-in-one split}"
+SCENARIOS="${BENCH_SCENARIOS:-direct all-in-one split anthropic}"
 CHUNKS="${BENCH_CHUNKS:-20}"
 THREADS="${BENCH_THREADS:-1}"
 PORT_BASE="${BENCH_PORT_BASE:-18400}"
@@ -189,8 +189,8 @@ run_matrix() {
     done
 }
 
-write_config() { # write_config FILE EDGE_PORT ROUTER_PORT WITH_ROUTER_URL
-    local router_url=""
+write_config() { # write_config FILE EDGE_PORT ROUTER_PORT WITH_ROUTER_URL [PROVIDER]
+    local router_url="" provider="${5:-openai}"
     [[ "$4" == yes ]] && router_url="  router_url: \"http://127.0.0.1:$3\""
     cat >"$1" <<EOF
 telemetry:
@@ -205,7 +205,7 @@ router:
   listen: "127.0.0.1:$3"
   models:
     - alias: "bench"
-      provider: "openai"
+      provider: "$provider"
       base_url: "http://127.0.0.1:$PORT_MOCK/v1"
       upstream_model: "mock"
 EOF
@@ -224,12 +224,15 @@ if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
 fi
 [[ -x "$LLMGW" && -x "$BENCH" ]] || die "missing $LLMGW or $BENCH (build them first)"
 
-pick_ports 5
+pick_ports 7
 PORT_MOCK="${PORTS[0]}"
 : >"$WORK/idle.tsv"
 : >"$WORK/results.jsonl"
 
-start mock "$LLMGW" mock-upstream --listen "127.0.0.1:$PORT_MOCK"
+# The chunk count is also the mock's default: the Anthropic scenario cannot
+# pass the `mock` body field (the router drops fields Anthropic rejects).
+printf 'mock_upstream:\n  chunks: %s\n' "$CHUNKS" >"$WORK/mock.yaml"
+start mock "$LLMGW" --config "$WORK/mock.yaml" mock-upstream --listen "127.0.0.1:$PORT_MOCK"
 MOCK_PID="$STARTED"
 wait_tcp mock "$MOCK_PID" "$PORT_MOCK"
 sleep 1
@@ -266,6 +269,20 @@ if has_scenario split; then
     idle_rss split edge "$EDGE_PID"
     run_matrix split "http://127.0.0.1:$EDGE/v1" "$KEY" -- "$ROUTER_PID" "$EDGE_PID"
     stop_pids "$ROUTER_PID" "$EDGE_PID"
+fi
+
+if has_scenario anthropic; then
+    # all-in-one against the mock's Anthropic Messages API: the difference to
+    # all-in-one is the cost of translating requests, answers and chunks.
+    EDGE="${PORTS[5]}" ROUTER="${PORTS[6]}"
+    write_config "$WORK/anthropic.yaml" "$EDGE" "$ROUTER" no anthropic
+    start anthropic "$LLMGW" --config "$WORK/anthropic.yaml" all
+    ANTHROPIC_PID="$STARTED"
+    wait_http_ok anthropic "$ANTHROPIC_PID" "http://127.0.0.1:$EDGE/readyz"
+    sleep 1
+    idle_rss anthropic llmgw "$ANTHROPIC_PID"
+    run_matrix anthropic "http://127.0.0.1:$EDGE/v1" "$KEY" -- "$ANTHROPIC_PID"
+    stop_pids "$ANTHROPIC_PID"
 fi
 
 stop_all

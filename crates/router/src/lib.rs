@@ -6,6 +6,8 @@ mod breaker;
 mod catalog;
 mod config;
 mod metrics;
+#[doc(hidden)]
+pub mod microbench;
 mod provider;
 mod relay;
 mod service;

@@ -8,7 +8,7 @@
 //! and closes its connection at once, even if the upstream is silent.
 
 mod attempt;
-mod tally;
+pub(crate) mod tally;
 
 use std::collections::VecDeque;
 use std::sync::Arc;

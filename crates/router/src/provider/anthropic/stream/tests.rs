@@ -222,21 +222,3 @@ fn errors() {
         .expect("ignored");
     assert!(translated.chunks.is_empty() && !translated.done);
 }
-
-#[test]
-#[ignore = "timing; run with --release --ignored"]
-fn delta_cost() {
-    let mut translator = StreamTranslator::new("claude-alias");
-    let start = std::time::Instant::now();
-    let n = 200_000;
-    for _ in 0..n {
-        let out = translator
-            .on_event(
-                "content_block_delta",
-                r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"Hello there, "}}"#,
-            )
-            .expect("translates");
-        std::hint::black_box(out);
-    }
-    eprintln!("{:?} per text delta", start.elapsed() / n);
-}
