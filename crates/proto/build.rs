@@ -4,8 +4,12 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files =
-        ["llmgw/error/v1/error.proto", "llmgw/router/v1/router.proto"].map(|file| root.join(file));
+    let files = [
+        "llmgw/error/v1/error.proto",
+        "llmgw/router/v1/router.proto",
+        "llmgw/quota/v1/quota.proto",
+    ]
+    .map(|file| root.join(file));
     let mut config = tonic_prost_build::Config::new();
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     // Chunks are forwarded, not inspected: `Bytes` moves them without copies.

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use llmgw_proto::ErrorCode;
+use llmgw_proto::quota_v1::Subject;
 use llmgw_proto::router_v1::{ChatEvent, ChatRequest, Done, Envelope, chat_event::Event};
 use tonic::Streaming;
 use tracing::Instrument as _;
@@ -62,7 +63,9 @@ async fn respond(
     request_id: &str,
     mut outcome: Outcome,
 ) -> Response {
-    match call_router(state, request, request_id, &mut outcome).await {
+    let result = call_router(state, request, request_id, &mut outcome).await;
+    let rate_headers = std::mem::take(&mut outcome.rate_headers);
+    let mut response = match result {
         Err(error) => {
             outcome.status = error.code.http_status().as_u16();
             error.into_response()
@@ -102,7 +105,9 @@ async fn respond(
             )
                 .into_response()
         }
-    }
+    };
+    response.headers_mut().extend(rate_headers);
+    response
 }
 
 async fn call_router(
@@ -136,6 +141,24 @@ async fn call_router(
     span.record("model", valid.model.alias.as_str());
     span.record("stream", valid.stream);
 
+    if let Some(quota) = &state.quota {
+        let subject = Subject {
+            tenant: principal.tenant.clone(),
+            key_id: principal.key_id.clone(),
+            model: valid.model.alias.clone(),
+        };
+        let (lease, headers) = quota
+            .acquire(
+                request_id,
+                subject,
+                &valid.model,
+                valid.prompt_chars,
+                valid.max_tokens,
+            )
+            .await;
+        outcome.rate_headers = headers;
+        outcome.lease = lease?;
+    }
     let envelope = Envelope {
         request_id: request_id.to_owned(),
         tenant: principal.tenant,

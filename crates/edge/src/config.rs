@@ -13,6 +13,13 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The router's gRPC address.
     pub router_url: String,
+    /// The quota service's gRPC address; unset = no limits are enforced.
+    pub quota_url: Option<String>,
+    /// How long a quota decision may take before `on_quota_unreachable`
+    /// applies. The quota service bounds its own Redis calls much tighter
+    /// (25 ms); this guards against the quota service itself being down.
+    pub quota_timeout_ms: u64,
+    pub on_quota_unreachable: crate::quota::Unreachable,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
     /// How long one chat call may take end to end (sent to the router as the
@@ -38,6 +45,9 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([0, 0, 0, 0], 8080)),
             router_url: "http://127.0.0.1:8081".to_owned(),
+            quota_url: None,
+            quota_timeout_ms: 250,
+            on_quota_unreachable: crate::quota::Unreachable::Open,
             max_body_bytes: 4 * 1024 * 1024,
             request_timeout_secs: 600,
             drain_timeout_secs: 30,

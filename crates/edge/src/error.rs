@@ -14,6 +14,8 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub param: Option<Cow<'static, str>>,
+    /// Sent as `Retry-After` (whole seconds, rounded up).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 impl ApiError {
@@ -22,7 +24,13 @@ impl ApiError {
             code,
             message: message.into(),
             param: None,
+            retry_after: None,
         }
+    }
+
+    pub fn with_retry_after(mut self, after: std::time::Duration) -> ApiError {
+        self.retry_after = Some(after);
+        self
     }
 
     pub fn invalid(param: &'static str, message: impl Into<String>) -> ApiError {
@@ -30,6 +38,7 @@ impl ApiError {
             code: ErrorCode::InvalidRequest,
             message: message.into(),
             param: Some(Cow::Borrowed(param)),
+            retry_after: None,
         }
     }
 
@@ -54,6 +63,7 @@ impl ApiError {
             code: error.code(),
             message: error.message,
             param: (!error.param.is_empty()).then_some(Cow::Owned(error.param)),
+            retry_after: None,
         }
     }
 
@@ -84,14 +94,15 @@ impl IntoResponse for ApiError {
             self.to_json(),
         )
             .into_response();
-        if matches!(
-            self.code,
-            ErrorCode::RateLimited | ErrorCode::UpstreamRateLimited
-        ) {
-            response.headers_mut().insert(
-                http::header::RETRY_AFTER,
-                http::HeaderValue::from_static("1"),
-            );
+        let retry_after = match (self.retry_after, self.code) {
+            (Some(after), _) => Some(after.as_millis().div_ceil(1000).max(1) as u64),
+            (None, ErrorCode::RateLimited | ErrorCode::UpstreamRateLimited) => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
         }
         response
     }

@@ -8,6 +8,7 @@ mod config;
 mod error;
 mod metrics;
 mod outcome;
+mod quota;
 mod sse;
 mod validate;
 
@@ -24,6 +25,7 @@ use axum::serve::ListenerExt as _;
 use http::StatusCode;
 use llmgw_openai::{ModelList, ModelObject};
 use llmgw_proto::ErrorCode;
+use llmgw_proto::quota_v1::quota_client::QuotaClient;
 use llmgw_proto::router_v1::router_client::RouterClient;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -41,6 +43,7 @@ pub(crate) struct AppState {
     keys: Keys,
     catalog: Arc<Catalog>,
     router: RouterClient<Channel>,
+    quota: Option<quota::Quota>,
     metrics: Arc<Metrics>,
     /// Cancelled when shutdown begins: not ready, no new requests.
     stopping: CancellationToken,
@@ -63,6 +66,21 @@ pub async fn run(
         .connect_timeout(Duration::from_secs(2))
         .connect_lazy();
     let router = RouterClient::new(channel);
+    let quota = match &config.quota_url {
+        None => None,
+        Some(url) => {
+            let channel = Endpoint::from_shared(url.clone())
+                .with_context(|| format!("invalid quota_url {url:?}"))?
+                .tcp_nodelay(true)
+                .connect_timeout(Duration::from_secs(1))
+                .connect_lazy();
+            Some(quota::Quota::new(
+                QuotaClient::new(channel),
+                Duration::from_millis(config.quota_timeout_ms),
+                config.on_quota_unreachable,
+            ))
+        }
+    };
     let stopping = CancellationToken::new();
     let drain_expired = CancellationToken::new();
     let catalog = Arc::new(Catalog::default());
@@ -77,6 +95,7 @@ pub async fn run(
         keys,
         catalog,
         router,
+        quota,
         metrics: Metrics::new(),
         stopping: stopping.clone(),
         drain_expired: drain_expired.clone(),

@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use http::HeaderMap;
 use llmgw_proto::router_v1::Done;
 
 use crate::metrics::Metrics;
+use crate::quota::Lease;
 
 pub struct Outcome {
     metrics: Arc<Metrics>,
@@ -19,6 +21,12 @@ pub struct Outcome {
     pub status: u16,
     pub done: Option<Done>,
     stream: bool,
+    /// The quota reservation, settled when the request ends.
+    pub lease: Option<Lease>,
+    /// `x-ratelimit-*` headers for the response.
+    pub rate_headers: HeaderMap,
+    /// Chunks forwarded, the usage estimate if the stream is cut.
+    pub chunks_sent: u64,
 }
 
 impl Outcome {
@@ -32,6 +40,9 @@ impl Outcome {
             status: 499,
             done: None,
             stream: false,
+            lease: None,
+            rate_headers: HeaderMap::new(),
+            chunks_sent: 0,
         }
     }
 
@@ -57,6 +68,9 @@ impl Outcome {
 impl Drop for Outcome {
     fn drop(&mut self) {
         let _entered = self.span.enter();
+        if let Some(lease) = self.lease.take() {
+            lease.settle(self.done.as_ref(), self.chunks_sent);
+        }
         if self.stream {
             self.metrics.open_streams.dec();
         }

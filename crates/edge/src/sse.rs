@@ -118,7 +118,10 @@ async fn next_frame(state: &mut State) -> Option<Bytes> {
         Err(status) => return Some(fail(state, ApiError::from_status(&status))),
     };
     Some(match event {
-        Event::Chunk(chunk) => data_frame(&chunk),
+        Event::Chunk(chunk) => {
+            state.outcome.chunks_sent += 1;
+            data_frame(&chunk)
+        }
         Event::Done(done) => {
             read_trailers(&mut state.events).await;
             state.outcome.status = 200;

@@ -14,6 +14,8 @@ pub struct Validated {
     pub model: Model,
     pub stream: bool,
     pub include_usage: bool,
+    pub prompt_chars: u64,
+    pub max_tokens: Option<u64>,
 }
 
 pub fn parse(body: &[u8]) -> Result<ChatRequest<'_>, ApiError> {
@@ -88,14 +90,14 @@ pub fn validate(request: &ChatRequest<'_>, models: &Models) -> Result<Validated,
     })?;
     let prompt_chars = request.prompt_chars() as u64;
     if model.max_prompt_chars > 0 && prompt_chars > model.max_prompt_chars {
-        return Err(ApiError {
-            code: ErrorCode::ContextLengthExceeded,
-            message: format!(
+        return Err(ApiError::new(
+            ErrorCode::ContextLengthExceeded,
+            format!(
                 "This model's maximum context length is {} characters. However, your messages resulted in {prompt_chars} characters. Please reduce the length of the messages.",
                 model.max_prompt_chars
             ),
-            param: Some("messages".into()),
-        });
+        )
+        .with_param("messages"));
     }
     if let Some(max_tokens) = request.requested_max_tokens() {
         let param = if request.max_completion_tokens.is_some() {
@@ -123,6 +125,8 @@ pub fn validate(request: &ChatRequest<'_>, models: &Models) -> Result<Validated,
     Ok(Validated {
         model: model.clone(),
         stream,
+        prompt_chars,
+        max_tokens: request.requested_max_tokens(),
         include_usage: stream
             && request
                 .stream_options

@@ -16,6 +16,7 @@ pub struct GatewayConfig {
     pub telemetry: llmgw_telemetry::Config,
     pub edge: llmgw_edge::Config,
     pub router: llmgw_router::Config,
+    pub quota: llmgw_quota::Config,
     pub mock_upstream: llmgw_mock_upstream::Config,
 }
 

@@ -20,6 +20,8 @@ pub use config::GatewayConfig;
 pub struct Addresses {
     pub edge: SocketAddr,
     pub router: SocketAddr,
+    /// The quota service, when limits are configured.
+    pub quota: Option<SocketAddr>,
     /// The in-process mock upstream, in demo mode.
     pub mock: Option<SocketAddr>,
 }
@@ -103,6 +105,22 @@ pub async fn start_all(
     let router_listener = bind(config.router.listen, "router").await?;
     let router = router_listener.local_addr()?;
     config.edge.router_url = format!("http://{router}");
+    // No limits configured: no quota service, and no quota call per request.
+    let mut quota = None;
+    if has_limits(&config.quota.limits) {
+        let listener = bind(config.quota.listen, "quota").await?;
+        let address = listener.local_addr()?;
+        config.edge.quota_url = Some(format!("http://{address}"));
+        let shutdown = stop.clone().cancelled_owned();
+        let quota_config = config.quota.clone();
+        tasks.spawn(async move {
+            (
+                "quota",
+                llmgw_quota::run(quota_config, listener, shutdown).await,
+            )
+        });
+        quota = Some(address);
+    }
     let edge_listener = bind(config.edge.listen, "edge").await?;
     let edge = edge_listener.local_addr()?;
 
@@ -120,7 +138,15 @@ pub async fn start_all(
             llmgw_edge::run(config.edge, edge_listener, shutdown).await,
         )
     });
-    Ok((Addresses { edge, router, mock }, Services { tasks, stop }))
+    Ok((
+        Addresses {
+            edge,
+            router,
+            quota,
+            mock,
+        },
+        Services { tasks, stop },
+    ))
 }
 
 /// A service that can run on its own.
@@ -128,6 +154,7 @@ pub async fn start_all(
 pub enum Role {
     Edge,
     Router,
+    Quota,
     MockUpstream,
 }
 
@@ -136,6 +163,7 @@ impl Role {
         match self {
             Role::Edge => "edge",
             Role::Router => "router",
+            Role::Quota => "quota",
             Role::MockUpstream => "mock-upstream",
         }
     }
@@ -162,6 +190,12 @@ pub async fn start_one(
                 llmgw_router::run(config.router, listener, shutdown).await,
             )
         }),
+        Role::Quota => tasks.spawn(async move {
+            (
+                name,
+                llmgw_quota::run(config.quota, listener, shutdown).await,
+            )
+        }),
         Role::MockUpstream => tasks.spawn(async move {
             (
                 name,
@@ -170,6 +204,16 @@ pub async fn start_one(
         }),
     };
     Ok((address, Services { tasks, stop }))
+}
+
+/// Whether any limit is configured (the quota service has work to do).
+pub fn has_limits(limits: &llmgw_quota::LimitTables) -> bool {
+    let none = llmgw_quota::LimitsConfig::default();
+    limits.default_key != none
+        || limits.default_tenant != none
+        || !limits.keys.is_empty()
+        || !limits.tenants.is_empty()
+        || !limits.models.is_empty()
 }
 
 /// Cancels `stop` on SIGTERM or SIGINT (Ctrl-C).

@@ -32,13 +32,17 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Every service in one process (the default): edge, router and, with no
-    /// models configured, a demo mock provider.
+    /// Every service in one process (the default): edge, router, quota (when
+    /// limits are configured) and, with no models configured, a demo mock
+    /// provider.
     All,
     /// The public OpenAI-compatible HTTP API (edge.listen); needs a router.
     Edge,
     /// The router gRPC service (router.listen): model catalog and providers.
     Router,
+    /// The quota gRPC service (quota.listen): rate limits and budgets, in
+    /// Redis when REDIS_URL (or quota.redis_url) is set, else in memory.
+    Quota,
     /// A fake OpenAI-compatible provider for tests, benchmarks and demos.
     MockUpstream {
         /// Address to listen on.
@@ -56,6 +60,7 @@ async fn main() -> anyhow::Result<()> {
         Command::All => "llmgw",
         Command::Edge => "llmgw-edge",
         Command::Router => "llmgw-router",
+        Command::Quota => "llmgw-quota",
         Command::MockUpstream { .. } => "llmgw-mock-upstream",
     };
     let _telemetry = llmgw_telemetry::init(&config.telemetry, service_name)?;
@@ -83,6 +88,10 @@ async fn main() -> anyhow::Result<()> {
             llmgw::start_one(Role::Router, config, listen, stop)
                 .await?
                 .1
+        }
+        Command::Quota => {
+            let listen = config.quota.listen;
+            llmgw::start_one(Role::Quota, config, listen, stop).await?.1
         }
         Command::MockUpstream { listen } => {
             llmgw::start_one(Role::MockUpstream, config, listen, stop)

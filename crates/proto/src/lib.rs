@@ -16,8 +16,14 @@ pub mod llmgw {
             tonic::include_proto!("llmgw.router.v1");
         }
     }
+    pub mod quota {
+        pub mod v1 {
+            tonic::include_proto!("llmgw.quota.v1");
+        }
+    }
 }
 
 pub use error::ErrorCode;
 pub use llmgw::error::v1 as error_v1;
+pub use llmgw::quota::v1 as quota_v1;
 pub use llmgw::router::v1 as router_v1;

@@ -48,15 +48,28 @@ fn measure(name: &str, mut op: impl FnMut()) {
 
 const REQUEST: &str = r#"{"model":"bench","messages":[{"role":"system","content":"You are terse."},{"role":"user","content":"Say hello to the benchmark."}],"max_tokens":64,"temperature":0.7,"stream":true}"#;
 const OPENAI_CHUNK: &str = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"bench","choices":[{"index":0,"delta":{"content":"hello "},"finish_reason":null}],"usage":null}"#;
-const ANTHROPIC_DELTA: &str = r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hello "}}"#;
+const ANTHROPIC_DELTA: &str =
+    r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hello "}}"#;
 
 fn main() -> anyhow::Result<()> {
     let openai = Provider::Openai;
     let mut fixture = Fixture::new(&[
         model("one", Strategy::Weighted, vec![deployment(openai, 1)]),
-        model("four-weighted", Strategy::Weighted, (1..=4).map(|w| deployment(openai, w)).collect()),
-        model("four-latency", Strategy::LeastLatency, (1..=4).map(|w| deployment(openai, w)).collect()),
-        model("claude", Strategy::Weighted, vec![deployment(Provider::Anthropic, 1)]),
+        model(
+            "four-weighted",
+            Strategy::Weighted,
+            (1..=4).map(|w| deployment(openai, w)).collect(),
+        ),
+        model(
+            "four-latency",
+            Strategy::LeastLatency,
+            (1..=4).map(|w| deployment(openai, w)).collect(),
+        ),
+        model(
+            "claude",
+            Strategy::Weighted,
+            vec![deployment(Provider::Anthropic, 1)],
+        ),
     ])?;
     println!("per request");
     for alias in ["one", "four-weighted", "four-latency"] {
@@ -65,9 +78,12 @@ fn main() -> anyhow::Result<()> {
         });
     }
     let body = REQUEST.as_bytes();
-    measure("  request body, OpenAI-compatible (rewrite model, usage)", || {
-        black_box(fixture.build_request("one", body, true).ok());
-    });
+    measure(
+        "  request body, OpenAI-compatible (rewrite model, usage)",
+        || {
+            black_box(fixture.build_request("one", body, true).ok());
+        },
+    );
     measure("  request body, Anthropic (translate)", || {
         black_box(fixture.build_request("claude", body, true).ok());
     });
@@ -87,8 +103,15 @@ fn main() -> anyhow::Result<()> {
         "content_block_start",
         r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
     )?;
-    measure("  Anthropic text delta: translate, parse view, account", || {
-        black_box(meter.anthropic_event("content_block_delta", ANTHROPIC_DELTA).ok());
-    });
+    measure(
+        "  Anthropic text delta: translate, parse view, account",
+        || {
+            black_box(
+                meter
+                    .anthropic_event("content_block_delta", ANTHROPIC_DELTA)
+                    .ok(),
+            );
+        },
+    );
     Ok(())
 }

@@ -65,7 +65,12 @@ impl Fixture {
     }
 
     /// The upstream request body for the first deployment of `alias`.
-    pub fn build_request(&self, alias: &str, client_body: &[u8], stream: bool) -> anyhow::Result<usize> {
+    pub fn build_request(
+        &self,
+        alias: &str,
+        client_body: &[u8],
+        stream: bool,
+    ) -> anyhow::Result<usize> {
         let route = self.route(alias)?;
         let request = crate::provider::build_request(client_body, &route.deployments[0], stream)
             .map_err(|error| anyhow::anyhow!(error.message))?;

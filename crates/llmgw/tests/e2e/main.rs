@@ -7,6 +7,7 @@ mod harness;
 mod faults;
 mod passthrough;
 mod process;
+mod quota;
 mod roundtrip;
 mod routing;
 mod streaming;

@@ -1,0 +1,260 @@
+//! The edge's side of quotas: reserve before calling the router, settle when
+//! the answer ends, and OpenAI's `x-ratelimit-*` headers.
+
+use std::time::{Duration, Instant};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use llmgw_proto::ErrorCode;
+use llmgw_proto::quota_v1::quota_client::QuotaClient;
+use llmgw_proto::quota_v1::{
+    AcquireRequest, AcquireResponse, LimitKind, SettleRequest, Subject, Window,
+};
+use llmgw_proto::router_v1::{Done, Model};
+use serde::Deserialize;
+use tonic::transport::Channel;
+
+use crate::error::ApiError;
+
+/// What the edge does when the quota service cannot be reached in time.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unreachable {
+    /// Serve the request unlimited (and count it): an outage of the quota
+    /// service does not take the gateway down.
+    #[default]
+    Open,
+    /// Refuse with 503.
+    Closed,
+}
+
+/// Output tokens reserved when neither the request nor the model caps them.
+const DEFAULT_MAX_TOKENS: u64 = 4_096;
+
+/// A reservation held for one request, settled when the request ends.
+pub struct Lease {
+    client: QuotaClient<Channel>,
+    request: SettleRequest,
+    input_nano_per_mtok: u64,
+    output_nano_per_mtok: u64,
+    prompt_estimate: u64,
+}
+
+pub struct Quota {
+    client: QuotaClient<Channel>,
+    timeout: Duration,
+    on_unreachable: Unreachable,
+    /// Last time an unreachable quota service was logged (once a minute).
+    last_logged: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Quota {
+    pub fn new(
+        client: QuotaClient<Channel>,
+        timeout: Duration,
+        on_unreachable: Unreachable,
+    ) -> Quota {
+        Quota {
+            client,
+            timeout,
+            on_unreachable,
+            last_logged: std::sync::Mutex::new(None),
+        }
+    }
+
+    /// Reserves the request's limits, and the rate-limit headers to send
+    /// either way. `Ok(None)`: served without a lease (quota unreachable,
+    /// policy open).
+    pub async fn acquire(
+        &self,
+        request_id: &str,
+        subject: Subject,
+        model: &Model,
+        prompt_chars: u64,
+        max_tokens: Option<u64>,
+    ) -> (Result<Option<Lease>, ApiError>, HeaderMap) {
+        let prompt_estimate = prompt_chars.div_ceil(4);
+        let max_tokens = max_tokens
+            .or((model.max_output_tokens > 0).then_some(model.max_output_tokens))
+            .unwrap_or(DEFAULT_MAX_TOKENS);
+        let input = nano_usd_per_mtok(&model.input_price_per_mtok);
+        let output = nano_usd_per_mtok(&model.output_price_per_mtok);
+        let tokens = prompt_estimate + max_tokens;
+        let cost = cost_nano_usd(prompt_estimate, input) + cost_nano_usd(max_tokens, output);
+        let request = AcquireRequest {
+            request_id: request_id.to_owned(),
+            subject: Some(subject.clone()),
+            tokens,
+            cost_nano_usd: cost,
+        };
+        let answer = tokio::time::timeout(self.timeout, self.client.clone().acquire(request)).await;
+        let answer = match answer {
+            Ok(Ok(answer)) => answer.into_inner(),
+            Ok(Err(status)) => return (self.unreachable(&status.to_string()), HeaderMap::new()),
+            Err(_) => return (self.unreachable("timed out"), HeaderMap::new()),
+        };
+        let headers = headers(&answer);
+        if !answer.allowed {
+            return (Err(denial(&answer)), headers);
+        }
+        let lease = Lease {
+            client: self.client.clone(),
+            request: SettleRequest {
+                request_id: request_id.to_owned(),
+                subject: Some(subject),
+                reserved_tokens: tokens,
+                actual_tokens: 0,
+                reserved_cost_nano_usd: cost,
+                actual_cost_nano_usd: 0,
+                degraded: answer.degraded,
+            },
+            input_nano_per_mtok: input,
+            output_nano_per_mtok: output,
+            prompt_estimate,
+        };
+        (Ok(Some(lease)), headers)
+    }
+
+    fn unreachable(&self, error: &str) -> Result<Option<Lease>, ApiError> {
+        if let Ok(mut last) = self.last_logged.lock()
+            && last.is_none_or(|at| at.elapsed() > Duration::from_secs(60))
+        {
+            *last = Some(Instant::now());
+            tracing::warn!(error, policy = ?self.on_unreachable, "quota service unreachable (logged once a minute)");
+        }
+        match self.on_unreachable {
+            Unreachable::Open => Ok(None),
+            Unreachable::Closed => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "limits cannot be checked right now; retry the request",
+            )),
+        }
+    }
+}
+
+impl Lease {
+    /// Replaces the reservation with what was used. `done` is the router's
+    /// final event; without it (an error, or the client left), the usage is
+    /// the prompt estimate plus the chunks already sent.
+    pub fn settle(mut self, done: Option<&Done>, chunks_sent: u64) {
+        let (prompt, completion) = match done.and_then(|done| done.usage) {
+            Some(usage) => (usage.prompt_tokens, usage.completion_tokens),
+            None if chunks_sent > 0 => (self.prompt_estimate, chunks_sent),
+            None => (0, 0),
+        };
+        self.request.actual_tokens = prompt + completion;
+        self.request.actual_cost_nano_usd = cost_nano_usd(prompt, self.input_nano_per_mtok)
+            + cost_nano_usd(completion, self.output_nano_per_mtok);
+        // Off the response path; a lost settle is repaired by the lease timeout.
+        tokio::spawn(async move {
+            if let Err(status) = self.client.settle(self.request).await {
+                tracing::debug!(error = %status, "quota settle failed; the lease timeout will release it");
+            }
+        });
+    }
+}
+
+fn denial(answer: &AcquireResponse) -> ApiError {
+    if answer.unavailable {
+        return ApiError::new(
+            ErrorCode::Unavailable,
+            "limits cannot be checked right now; retry the request",
+        );
+    }
+    let scope = match answer.denied_scope.as_str() {
+        "tenant" => "your organization",
+        "key_model" => "this API key for this model",
+        _ => "this API key",
+    };
+    let retry = Duration::from_millis(answer.retry_after_ms);
+    let error = match answer.denied_by() {
+        LimitKind::MonthlyBudget => ApiError::new(
+            ErrorCode::InsufficientQuota,
+            format!(
+                "You exceeded the monthly budget of {scope}. It resets at the start of next month (UTC)."
+            ),
+        ),
+        kind => {
+            let what = match kind {
+                LimitKind::TokensPerMinute => "tokens per minute",
+                LimitKind::TokensPerDay => "tokens per day",
+                LimitKind::Concurrent => "concurrent requests",
+                LimitKind::RequestsPerMinute
+                | LimitKind::MonthlyBudget
+                | LimitKind::Unspecified => "requests per minute",
+            };
+            ApiError::new(
+                ErrorCode::RateLimited,
+                format!(
+                    "Rate limit reached for {what} on {scope}. Please try again in {:.1}s.",
+                    retry.as_secs_f64()
+                ),
+            )
+        }
+    };
+    error.with_retry_after(retry)
+}
+
+/// OpenAI's headers: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.
+fn headers(answer: &AcquireResponse) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (suffix, window) in [("requests", &answer.requests), ("tokens", &answer.tokens)] {
+        let Some(Window {
+            limit,
+            remaining,
+            reset_ms,
+        }) = window
+        else {
+            continue;
+        };
+        for (name, value) in [
+            ("limit", limit.to_string()),
+            ("remaining", remaining.to_string()),
+            ("reset", format!("{}ms", reset_ms)),
+        ] {
+            if let (Ok(name), Ok(value)) = (
+                HeaderName::try_from(format!("x-ratelimit-{name}-{suffix}")),
+                HeaderValue::try_from(value),
+            ) {
+                headers.insert(name, value);
+            }
+        }
+    }
+    headers
+}
+
+/// A catalog price (USD per million tokens, decimal string) in nano-USD per
+/// million tokens, exactly for up to 9 decimals; an unparsable price is 0
+/// (the router validated prices at start).
+pub fn nano_usd_per_mtok(price: &str) -> u64 {
+    let (whole, fraction) = price.split_once('.').unwrap_or((price, ""));
+    let whole: u64 = whole.parse().unwrap_or(0);
+    let mut nanos = 0u64;
+    for (position, digit) in fraction.bytes().take(9).enumerate() {
+        let digit = u64::from(digit.wrapping_sub(b'0').min(9));
+        nanos += digit * 10u64.pow(8 - position as u32);
+    }
+    whole.saturating_mul(1_000_000_000).saturating_add(nanos)
+}
+
+/// Cost of `tokens` at `nano_per_mtok`, rounded up to a whole nano-USD.
+pub fn cost_nano_usd(tokens: u64, nano_per_mtok: u64) -> u64 {
+    let cost = (u128::from(tokens) * u128::from(nano_per_mtok)).div_ceil(1_000_000);
+    u64::try_from(cost).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prices_are_exact() {
+        assert_eq!(nano_usd_per_mtok("0.15"), 150_000_000);
+        assert_eq!(nano_usd_per_mtok("2.5"), 2_500_000_000);
+        assert_eq!(nano_usd_per_mtok("10"), 10_000_000_000);
+        assert_eq!(nano_usd_per_mtok("0.000000001"), 1);
+        // 1000 tokens at $0.15 per million = $0.00015 = 150,000 nano-USD.
+        assert_eq!(cost_nano_usd(1_000, nano_usd_per_mtok("0.15")), 150_000);
+        assert_eq!(cost_nano_usd(1, nano_usd_per_mtok("0.15")), 150);
+        assert_eq!(cost_nano_usd(0, nano_usd_per_mtok("0.15")), 0);
+    }
+}

@@ -1,0 +1,395 @@
+//! Where counters live: Redis (shared by every replica) with a bounded wait
+//! and a failure policy, or this process's memory when there is no Redis.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use llmgw_limiter::{Acquire, Bucket, Decision, Kind, Limits, MemoryStore, RedisStore, Settle};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio_util::task::AbortOnDropHandle;
+
+use crate::config::{Config, FailMode, FailurePolicy};
+use crate::incidents::{Incidents, REPORT_INTERVAL};
+use crate::metrics::Metrics;
+
+/// Between attempts to open the first Redis connection. After that the
+/// connection manager reconnects on its own.
+const CONNECT_RETRY: Duration = Duration::from_secs(1);
+/// Suggested wait after a fail-closed denial: about one reconnect attempt.
+const UNAVAILABLE_RETRY_MS: u64 = 1_000;
+
+/// A decision and how it was made.
+pub(crate) struct Outcome {
+    pub decision: Decision,
+    /// Made without Redis, per the failure policy.
+    pub degraded: bool,
+    /// Denied because a fail-closed limit could not be checked.
+    pub unavailable: bool,
+}
+
+enum Primary {
+    /// No Redis configured: the in-memory store is the truth (one replica).
+    Memory,
+    /// Filled by the connect task once Redis first answers; empty until then.
+    Redis(Arc<OnceLock<RedisStore>>),
+}
+
+pub(crate) struct Backend {
+    primary: Primary,
+    /// This replica's counters: the store itself without Redis, the `local`
+    /// failure mode with it.
+    local: MemoryStore,
+    timeout: Duration,
+    policy: FailurePolicy,
+    metrics: Arc<Metrics>,
+    incidents: Arc<Incidents>,
+    _tasks: Vec<AbortOnDropHandle<()>>,
+}
+
+/// Why Redis gave no decision.
+enum RedisFailure {
+    NotConnected,
+    Timeout(Duration),
+    Store(llmgw_limiter::StoreError),
+}
+
+impl fmt::Display for RedisFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RedisFailure::NotConnected => f.write_str("not connected to Redis yet"),
+            RedisFailure::Timeout(timeout) => {
+                write!(f, "no answer from Redis within {} ms", timeout.as_millis())
+            }
+            RedisFailure::Store(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl Backend {
+    /// Starts the Redis connection in the background (if configured), so the
+    /// service serves at once even while Redis is down. Must run inside the
+    /// runtime; the tasks stop when the backend is dropped.
+    pub fn start(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Backend> {
+        let timeout = Duration::from_millis(config.redis_timeout_ms);
+        let incidents = Arc::new(Incidents::default());
+        let mut tasks = Vec::new();
+        let url = config.redis_url.as_deref().filter(|url| !url.is_empty());
+        let primary = match url {
+            None => {
+                tracing::warn!(
+                    "quota: no redis_url (or REDIS_URL): counters are kept in this process's \
+                     memory, which is correct for ONE quota replica only"
+                );
+                Primary::Memory
+            }
+            Some(url) => {
+                // The URL itself stays out of the message: it may hold a
+                // password (redis-rs's parse errors never quote it).
+                let client =
+                    redis::Client::open(url).context("quota.redis_url is not a valid Redis URL")?;
+                let slot = Arc::new(OnceLock::new());
+                tasks.push(AbortOnDropHandle::new(tokio::spawn(connect(
+                    client,
+                    connection_config(timeout),
+                    config.key_prefix.clone(),
+                    slot.clone(),
+                ))));
+                let reporter = incidents.clone();
+                tasks.push(AbortOnDropHandle::new(tokio::spawn(async move {
+                    reporter.report_every(REPORT_INTERVAL).await;
+                })));
+                Primary::Redis(slot)
+            }
+        };
+        Ok(Backend {
+            primary,
+            local: MemoryStore::new(),
+            timeout,
+            policy: config.on_redis_failure,
+            metrics,
+            incidents,
+            _tasks: tasks,
+        })
+    }
+
+    pub async fn acquire(&self, acquire: &Acquire) -> Outcome {
+        let slot = match &self.primary {
+            Primary::Memory => {
+                return Outcome {
+                    decision: self.local.acquire(acquire),
+                    degraded: false,
+                    unavailable: false,
+                };
+            }
+            Primary::Redis(slot) => slot,
+        };
+        let result = match slot.get() {
+            Some(store) => self.bounded("acquire", store.acquire(acquire)).await,
+            None => Err(RedisFailure::NotConnected),
+        };
+        match result {
+            Ok(decision) => Outcome {
+                decision,
+                degraded: false,
+                unavailable: false,
+            },
+            Err(error) => {
+                self.metrics.redis_error("acquire");
+                self.incidents.degraded(&error);
+                self.degraded_acquire(acquire)
+            }
+        }
+    }
+
+    /// Settles where the Acquire was decided: `degraded` ones locally.
+    pub async fn settle(&self, settle: &Settle, degraded: bool) {
+        let slot = match &self.primary {
+            Primary::Memory => return self.local.settle(settle),
+            Primary::Redis(slot) => slot,
+        };
+        if degraded {
+            let buckets = local_buckets(&settle.buckets, self.policy);
+            if !buckets.is_empty() {
+                self.local.settle(&Settle {
+                    buckets,
+                    tenant: settle.tenant.clone(),
+                    lease_id: settle.lease_id.clone(),
+                    ..*settle
+                });
+            }
+            return;
+        }
+        let result = match slot.get() {
+            Some(store) => self.bounded("settle", store.settle(settle)).await,
+            None => Err(RedisFailure::NotConnected),
+        };
+        if let Err(error) = result {
+            self.metrics.redis_error("settle");
+            self.incidents.failed_settle(&error);
+        }
+    }
+
+    /// One Redis call, never longer than `redis_timeout_ms`.
+    async fn bounded<T>(
+        &self,
+        op: &'static str,
+        call: impl Future<Output = Result<T, llmgw_limiter::StoreError>>,
+    ) -> Result<T, RedisFailure> {
+        let start = Instant::now();
+        let result = tokio::time::timeout(self.timeout, call).await;
+        self.metrics.redis_round_trip(op, start.elapsed());
+        match result {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => Err(RedisFailure::Store(error)),
+            Err(_) => Err(RedisFailure::Timeout(self.timeout)),
+        }
+    }
+
+    /// The failure policy: `closed` limits deny as unavailable, `local`
+    /// ones go to this replica's limiter, `open` ones are dropped.
+    fn degraded_acquire(&self, acquire: &Acquire) -> Outcome {
+        if let Some(denied) = fails_closed(&acquire.buckets, self.policy) {
+            return Outcome {
+                decision: Decision {
+                    allowed: false,
+                    denied: Some(denied),
+                    retry_after_ms: UNAVAILABLE_RETRY_MS,
+                    requests: None,
+                    tokens: None,
+                },
+                degraded: true,
+                unavailable: true,
+            };
+        }
+        let buckets = local_buckets(&acquire.buckets, self.policy);
+        let decision = if buckets.is_empty() {
+            allowed()
+        } else {
+            self.local.acquire(&Acquire {
+                buckets,
+                tenant: acquire.tenant.clone(),
+                lease_id: acquire.lease_id.clone(),
+                ..*acquire
+            })
+        };
+        Outcome {
+            decision,
+            degraded: true,
+            unavailable: false,
+        }
+    }
+}
+
+pub(crate) fn allowed() -> Decision {
+    Decision {
+        allowed: true,
+        denied: None,
+        retry_after_ms: 0,
+        requests: None,
+        tokens: None,
+    }
+}
+
+/// The first limit that fails closed, if any: budgets before rates, since a
+/// budget is what `closed` exists for.
+fn fails_closed(buckets: &[Bucket], policy: FailurePolicy) -> Option<(llmgw_limiter::Scope, Kind)> {
+    if policy.budgets == FailMode::Closed {
+        let budget = buckets
+            .iter()
+            .find(|bucket| bucket.limits.monthly_budget_nano_usd.is_some());
+        if let Some(bucket) = budget {
+            return Some((bucket.scope, Kind::MonthlyBudget));
+        }
+    }
+    if policy.rates == FailMode::Closed {
+        for bucket in buckets {
+            let limits = &bucket.limits;
+            let kind = if limits.requests_per_minute.is_some() {
+                Kind::RequestsPerMinute
+            } else if limits.tokens_per_minute.is_some() {
+                Kind::TokensPerMinute
+            } else if limits.tokens_per_day.is_some() {
+                Kind::TokensPerDay
+            } else if limits.concurrent.is_some() {
+                Kind::Concurrent
+            } else {
+                continue;
+            };
+            return Some((bucket.scope, kind));
+        }
+    }
+    None
+}
+
+/// The buckets with only the limits whose failure mode is `local`; the
+/// `open` ones are not enforced during the outage.
+fn local_buckets(buckets: &[Bucket], policy: FailurePolicy) -> Vec<Bucket> {
+    let rates = policy.rates == FailMode::Local;
+    let budgets = policy.budgets == FailMode::Local;
+    buckets
+        .iter()
+        .filter_map(|bucket| {
+            let limits = Limits {
+                requests_per_minute: bucket.limits.requests_per_minute.filter(|_| rates),
+                tokens_per_minute: bucket.limits.tokens_per_minute.filter(|_| rates),
+                tokens_per_day: bucket.limits.tokens_per_day.filter(|_| rates),
+                concurrent: bucket.limits.concurrent.filter(|_| rates),
+                monthly_budget_nano_usd: bucket.limits.monthly_budget_nano_usd.filter(|_| budgets),
+            };
+            (!limits.is_empty()).then(|| Bucket {
+                scope: bucket.scope,
+                id: bucket.id.clone(),
+                limits,
+            })
+        })
+        .collect()
+}
+
+fn connection_config(timeout: Duration) -> ConnectionManagerConfig {
+    // Calls are bounded by our own `timeout`; these only keep a dead
+    // connection attempt or an unanswered command from lingering, and stay
+    // generous so a brief hiccup does not tear down a working connection.
+    let floor = timeout.max(Duration::from_secs(1));
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(floor))
+        .set_response_timeout(Some(floor))
+        // Reconnect attempts are cheap and every request while disconnected
+        // triggers one; long backoffs would only delay recovery.
+        .set_number_of_retries(1)
+        .set_max_delay(Duration::from_secs(1))
+}
+
+/// Opens the first connection, retrying every second for as long as it
+/// takes: the service must come up (and degrade) while Redis is down, and use
+/// Redis as soon as it answers, without a restart.
+async fn connect(
+    client: redis::Client,
+    config: ConnectionManagerConfig,
+    prefix: String,
+    slot: Arc<OnceLock<RedisStore>>,
+) {
+    let address = client.get_connection_info().addr().to_string();
+    let mut failures: u64 = 0;
+    loop {
+        let attempt = ConnectionManager::new_with_config(client.clone(), config.clone());
+        let error = match tokio::time::timeout(CONNECT_RETRY * 2, attempt).await {
+            Ok(Ok(connection)) => {
+                // Only this task fills the slot.
+                let _ = slot.set(RedisStore::new(connection, prefix));
+                tracing::info!(%address, "quota: connected to Redis");
+                return;
+            }
+            Ok(Err(error)) => error.to_string(),
+            Err(_) => "timed out".to_owned(),
+        };
+        failures += 1;
+        // The first failure, then once a minute.
+        if failures % 60 == 1 {
+            tracing::warn!(
+                %address,
+                %error,
+                failures,
+                "quota: cannot connect to Redis, retrying every second; until then quotas follow on_redis_failure"
+            );
+        }
+        tokio::time::sleep(CONNECT_RETRY).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use llmgw_limiter::Scope;
+
+    use super::*;
+
+    fn bucket(scope: Scope, limits: Limits) -> Bucket {
+        Bucket {
+            scope,
+            id: "id".into(),
+            limits,
+        }
+    }
+
+    fn policy(rates: FailMode, budgets: FailMode) -> FailurePolicy {
+        FailurePolicy { rates, budgets }
+    }
+
+    #[test]
+    fn budgets_fail_closed_rates_go_local() {
+        let rpm = Limits {
+            requests_per_minute: Some(5),
+            ..Limits::default()
+        };
+        let budget = Limits {
+            monthly_budget_nano_usd: Some(1),
+            ..Limits::default()
+        };
+        let buckets = [bucket(Scope::Key, rpm), bucket(Scope::Tenant, budget)];
+        let default = FailurePolicy::default();
+        assert!(matches!(
+            fails_closed(&buckets, default),
+            Some((Scope::Tenant, Kind::MonthlyBudget))
+        ));
+        assert!(fails_closed(&buckets[..1], default).is_none());
+        let local = local_buckets(&buckets, default);
+        assert_eq!(local.len(), 1);
+        assert_eq!(local[0].limits, rpm);
+
+        let open = policy(FailMode::Open, FailMode::Open);
+        assert!(fails_closed(&buckets, open).is_none());
+        assert!(local_buckets(&buckets, open).is_empty());
+
+        let strict = policy(FailMode::Closed, FailMode::Open);
+        assert!(matches!(
+            fails_closed(&buckets, strict),
+            Some((Scope::Key, Kind::RequestsPerMinute))
+        ));
+        let budgets_local = policy(FailMode::Open, FailMode::Local);
+        let local = local_buckets(&buckets, budgets_local);
+        assert_eq!(local.len(), 1);
+        assert_eq!(local[0].limits, budget);
+    }
+}

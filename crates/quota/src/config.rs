@@ -1,0 +1,241 @@
+//! Quota configuration: the `quota:` section of the gateway config.
+//!
+//! ```yaml
+//! quota:
+//!   listen: 127.0.0.1:8082
+//!   redis_url: redis://127.0.0.1:6379     # default: $REDIS_URL; unset = in memory (ONE replica only)
+//!   key_prefix: llmgw
+//!   redis_timeout_ms: 25
+//!   lease_timeout_secs: 600
+//!   on_redis_failure: {rates: local, budgets: closed}
+//!   limits:
+//!     default_key:    {requests_per_minute: 600, tokens_per_minute: 200000, concurrent: 20}
+//!     default_tenant: {monthly_budget_usd: "500"}
+//!     keys:    {"key_abc": {requests_per_minute: 60}}      # replaces default_key for that key
+//!     tenants: {"acme": {monthly_budget_usd: "12.50"}}     # replaces default_tenant for that tenant
+//!     models:  {"gpt-4o": {tokens_per_minute: 50000}}      # per key, for that model
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// gRPC listen address (used by the binary; `run` takes a bound
+    /// listener). `GET /metrics` is served on the same port over HTTP/1.
+    pub listen: SocketAddr,
+    /// Redis holding every counter, shared by all quota replicas. Defaults to
+    /// the `REDIS_URL` environment variable (empty counts as unset). Without
+    /// it, counters live in this process's memory: correct for exactly ONE
+    /// quota replica, since each replica would otherwise count on its own.
+    pub redis_url: Option<String>,
+    /// Prefix of every Redis key, so several gateways can share one Redis.
+    pub key_prefix: String,
+    /// Bound on every Redis call. A decision comes back within it whatever
+    /// Redis does; past it, the request is decided per `on_redis_failure`.
+    pub redis_timeout_ms: u64,
+    /// A reservation never settled (its edge died) is released after this:
+    /// its concurrency slots come back.
+    pub lease_timeout_secs: u64,
+    /// What to decide while Redis is down, slow or not connected yet.
+    pub on_redis_failure: FailurePolicy,
+    /// The limits themselves. Defaults: no limits at all.
+    pub limits: LimitTables,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8082)),
+            redis_url: std::env::var("REDIS_URL")
+                .ok()
+                .filter(|url| !url.is_empty()),
+            key_prefix: "llmgw".to_owned(),
+            redis_timeout_ms: 25,
+            lease_timeout_secs: 600,
+            on_redis_failure: FailurePolicy::default(),
+            limits: LimitTables::default(),
+        }
+    }
+}
+
+/// The failure policy, per kind of limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FailurePolicy {
+    /// Requests/min, tokens/min, tokens/day and concurrency. Default `local`:
+    /// a short Redis outage should not take the gateway down, and a
+    /// per-replica limiter still bounds each key.
+    pub rates: FailMode,
+    /// The monthly USD budget. Default `closed`: money is not spent on a
+    /// limit nobody can check. Applies when the request has a budget; the
+    /// request's other limits follow `rates`.
+    pub budgets: FailMode,
+}
+
+impl Default for FailurePolicy {
+    fn default() -> Self {
+        FailurePolicy {
+            rates: FailMode::Local,
+            budgets: FailMode::Closed,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailMode {
+    /// Decide with this replica's in-memory limiter and the same limits:
+    /// open, but still bounded (each replica allows up to the limit).
+    Local,
+    /// Allow: these limits are not enforced during the outage.
+    Open,
+    /// Deny with `unavailable` (the client gets 503, not 429).
+    Closed,
+}
+
+/// Which limits apply to whom. A request is checked against up to three
+/// buckets at once, all or nothing: its key, its tenant, and its key's use
+/// of the model.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitTables {
+    /// Every key without an entry in `keys`.
+    pub default_key: LimitsConfig,
+    /// Every tenant without an entry in `tenants`.
+    pub default_tenant: LimitsConfig,
+    /// Per key id. An entry replaces `default_key` entirely (it is not merged
+    /// field by field): a key listed with only `requests_per_minute` has no
+    /// token or concurrency limit, which makes exceptions explicit.
+    pub keys: BTreeMap<String, LimitsConfig>,
+    /// Per tenant; an entry replaces `default_tenant` entirely.
+    pub tenants: BTreeMap<String, LimitsConfig>,
+    /// Per model alias, counted separately for each key using that model
+    /// (bucket id `key_id/model`).
+    pub models: BTreeMap<String, LimitsConfig>,
+}
+
+/// One set of limits; every field is optional (absent = unlimited). Zero is a
+/// limit: a key with `requests_per_minute: 0` is blocked.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub requests_per_minute: Option<u64>,
+    /// Estimated at Acquire (prompt + max_tokens), corrected at Settle.
+    pub tokens_per_minute: Option<u64>,
+    pub tokens_per_day: Option<u64>,
+    /// Requests in flight at once.
+    pub concurrent: Option<u64>,
+    /// Spend per month, in USD as a decimal string ("12.50", at most 9
+    /// decimals): a string so the amount is exact, never a float.
+    pub monthly_budget_usd: Option<String>,
+}
+
+/// Parses a USD amount like "12.50" into nano-USD, exactly.
+pub(crate) fn parse_usd(text: &str) -> Result<u64, String> {
+    let expected =
+        "expected a non-negative decimal number of USD with at most 9 decimals, like \"12.50\"";
+    let invalid = || format!("invalid amount {text:?}: {expected}");
+    let (whole, fraction) = match text.split_once('.') {
+        Some((whole, fraction)) if !fraction.is_empty() => (whole, fraction),
+        Some(_) => return Err(invalid()),
+        None => (text, ""),
+    };
+    let all_digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
+    if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
+        return Err(invalid());
+    }
+    if fraction.len() > 9 {
+        return Err(format!(
+            "invalid amount {text:?}: more than 9 decimals (the unit is 1e-9 USD)"
+        ));
+    }
+    let too_large = || format!("invalid amount {text:?}: too large");
+    let whole: u64 = whole.parse().map_err(|_| too_large())?;
+    // Right-pad to 9 digits: "5" → 500_000_000 nano-USD.
+    let fraction: u64 = format!("{fraction:0<9}").parse().map_err(|_| invalid())?;
+    whole
+        .checked_mul(1_000_000_000)
+        .and_then(|nano| nano.checked_add(fraction))
+        .ok_or_else(too_large)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // panicking is how tests fail
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_usd_exactly() {
+        assert_eq!(parse_usd("500"), Ok(500_000_000_000));
+        assert_eq!(parse_usd("12.50"), Ok(12_500_000_000));
+        assert_eq!(parse_usd("0.000000001"), Ok(1));
+        assert_eq!(parse_usd("0"), Ok(0));
+        assert_eq!(parse_usd("007.1"), Ok(7_100_000_000));
+        assert_eq!(parse_usd("18446744073.709551615"), Ok(u64::MAX));
+    }
+
+    #[test]
+    fn rejects_bad_amounts() {
+        for bad in [
+            "",
+            "-1",
+            "+1",
+            "1.",
+            ".5",
+            "1.2.3",
+            "1e3",
+            "12,50",
+            " 1",
+            "1 ",
+            "$5",
+            "NaN",
+            "0.0000000001",
+            "18446744073.709551616",
+            "99999999999999999999",
+        ] {
+            assert!(parse_usd(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn defaults_and_yaml_names() {
+        let config = Config::default();
+        assert_eq!(config.key_prefix, "llmgw");
+        assert_eq!(config.redis_timeout_ms, 25);
+        assert_eq!(config.lease_timeout_secs, 600);
+        assert_eq!(config.on_redis_failure.rates, FailMode::Local);
+        assert_eq!(config.on_redis_failure.budgets, FailMode::Closed);
+        assert!(config.limits.keys.is_empty());
+    }
+
+    #[test]
+    fn parses_the_documented_format_and_rejects_typos() {
+        let config: Config = serde_json::from_value(serde_json::json!({
+            "redis_url": "redis://redis:6379",
+            "on_redis_failure": {"rates": "open"},
+            "limits": {
+                "default_key": {"requests_per_minute": 600, "concurrent": 20},
+                "tenants": {"acme": {"monthly_budget_usd": "12.50"}},
+                "models": {"gpt-4o": {"tokens_per_day": 1000000}},
+            },
+        }))
+        .unwrap();
+        assert_eq!(config.redis_url.as_deref(), Some("redis://redis:6379"));
+        assert_eq!(config.on_redis_failure.rates, FailMode::Open);
+        assert_eq!(config.on_redis_failure.budgets, FailMode::Closed);
+        assert_eq!(config.limits.default_key.concurrent, Some(20));
+        assert_eq!(
+            config.limits.models["gpt-4o"].tokens_per_day,
+            Some(1_000_000)
+        );
+
+        let typo = serde_json::json!({"limits": {"keys": {"k": {"requests_per_minte": 5}}}});
+        assert!(serde_json::from_value::<Config>(typo).is_err());
+        let mode = serde_json::json!({"on_redis_failure": {"budgets": "fail"}});
+        assert!(serde_json::from_value::<Config>(mode).is_err());
+    }
+}

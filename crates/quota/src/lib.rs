@@ -1,0 +1,90 @@
+//! The quota service: rate limits, concurrency limits and monthly budgets per
+//! key, tenant and (key, model), checked and reserved in one Redis round trip
+//! shared by every replica (`llmgw-limiter` holds the algorithms). Redis
+//! being slow or down never blocks a request: past `redis_timeout_ms` the
+//! decision follows `on_redis_failure`.
+
+mod backend;
+mod config;
+mod incidents;
+mod metrics;
+mod rules;
+mod service;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::routing::get;
+use llmgw_proto::quota_v1::quota_server::QuotaServer;
+use tokio::net::TcpListener;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+
+pub use config::{Config, FailMode, FailurePolicy, LimitTables, LimitsConfig};
+
+use crate::backend::Backend;
+use crate::metrics::Metrics;
+use crate::rules::Rules;
+use crate::service::{QuotaService, State};
+
+/// Serves the quota service on `listener` until `shutdown` resolves. The same
+/// port answers `GET /metrics` over HTTP/1. Invalid limits (a bad budget
+/// amount) fail here, before serving; Redis being down does not: the
+/// service starts, degrades per policy and connects when Redis answers.
+pub async fn run(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        config.redis_timeout_ms > 0,
+        "quota.redis_timeout_ms must be at least 1"
+    );
+    anyhow::ensure!(
+        config.lease_timeout_secs > 0,
+        "quota.lease_timeout_secs must be at least 1"
+    );
+    let rules = Rules::from_config(&config.limits).context("invalid quota limits")?;
+    let metrics = Arc::new(Metrics::new());
+    let backend = Backend::start(&config, metrics.clone())?;
+    let state = Arc::new(State {
+        rules,
+        backend,
+        metrics: metrics.clone(),
+        lease_timeout: Duration::from_secs(config.lease_timeout_secs),
+    });
+    let address = listener.local_addr()?;
+    tracing::info!(
+        %address,
+        redis = config.redis_url.as_deref().is_some_and(|url| !url.is_empty()),
+        redis_timeout_ms = config.redis_timeout_ms,
+        "quota listening"
+    );
+    let mut routes = Routes::new(QuotaServer::new(QuotaService { state }));
+    let render = move || {
+        let metrics = metrics.clone();
+        async move {
+            (
+                [(
+                    http::header::CONTENT_TYPE,
+                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                )],
+                metrics.render(),
+            )
+        }
+    };
+    *routes.axum_router_mut() =
+        std::mem::take(routes.axum_router_mut()).route("/metrics", get(render));
+    tonic::transport::Server::builder()
+        .accept_http1(true)
+        .add_routes(routes)
+        // Answers are tiny and on every request's critical path: no Nagle.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await
+        .context("quota server failed")
+}

@@ -1,0 +1,92 @@
+//! Prometheus metrics of the quota service, served on `GET /metrics` (HTTP/1
+//! on the gRPC port).
+
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// "allowed", "denied" (a limit said no: 429) or "unavailable" (a limit
+    /// failing closed could not be checked: 503).
+    pub outcome: &'static str,
+    /// "true" when decided without Redis.
+    pub degraded: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OpLabels {
+    /// "acquire" or "settle".
+    pub op: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    decisions: Family<DecisionLabels, Counter>,
+    redis_seconds: Family<OpLabels, Histogram>,
+    redis_errors: Family<OpLabels, Counter>,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("llmgw_quota");
+        let decisions = Family::<DecisionLabels, Counter>::default();
+        // From 0.1 ms: a healthy round trip is well under a millisecond, and
+        // the interesting part is how close it gets to `redis_timeout_ms`.
+        let redis_seconds = Family::<OpLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 16))
+        });
+        let redis_errors = Family::<OpLabels, Counter>::default();
+        registry.register(
+            "decisions",
+            "Acquire decisions, by outcome and whether Redis was bypassed",
+            decisions.clone(),
+        );
+        registry.register(
+            "redis_seconds",
+            "Redis round trips of Acquire and Settle, timeouts included",
+            redis_seconds.clone(),
+        );
+        registry.register(
+            "redis_errors",
+            "Acquire and Settle calls Redis did not answer: errors, timeouts, not connected",
+            redis_errors.clone(),
+        );
+        Metrics {
+            registry,
+            decisions,
+            redis_seconds,
+            redis_errors,
+        }
+    }
+
+    pub fn decision(&self, outcome: &'static str, degraded: bool) {
+        self.decisions
+            .get_or_create(&DecisionLabels {
+                outcome,
+                degraded: if degraded { "true" } else { "false" },
+            })
+            .inc();
+    }
+
+    pub fn redis_round_trip(&self, op: &'static str, elapsed: Duration) {
+        self.redis_seconds
+            .get_or_create(&OpLabels { op })
+            .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn redis_error(&self, op: &'static str) {
+        self.redis_errors.get_or_create(&OpLabels { op }).inc();
+    }
+
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}

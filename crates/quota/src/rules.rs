@@ -1,0 +1,204 @@
+//! The limit tables, checked once at start, and the buckets they give a
+//! request.
+
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::Context as _;
+use llmgw_limiter::{Bucket, Limits, Scope};
+
+use crate::config::{LimitTables, LimitsConfig, parse_usd};
+
+/// Whose limits a request counts against.
+pub(crate) struct Subject<'a> {
+    pub tenant: &'a str,
+    pub key_id: &'a str,
+    pub model: &'a str,
+}
+
+pub(crate) struct Rules {
+    default_key: Limits,
+    default_tenant: Limits,
+    keys: HashMap<String, Limits>,
+    tenants: HashMap<String, Limits>,
+    models: HashMap<String, Limits>,
+}
+
+impl Rules {
+    /// Fails on the first invalid entry, naming it, so a typo in a budget
+    /// stops the service at start instead of silently meaning "no budget".
+    pub fn from_config(tables: &LimitTables) -> anyhow::Result<Rules> {
+        Ok(Rules {
+            default_key: limits(&tables.default_key)
+                .context("quota.limits.default_key.monthly_budget_usd")?,
+            default_tenant: limits(&tables.default_tenant)
+                .context("quota.limits.default_tenant.monthly_budget_usd")?,
+            keys: table(&tables.keys, "keys")?,
+            tenants: table(&tables.tenants, "tenants")?,
+            models: table(&tables.models, "models")?,
+        })
+    }
+
+    /// The buckets `subject` is checked against: its key, its tenant, its
+    /// key's use of the model, each only if it has a limit.
+    pub fn buckets(&self, subject: &Subject<'_>) -> Vec<Bucket> {
+        let mut buckets = Vec::with_capacity(3);
+        let key = self.keys.get(subject.key_id).unwrap_or(&self.default_key);
+        push(&mut buckets, Scope::Key, subject.key_id.to_owned(), key);
+        let tenant = (self.tenants.get(subject.tenant)).unwrap_or(&self.default_tenant);
+        push(
+            &mut buckets,
+            Scope::Tenant,
+            subject.tenant.to_owned(),
+            tenant,
+        );
+        if let Some(model) = self.models.get(subject.model) {
+            let id = format!("{}/{}", subject.key_id, subject.model);
+            push(&mut buckets, Scope::KeyModel, id, model);
+        }
+        buckets
+    }
+}
+
+fn push(buckets: &mut Vec<Bucket>, scope: Scope, id: String, limits: &Limits) {
+    if !limits.is_empty() {
+        buckets.push(Bucket {
+            scope,
+            id,
+            limits: *limits,
+        });
+    }
+}
+
+fn table(
+    entries: &BTreeMap<String, LimitsConfig>,
+    name: &str,
+) -> anyhow::Result<HashMap<String, Limits>> {
+    entries
+        .iter()
+        .map(|(id, config)| {
+            let limits = limits(config)
+                .with_context(|| format!("quota.limits.{name}.{id:?}.monthly_budget_usd"))?;
+            Ok((id.clone(), limits))
+        })
+        .collect()
+}
+
+/// The limiter's counters are exact up to 2^53 (Lua numbers are doubles):
+/// a larger budget would be enforced approximately, so it is refused.
+const MAX_BUDGET_NANO_USD: u64 = 1 << 53;
+
+fn limits(config: &LimitsConfig) -> anyhow::Result<Limits> {
+    let monthly_budget_nano_usd = match &config.monthly_budget_usd {
+        Some(text) => {
+            let nano = parse_usd(text).map_err(anyhow::Error::msg)?;
+            anyhow::ensure!(
+                nano <= MAX_BUDGET_NANO_USD,
+                "amount {text:?} is too large: at most \"9007199.254740992\" USD per month \
+                 (the largest amount the counters hold exactly)"
+            );
+            Some(nano)
+        }
+        None => None,
+    };
+    Ok(Limits {
+        requests_per_minute: config.requests_per_minute,
+        tokens_per_minute: config.tokens_per_minute,
+        tokens_per_day: config.tokens_per_day,
+        concurrent: config.concurrent,
+        monthly_budget_nano_usd,
+    })
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // panicking is how tests fail
+mod tests {
+    use super::*;
+
+    fn entry(rpm: Option<u64>, budget: Option<&str>) -> LimitsConfig {
+        LimitsConfig {
+            requests_per_minute: rpm,
+            monthly_budget_usd: budget.map(str::to_owned),
+            ..LimitsConfig::default()
+        }
+    }
+
+    fn subject<'a>(tenant: &'a str, key_id: &'a str, model: &'a str) -> Subject<'a> {
+        Subject {
+            tenant,
+            key_id,
+            model,
+        }
+    }
+
+    #[test]
+    fn no_limits_no_buckets() {
+        let rules = Rules::from_config(&LimitTables::default()).unwrap();
+        assert!(rules.buckets(&subject("t", "k", "m")).is_empty());
+    }
+
+    #[test]
+    fn entries_replace_defaults_and_models_are_per_key() {
+        let mut tables = LimitTables {
+            default_key: LimitsConfig {
+                requests_per_minute: Some(600),
+                concurrent: Some(20),
+                ..LimitsConfig::default()
+            },
+            default_tenant: entry(None, Some("500")),
+            ..LimitTables::default()
+        };
+        tables.keys.insert("vip".into(), entry(Some(6000), None));
+        tables.keys.insert("free".into(), LimitsConfig::default());
+        tables
+            .tenants
+            .insert("acme".into(), entry(None, Some("12.50")));
+        tables.models.insert("gpt".into(), entry(Some(5), None));
+        let rules = Rules::from_config(&tables).unwrap();
+
+        let buckets = rules.buckets(&subject("acme", "vip", "gpt"));
+        assert_eq!(buckets.len(), 3);
+        assert!(matches!(buckets[0].scope, Scope::Key));
+        assert_eq!(buckets[0].id, "vip");
+        // Replaced, not merged: the default's concurrency does not apply.
+        assert_eq!(buckets[0].limits.requests_per_minute, Some(6000));
+        assert_eq!(buckets[0].limits.concurrent, None);
+        assert!(matches!(buckets[1].scope, Scope::Tenant));
+        assert_eq!(
+            buckets[1].limits.monthly_budget_nano_usd,
+            Some(12_500_000_000)
+        );
+        assert!(matches!(buckets[2].scope, Scope::KeyModel));
+        assert_eq!(buckets[2].id, "vip/gpt");
+
+        // An empty entry means "no key limits" for that key.
+        let buckets = rules.buckets(&subject("other", "free", "m"));
+        assert_eq!(buckets.len(), 1);
+        assert_eq!(buckets[0].id, "other");
+        assert_eq!(
+            buckets[0].limits.monthly_budget_nano_usd,
+            Some(500_000_000_000)
+        );
+    }
+
+    #[test]
+    fn bad_budget_names_the_entry() {
+        let mut tables = LimitTables::default();
+        tables
+            .tenants
+            .insert("acme".into(), entry(None, Some("12,5")));
+        let error = Rules::from_config(&tables).err().unwrap();
+        let message = format!("{error:#}");
+        assert!(
+            message.contains("tenants.\"acme\".monthly_budget_usd"),
+            "{message}"
+        );
+        assert!(message.contains("\"12,5\""), "{message}");
+
+        let budget = |amount| LimitTables {
+            default_key: entry(None, Some(amount)),
+            ..LimitTables::default()
+        };
+        assert!(Rules::from_config(&budget("9007199.254740993")).is_err());
+        assert!(Rules::from_config(&budget("9007199.254740992")).is_ok());
+    }
+}

@@ -1,0 +1,192 @@
+//! The `llmgw.quota.v1.Quota` gRPC service.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use llmgw_limiter::{Acquire, Decision, Kind, Settle};
+use llmgw_proto::ErrorCode;
+use llmgw_proto::quota_v1::quota_server::Quota;
+use llmgw_proto::quota_v1::{
+    AcquireRequest, AcquireResponse, LimitKind, SettleRequest, SettleResponse, Subject, Window,
+};
+use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
+
+use crate::backend::{self, Backend, Outcome};
+use crate::metrics::Metrics;
+use crate::rules::{self, Rules};
+
+/// What every call shares.
+pub(crate) struct State {
+    pub rules: Rules,
+    pub backend: Backend,
+    pub metrics: Arc<Metrics>,
+    pub lease_timeout: Duration,
+}
+
+pub struct QuotaService {
+    pub(crate) state: Arc<State>,
+}
+
+#[tonic::async_trait]
+impl Quota for QuotaService {
+    async fn acquire(
+        &self,
+        request: Request<AcquireRequest>,
+    ) -> Result<Response<AcquireResponse>, Status> {
+        let span = {
+            let body = request.get_ref();
+            let subject = body.subject.as_ref();
+            tracing::info_span!(
+                "quota.acquire",
+                request_id = %body.request_id,
+                tenant = subject.map_or("", |s| &s.tenant),
+                key_id = subject.map_or("", |s| &s.key_id),
+                model = subject.map_or("", |s| &s.model),
+                allowed = tracing::field::Empty,
+                degraded = tracing::field::Empty,
+            )
+        };
+        llmgw_telemetry::set_parent_from(&span, request.metadata().as_ref());
+        let state = self.state.clone();
+        async move {
+            let request = request.into_inner();
+            let subject = validate(&request.request_id, request.subject.as_ref())?;
+            let buckets = state.rules.buckets(&subject);
+            // Nothing limits this subject: no store, no Redis round trip.
+            let outcome = if buckets.is_empty() {
+                Outcome {
+                    decision: backend::allowed(),
+                    degraded: false,
+                    unavailable: false,
+                }
+            } else {
+                let acquire = Acquire {
+                    tenant: subject.tenant.to_owned(),
+                    lease_id: request.request_id.clone(),
+                    buckets,
+                    tokens: request.tokens,
+                    cost_nano_usd: request.cost_nano_usd,
+                    lease_ttl_ms: millis(state.lease_timeout),
+                };
+                state.backend.acquire(&acquire).await
+            };
+            let outcome_label = match (&outcome.decision, outcome.unavailable) {
+                (_, true) => "unavailable",
+                (decision, false) if decision.allowed => "allowed",
+                _ => "denied",
+            };
+            state.metrics.decision(outcome_label, outcome.degraded);
+            let span = tracing::Span::current();
+            span.record("allowed", outcome.decision.allowed);
+            span.record("degraded", outcome.degraded);
+            Ok(Response::new(response(outcome)))
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn settle(
+        &self,
+        request: Request<SettleRequest>,
+    ) -> Result<Response<SettleResponse>, Status> {
+        let span = {
+            let body = request.get_ref();
+            let subject = body.subject.as_ref();
+            tracing::info_span!(
+                "quota.settle",
+                request_id = %body.request_id,
+                tenant = subject.map_or("", |s| &s.tenant),
+                key_id = subject.map_or("", |s| &s.key_id),
+                model = subject.map_or("", |s| &s.model),
+                degraded = body.degraded,
+            )
+        };
+        llmgw_telemetry::set_parent_from(&span, request.metadata().as_ref());
+        let state = self.state.clone();
+        async move {
+            let request = request.into_inner();
+            let subject = validate(&request.request_id, request.subject.as_ref())?;
+            let buckets = state.rules.buckets(&subject);
+            if !buckets.is_empty() {
+                let settle = Settle {
+                    tenant: subject.tenant.to_owned(),
+                    lease_id: request.request_id.clone(),
+                    buckets,
+                    reserved_tokens: request.reserved_tokens,
+                    actual_tokens: request.actual_tokens,
+                    reserved_cost_nano_usd: request.reserved_cost_nano_usd,
+                    actual_cost_nano_usd: request.actual_cost_nano_usd,
+                };
+                // A settle Redis did not take is logged and counted by the
+                // backend; the lease timeout releases it, so the caller has
+                // nothing to retry.
+                state.backend.settle(&settle, request.degraded).await;
+            }
+            Ok(Response::new(SettleResponse {}))
+        }
+        .instrument(span)
+        .await
+    }
+}
+
+fn validate<'a>(
+    request_id: &'a str,
+    subject: Option<&'a Subject>,
+) -> Result<rules::Subject<'a>, Status> {
+    let invalid = |message: &str| Status::new(ErrorCode::InvalidRequest.grpc_code(), message);
+    if request_id.is_empty() {
+        return Err(invalid("request_id is required"));
+    }
+    let subject = subject.ok_or_else(|| invalid("subject is required"))?;
+    if subject.tenant.is_empty() {
+        return Err(invalid("subject.tenant is required"));
+    }
+    if subject.key_id.is_empty() {
+        return Err(invalid("subject.key_id is required"));
+    }
+    Ok(rules::Subject {
+        tenant: &subject.tenant,
+        key_id: &subject.key_id,
+        model: &subject.model,
+    })
+}
+
+fn response(outcome: Outcome) -> AcquireResponse {
+    let Decision {
+        allowed,
+        denied,
+        retry_after_ms,
+        requests,
+        tokens,
+    } = outcome.decision;
+    let window = |window: llmgw_limiter::Window| Window {
+        limit: window.limit,
+        remaining: window.remaining,
+        reset_ms: window.reset_ms,
+    };
+    AcquireResponse {
+        allowed,
+        denied_by: denied.map_or(LimitKind::Unspecified, |(_, kind)| limit_kind(kind)) as i32,
+        denied_scope: denied.map_or_else(String::new, |(scope, _)| scope.as_str().to_owned()),
+        retry_after_ms: if allowed { 0 } else { retry_after_ms },
+        requests: requests.map(window),
+        tokens: tokens.map(window),
+        degraded: outcome.degraded,
+        unavailable: outcome.unavailable,
+    }
+}
+
+fn limit_kind(kind: Kind) -> LimitKind {
+    match kind {
+        Kind::RequestsPerMinute => LimitKind::RequestsPerMinute,
+        Kind::TokensPerMinute => LimitKind::TokensPerMinute,
+        Kind::TokensPerDay => LimitKind::TokensPerDay,
+        Kind::Concurrent => LimitKind::Concurrent,
+        Kind::MonthlyBudget => LimitKind::MonthlyBudget,
+    }
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}

@@ -1,0 +1,178 @@
+//! Redis down at start, or hanging mid-way: decisions still come back within
+//! the bound, follow the failure policy, and Redis is used again once it
+//! answers, without a restart.
+
+#![allow(clippy::unwrap_used)] // panicking is how tests fail
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use llmgw_proto::quota_v1::LimitKind;
+use llmgw_quota::{FailMode, FailurePolicy, LimitsConfig};
+use support::*;
+
+/// Far above `redis_timeout_ms` (25) plus a loopback gRPC call, far below
+/// anything a client would notice.
+const BOUND: Duration = Duration::from_millis(200);
+
+/// A Redis URL nothing listens on.
+fn closed_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = listener.local_addr().unwrap();
+    drop(listener);
+    format!("redis://{address}")
+}
+
+#[tokio::test]
+async fn redis_unreachable_degrades_per_policy() {
+    let mut config = config(&closed_port());
+    config.limits.keys.insert("k-rpm".into(), rpm(5));
+    config.limits.keys.insert(
+        "k-conc".into(),
+        LimitsConfig {
+            concurrent: Some(1),
+            ..LimitsConfig::default()
+        },
+    );
+    config.limits.tenants.insert(
+        "t-budget".into(),
+        LimitsConfig {
+            monthly_budget_usd: Some("10".into()),
+            ..LimitsConfig::default()
+        },
+    );
+    let service = start(config).await;
+    let mut client = service.client.clone();
+
+    // rates = local: this replica still enforces the limit.
+    for i in 0..6 {
+        let start = Instant::now();
+        let answer = acquire(&mut client, request("t", "k-rpm")).await;
+        assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
+        assert!(answer.degraded);
+        assert!(!answer.unavailable);
+        if i < 5 {
+            assert!(answer.allowed, "request {i}: {answer:?}");
+        } else {
+            assert!(!answer.allowed);
+            assert_eq!(answer.denied_by(), LimitKind::RequestsPerMinute);
+            assert!(answer.retry_after_ms > 0);
+        }
+    }
+
+    // budgets = closed: a budget nobody can check denies with 503 semantics.
+    let start = Instant::now();
+    let answer = acquire(&mut client, request("t-budget", "k-any")).await;
+    assert!(start.elapsed() < BOUND);
+    assert!(answer.degraded && answer.unavailable && !answer.allowed);
+    assert_eq!(answer.denied_by(), LimitKind::MonthlyBudget);
+    assert_eq!(answer.denied_scope, "tenant");
+
+    // A degraded Acquire is settled where it was made: locally.
+    let first = request("t", "k-conc");
+    assert!(acquire(&mut client, first.clone()).await.allowed);
+    assert!(!acquire(&mut client, request("t", "k-conc")).await.allowed);
+    settle(&mut client, &first, true).await;
+    assert!(acquire(&mut client, request("t", "k-conc")).await.allowed);
+
+    let metrics = http_get(service.address, "/metrics").await;
+    assert!(
+        metrics.contains(r#"llmgw_quota_decisions_total{outcome="unavailable",degraded="true"} 1"#),
+        "{metrics}"
+    );
+    assert!(metrics.contains(r#"llmgw_quota_redis_errors_total{op="acquire"}"#));
+}
+
+#[tokio::test]
+async fn open_policy_allows_everything_without_redis() {
+    let mut config = config(&closed_port());
+    config.on_redis_failure = FailurePolicy {
+        rates: FailMode::Open,
+        budgets: FailMode::Open,
+    };
+    config.limits.keys.insert("k".into(), rpm(1));
+    config.limits.default_tenant.monthly_budget_usd = Some("0".into());
+    let service = start(config).await;
+    let mut client = service.client.clone();
+    for _ in 0..3 {
+        let answer = acquire(&mut client, request("t", "k")).await;
+        assert!(answer.allowed && answer.degraded && !answer.unavailable);
+    }
+}
+
+#[tokio::test]
+async fn closed_rates_deny_as_unavailable() {
+    let mut config = config(&closed_port());
+    config.on_redis_failure.rates = FailMode::Closed;
+    config.limits.keys.insert("k".into(), rpm(100));
+    let service = start(config).await;
+    let mut client = service.client.clone();
+    let answer = acquire(&mut client, request("t", "k")).await;
+    assert!(!answer.allowed && answer.degraded && answer.unavailable);
+    assert_eq!(answer.denied_by(), LimitKind::RequestsPerMinute);
+    // Subjects without limits never need Redis.
+    let answer = acquire(&mut client, request("t", "unlimited")).await;
+    assert!(answer.allowed && !answer.degraded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hanging_redis_is_bounded_and_recovers_without_restart() {
+    let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
+    let service = start(config(&format!("redis://{}", proxy.address))).await;
+    let mut client = service.client.clone();
+    wait_for_redis(&mut client, Duration::from_secs(10)).await;
+
+    proxy.set_mode(Mode::Hang);
+    for _ in 0..10 {
+        let start = Instant::now();
+        let answer = acquire(&mut client, request("t", PROBE_KEY)).await;
+        assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
+        assert!(answer.degraded && answer.allowed);
+    }
+    // Long enough for any connection-level timeout to fire while hanging.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let start = Instant::now();
+    assert!(acquire(&mut client, request("t", PROBE_KEY)).await.degraded);
+    assert!(start.elapsed() < BOUND);
+
+    proxy.set_mode(Mode::Forward);
+    wait_for_redis(&mut client, Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn redis_coming_up_after_start_is_used() {
+    // Redis "down" at start: the proxy holds every byte from the start.
+    let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
+    proxy.set_mode(Mode::Hang);
+    let service = start(config(&format!("redis://{}", proxy.address))).await;
+    let mut client = service.client.clone();
+    let start = Instant::now();
+    let answer = acquire(&mut client, request("t", PROBE_KEY)).await;
+    assert!(answer.degraded);
+    assert!(start.elapsed() < BOUND);
+
+    proxy.set_mode(Mode::Forward);
+    wait_for_redis(&mut client, Duration::from_secs(5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_restart_is_bounded_and_recovers_without_restart() {
+    let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
+    let service = start(config(&format!("redis://{}", proxy.address))).await;
+    let mut client = service.client.clone();
+    wait_for_redis(&mut client, Duration::from_secs(10)).await;
+
+    // Connections cut and refused, as when Redis restarts.
+    proxy.set_mode(Mode::Down);
+    for _ in 0..20 {
+        let start = Instant::now();
+        let answer = acquire(&mut client, request("t", PROBE_KEY)).await;
+        assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
+        assert!(answer.degraded && answer.allowed);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    proxy.set_mode(Mode::Forward);
+    wait_for_redis(&mut client, Duration::from_secs(5)).await;
+}
