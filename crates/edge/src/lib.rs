@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
 pub use config::{ApiKeyConfig, Config};
+pub use quota::Unreachable as QuotaUnreachable;
 
 use crate::auth::Keys;
 use crate::catalog::Catalog;
@@ -66,6 +67,7 @@ pub async fn run(
         .connect_timeout(Duration::from_secs(2))
         .connect_lazy();
     let router = RouterClient::new(channel);
+    let metrics = Metrics::new();
     let quota = match &config.quota_url {
         None => None,
         Some(url) => {
@@ -78,6 +80,7 @@ pub async fn run(
                 QuotaClient::new(channel),
                 Duration::from_millis(config.quota_timeout_ms),
                 config.on_quota_unreachable,
+                metrics.quota_unreachable.clone(),
             ))
         }
     };
@@ -96,7 +99,7 @@ pub async fn run(
         catalog,
         router,
         quota,
-        metrics: Metrics::new(),
+        metrics,
         stopping: stopping.clone(),
         drain_expired: drain_expired.clone(),
     });

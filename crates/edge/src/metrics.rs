@@ -36,6 +36,7 @@ pub struct Metrics {
     first_token: Family<ModelLabels, Histogram>,
     tokens: Family<TokenLabels, Counter>,
     pub open_streams: Gauge,
+    pub quota_unreachable: Counter,
 }
 
 impl Metrics {
@@ -48,6 +49,7 @@ impl Metrics {
         let first_token = Family::<ModelLabels, Histogram>::new_with_constructor(seconds);
         let tokens = Family::<TokenLabels, Counter>::default();
         let open_streams = Gauge::default();
+        let quota_unreachable = Counter::default();
         registry.register("requests", "HTTP requests answered", requests.clone());
         registry.register(
             "request_duration_seconds",
@@ -69,6 +71,11 @@ impl Metrics {
             "SSE streams being served",
             open_streams.clone(),
         );
+        registry.register(
+            "quota_unreachable",
+            "Requests decided without the quota service (unreachable or too slow), per on_quota_unreachable",
+            quota_unreachable.clone(),
+        );
         Arc::new(Metrics {
             registry,
             requests,
@@ -76,6 +83,7 @@ impl Metrics {
             first_token,
             tokens,
             open_streams,
+            quota_unreachable,
         })
     }
 

@@ -10,6 +10,7 @@ use llmgw_proto::quota_v1::{
     AcquireRequest, AcquireResponse, LimitKind, SettleRequest, Subject, Window,
 };
 use llmgw_proto::router_v1::{Done, Model};
+use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
 use tonic::transport::Channel;
 
@@ -45,6 +46,8 @@ pub struct Quota {
     on_unreachable: Unreachable,
     /// Last time an unreachable quota service was logged (once a minute).
     last_logged: std::sync::Mutex<Option<Instant>>,
+    /// Every decision taken without the quota service.
+    unreachable_total: Counter,
 }
 
 impl Quota {
@@ -52,12 +55,14 @@ impl Quota {
         client: QuotaClient<Channel>,
         timeout: Duration,
         on_unreachable: Unreachable,
+        unreachable_total: Counter,
     ) -> Quota {
         Quota {
             client,
             timeout,
             on_unreachable,
             last_logged: std::sync::Mutex::new(None),
+            unreachable_total,
         }
     }
 
@@ -115,6 +120,7 @@ impl Quota {
     }
 
     fn unreachable(&self, error: &str) -> Result<Option<Lease>, ApiError> {
+        self.unreachable_total.inc();
         if let Ok(mut last) = self.last_logged.lock()
             && last.is_none_or(|at| at.elapsed() > Duration::from_secs(60))
         {
@@ -144,8 +150,12 @@ impl Lease {
         self.request.actual_tokens = prompt + completion;
         self.request.actual_cost_nano_usd = cost_nano_usd(prompt, self.input_nano_per_mtok)
             + cost_nano_usd(completion, self.output_nano_per_mtok);
-        // Off the response path; a lost settle is repaired by the lease timeout.
-        tokio::spawn(async move {
+        // Off the response path; a lost settle is repaired by the lease
+        // timeout. No runtime (the process is exiting): the same.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
             if let Err(status) = self.client.settle(self.request).await {
                 tracing::debug!(error = %status, "quota settle failed; the lease timeout will release it");
             }

@@ -354,3 +354,38 @@ async fn budgets_deny_with_insufficient_quota() {
     assert_eq!(error["code"], "insufficient_quota");
     assert_eq!(error["type"], "insufficient_quota");
 }
+
+#[tokio::test]
+async fn an_unreachable_quota_service_follows_the_edge_policy() {
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let dead_url = format!("http://{}", dead.local_addr().expect("addr"));
+    drop(dead);
+    for (policy, status) in [
+        (llmgw_edge::QuotaUnreachable::Open, 200),
+        (llmgw_edge::QuotaUnreachable::Closed, 503),
+    ] {
+        let gateway = crate::harness::Gateway::start_with(|config| {
+            config.edge.quota_url = Some(dead_url.clone());
+            config.edge.quota_timeout_ms = 100;
+            config.edge.on_quota_unreachable = policy;
+        })
+        .await;
+        let response = gateway.chat(request("mock")).await;
+        assert_eq!(response.status(), status, "{policy:?}");
+        let metrics = gateway
+            .client
+            .get(gateway.url("/metrics"))
+            .send()
+            .await
+            .expect("reachable")
+            .text()
+            .await
+            .expect("text");
+        assert!(
+            metrics.contains("llmgw_edge_quota_unreachable_total 1"),
+            "{metrics}"
+        );
+    }
+}
