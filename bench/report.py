@@ -107,6 +107,37 @@ def add_added_latency(runs):
             r["added_p50_ms"] = r["p50_ms"] - base
 
 
+def redis_histogram(path):
+    """p50/p99 of the quota service's Redis round trips, per operation, from
+    its Prometheus histogram (bucket upper bounds: an upper estimate)."""
+    buckets = {}
+    with open(path) as f:
+        for line in f:
+            if not line.startswith("llmgw_quota_redis_seconds_bucket"):
+                continue
+            labels, value = line.rsplit(" ", 1)
+            inside = labels[labels.index("{") + 1 : labels.index("}")]
+            fields = dict(part.split("=", 1) for part in inside.split(","))
+            op = fields.get("op", "").strip('"')
+            le = fields.get("le", "").strip('"')
+            bound = float("inf") if le == "+Inf" else float(le)
+            buckets.setdefault(op, []).append((bound, float(value)))
+    print("\nQuota service Redis round trips (one per Acquire, one per Settle):")
+    for op, points in sorted(buckets.items()):
+        points.sort()
+        total = points[-1][1]
+        if not total:
+            continue
+
+        def quantile(q):
+            for bound, count in points:
+                if count >= q * total:
+                    return bound
+            return float("inf")
+
+        print(f"  {op:<8} n={int(total):>7}  p50 <= {quantile(0.5) * 1e3:.3f} ms  p99 <= {quantile(0.99) * 1e3:.3f} ms")
+
+
 def main():
     if len(sys.argv) != 3:
         sys.exit(__doc__)
@@ -159,10 +190,14 @@ def main():
     print(
         "direct = load generator -> mock upstream (cpu/rss columns are the mock's);\n"
         "all-in-one / split = through the gateway (cpu/rss = gateway processes only);\n"
-        "anthropic = all-in-one with the model served over Anthropic's Messages API.\n"
+        "anthropic = all-in-one with the model served over Anthropic's Messages API;\n"
+        "quota = all-in-one with limits in Redis (cpu includes redis-server).\n"
         "+p50_ms = gateway p50 - direct p50 at the same concurrency and mode."
     )
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--redis-histogram":
+        redis_histogram(sys.argv[2])
+    else:
+        main()
