@@ -16,7 +16,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::routing::get;
 use llmgw_proto::quota_v1::quota_server::QuotaServer;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -62,21 +61,8 @@ pub async fn run(
         redis_timeout_ms = config.redis_timeout_ms,
         "quota listening"
     );
-    let mut routes = Routes::new(QuotaServer::new(QuotaService { state }));
-    let render = move || {
-        let metrics = metrics.clone();
-        async move {
-            (
-                [(
-                    http::header::CONTENT_TYPE,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )],
-                metrics.render(),
-            )
-        }
-    };
-    *routes.axum_router_mut() =
-        std::mem::take(routes.axum_router_mut()).route("/metrics", get(render));
+    let routes = Routes::new(QuotaServer::new(QuotaService { state }));
+    let routes = llmgw_telemetry::with_metrics_route(routes, move || metrics.render());
     tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(routes)

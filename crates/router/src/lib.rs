@@ -17,7 +17,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::routing::get;
 use llmgw_proto::router_v1::router_server::RouterServer;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
@@ -72,21 +71,8 @@ pub async fn run(
     });
     let address = listener.local_addr()?;
     tracing::info!(%address, models = state.catalog.models().len(), "router listening");
-    let mut routes = Routes::new(RouterServer::new(service::RouterService { state }));
-    let render = move || {
-        let metrics = metrics.clone();
-        async move {
-            (
-                [(
-                    http::header::CONTENT_TYPE,
-                    "application/openmetrics-text; version=1.0.0; charset=utf-8",
-                )],
-                metrics.render(),
-            )
-        }
-    };
-    *routes.axum_router_mut() =
-        std::mem::take(routes.axum_router_mut()).route("/metrics", get(render));
+    let routes = Routes::new(RouterServer::new(service::RouterService { state }));
+    let routes = llmgw_telemetry::with_metrics_route(routes, move || metrics.render());
     tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(routes)

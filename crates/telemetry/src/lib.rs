@@ -5,6 +5,7 @@
 //! Logging is initialised once per process (`llmgw all` runs every service in
 //! one process, so they share it).
 
+mod metrics_route;
 mod propagation;
 
 use anyhow::Context as _;
@@ -17,6 +18,7 @@ use tracing_subscriber::{
     util::SubscriberInitExt as _,
 };
 
+pub use metrics_route::{OPENMETRICS_CONTENT_TYPE, metrics_response, with_metrics_route};
 pub use propagation::{extract_context, inject_context, set_parent_from};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
