@@ -1,10 +1,24 @@
-//! API key authentication. For now the keys come from the config file; the
-//! accounts service adds database-backed keys behind the same lookup.
+//! API key authentication: bootstrap keys from the config file, then keys
+//! from the accounts database (the billing service), cached.
+//!
+//! Database keys are looked up by the SHA-256 digest of their text (the key
+//! itself never leaves the edge) and cached: a hit costs a hash and a map
+//! lookup, no network call. A revoked key stops working within
+//! `auth_cache_ttl_secs`; an unknown key is remembered for
+//! `auth_negative_ttl_secs` so guessing cannot hammer the database. When the
+//! billing service is unreachable, keys already cached keep working
+//! (stale-while-error) and unknown keys get 503, not 401: the key may well be
+//! valid.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use http::HeaderMap;
 use llmgw_proto::ErrorCode;
+use llmgw_proto::billing_v1::LookupKeyRequest;
+use llmgw_proto::billing_v1::accounts_client::AccountsClient;
+use tonic::transport::Channel;
 
 use crate::config::ApiKeyConfig;
 use crate::error::ApiError;
@@ -14,16 +28,48 @@ use crate::error::ApiError;
 pub struct Principal {
     pub tenant: String,
     pub key_id: String,
+    /// Model aliases the key may use; empty = all.
+    pub allowed_models: Arc<[String]>,
+    /// Unix milliseconds; `None` = never.
+    expires_at: Option<u64>,
 }
 
-#[derive(Debug, Default)]
+impl Principal {
+    pub fn may_use(&self, model: &str) -> bool {
+        self.allowed_models.is_empty() || self.allowed_models.iter().any(|allowed| allowed == model)
+    }
+
+    fn expired(&self) -> bool {
+        self.expires_at.is_some_and(|at| at <= unix_ms())
+    }
+}
+
+struct Cached {
+    principal: Option<Principal>,
+    fetched: Instant,
+}
+
+/// Entries kept before expired ones are swept.
+const MAX_CACHED: usize = 100_000;
+
 pub struct Keys {
-    by_key: HashMap<String, Principal>,
+    bootstrap: HashMap<String, Principal>,
+    accounts: Option<AccountsClient<Channel>>,
+    cache: Mutex<HashMap<[u8; 32], Cached>>,
+    ttl: Duration,
+    negative_ttl: Duration,
+    /// Last time a billing outage was logged (once a minute).
+    last_logged: Mutex<Option<Instant>>,
 }
 
 impl Keys {
-    pub fn from_config(keys: &[ApiKeyConfig]) -> anyhow::Result<Keys> {
-        let mut by_key = HashMap::new();
+    pub fn new(
+        keys: &[ApiKeyConfig],
+        accounts: Option<AccountsClient<Channel>>,
+        ttl: Duration,
+        negative_ttl: Duration,
+    ) -> anyhow::Result<Keys> {
+        let mut bootstrap = HashMap::new();
         for (position, key) in keys.iter().enumerate() {
             anyhow::ensure!(
                 key.key.len() >= 16,
@@ -36,25 +82,127 @@ impl Keys {
                     .name
                     .clone()
                     .unwrap_or_else(|| format!("config-{}-{position}", key.tenant)),
+                allowed_models: Arc::from([]),
+                expires_at: None,
             };
             anyhow::ensure!(
-                by_key.insert(key.key.clone(), principal).is_none(),
+                bootstrap.insert(key.key.clone(), principal).is_none(),
                 "api key {position} is configured twice"
             );
         }
-        Ok(Keys { by_key })
+        Ok(Keys {
+            bootstrap,
+            accounts,
+            cache: Mutex::new(HashMap::new()),
+            ttl,
+            negative_ttl,
+            last_logged: Mutex::new(None),
+        })
     }
 
-    pub fn authenticate(&self, headers: &HeaderMap) -> Result<&Principal, ApiError> {
+    pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
         let Some(key) = bearer(headers) else {
             return Err(ApiError::new(
                 ErrorCode::InvalidApiKey,
                 "You didn't provide an API key. Provide it in the Authorization header (Authorization: Bearer YOUR_KEY).",
             ));
         };
-        self.by_key
-            .get(key)
-            .ok_or_else(|| ApiError::new(ErrorCode::InvalidApiKey, "Incorrect API key provided."))
+        if let Some(principal) = self.bootstrap.get(key) {
+            return Ok(principal.clone());
+        }
+        let incorrect = || ApiError::new(ErrorCode::InvalidApiKey, "Incorrect API key provided.");
+        // A mistyped key fails its checksum: no lookup needed.
+        let Some(accounts) = &self.accounts else {
+            return Err(incorrect());
+        };
+        if !llmgw_apikey::is_well_formed(key) {
+            return Err(incorrect());
+        }
+        let digest = llmgw_apikey::digest(key);
+        let stale = match self.cached(&digest) {
+            Some((principal, true)) => {
+                return principal.filter(|p| !p.expired()).ok_or_else(incorrect);
+            }
+            Some((principal, false)) => principal,
+            None => None,
+        };
+        let request = LookupKeyRequest {
+            key_digest: digest.to_vec().into(),
+        };
+        let answer =
+            tokio::time::timeout(Duration::from_secs(1), accounts.clone().lookup_key(request))
+                .await;
+        match answer {
+            Ok(Ok(answer)) => {
+                let answer = answer.into_inner();
+                let principal = answer.key.filter(|_| answer.found).map(|key| Principal {
+                    tenant: key.tenant,
+                    key_id: key.key_id,
+                    allowed_models: key.allowed_models.into(),
+                    expires_at: (key.expires_at_unix_ms > 0).then_some(key.expires_at_unix_ms),
+                });
+                self.remember(digest, principal.clone());
+                principal.filter(|p| !p.expired()).ok_or_else(incorrect)
+            }
+            Ok(Err(status)) => self.billing_down(stale, &status.to_string()),
+            Err(_) => self.billing_down(stale, "timed out"),
+        }
+    }
+
+    /// A cached answer, and whether it is still fresh.
+    fn cached(&self, digest: &[u8; 32]) -> Option<(Option<Principal>, bool)> {
+        let cache = self.cache.lock().ok()?;
+        let entry = cache.get(digest)?;
+        let ttl = if entry.principal.is_some() {
+            self.ttl
+        } else {
+            self.negative_ttl
+        };
+        Some((entry.principal.clone(), entry.fetched.elapsed() < ttl))
+    }
+
+    fn remember(&self, digest: [u8; 32], principal: Option<Principal>) {
+        let Ok(mut cache) = self.cache.lock() else {
+            return;
+        };
+        if cache.len() >= MAX_CACHED {
+            let (ttl, negative_ttl) = (self.ttl, self.negative_ttl);
+            cache.retain(|_, entry| {
+                let ttl = if entry.principal.is_some() {
+                    ttl
+                } else {
+                    negative_ttl
+                };
+                entry.fetched.elapsed() < ttl
+            });
+        }
+        cache.insert(
+            digest,
+            Cached {
+                principal,
+                fetched: Instant::now(),
+            },
+        );
+    }
+
+    /// Billing is unreachable: a key we knew keeps working; others get 503.
+    fn billing_down(&self, stale: Option<Principal>, error: &str) -> Result<Principal, ApiError> {
+        if let Ok(mut last) = self.last_logged.lock()
+            && last.is_none_or(|at| at.elapsed() > Duration::from_secs(60))
+        {
+            *last = Some(Instant::now());
+            tracing::warn!(
+                error,
+                "billing unreachable: serving cached keys, unknown keys get 503 (logged once a minute)"
+            );
+        }
+        match stale.filter(|principal| !principal.expired()) {
+            Some(principal) => Ok(principal),
+            None => Err(ApiError::new(
+                ErrorCode::Unavailable,
+                "API keys cannot be checked right now; retry the request",
+            )),
+        }
     }
 }
 
@@ -63,4 +211,10 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     let (scheme, key) = value.split_once(' ')?;
     let key = key.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
+}
+
+fn unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |now| now.as_millis() as u64)
 }

@@ -122,7 +122,7 @@ async fn call_router(
             "the gateway is shutting down; retry the request",
         ));
     }
-    let principal = state.keys.authenticate(request.headers())?.clone();
+    let principal = state.keys.authenticate(request.headers()).await?;
     let span = tracing::Span::current();
     span.record("tenant", principal.tenant.as_str());
     span.record("key_id", principal.key_id.as_str());
@@ -136,6 +136,16 @@ async fn call_router(
         )
     })?;
     let valid = validate::validate(&chat, &models)?;
+    if !principal.may_use(&valid.model.alias) {
+        return Err(ApiError::new(
+            ErrorCode::PermissionDenied,
+            format!(
+                "This API key may not use the model `{}`.",
+                valid.model.alias
+            ),
+        )
+        .with_param("model"));
+    }
     drop(chat);
     outcome.model.clone_from(&valid.model.alias);
     span.record("model", valid.model.alias.as_str());

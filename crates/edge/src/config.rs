@@ -35,6 +35,14 @@ pub struct Config {
     /// How often the model catalog (aliases and limits) is re-read from the
     /// router.
     pub catalog_refresh_secs: u64,
+    /// The billing service's gRPC address, for API keys from the accounts
+    /// database; unset = bootstrap keys only.
+    pub billing_url: Option<String>,
+    /// How long a database key's lookup is cached: a revoked key stops
+    /// working within this.
+    pub auth_cache_ttl_secs: u64,
+    /// How long an unknown key is remembered as unknown.
+    pub auth_negative_ttl_secs: u64,
     /// Bootstrap API keys. The accounts database replaces these in
     /// production; they stay useful for development and break-glass access.
     pub api_keys: Vec<ApiKeyConfig>,
@@ -53,6 +61,9 @@ impl Default for Config {
             drain_timeout_secs: 30,
             sse_keepalive_secs: 10,
             catalog_refresh_secs: 10,
+            billing_url: None,
+            auth_cache_ttl_secs: 30,
+            auth_negative_ttl_secs: 5,
             api_keys: Vec::new(),
         }
     }

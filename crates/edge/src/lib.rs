@@ -25,6 +25,7 @@ use axum::serve::ListenerExt as _;
 use http::StatusCode;
 use llmgw_openai::{ModelList, ModelObject};
 use llmgw_proto::ErrorCode;
+use llmgw_proto::billing_v1::accounts_client::AccountsClient;
 use llmgw_proto::quota_v1::quota_client::QuotaClient;
 use llmgw_proto::router_v1::router_client::RouterClient;
 use tokio::net::TcpListener;
@@ -60,7 +61,22 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let keys = Keys::from_config(&config.api_keys)?;
+    let accounts = match &config.billing_url {
+        None => None,
+        Some(url) => Some(AccountsClient::new(
+            Endpoint::from_shared(url.clone())
+                .with_context(|| format!("invalid billing_url {url:?}"))?
+                .tcp_nodelay(true)
+                .connect_timeout(Duration::from_secs(1))
+                .connect_lazy(),
+        )),
+    };
+    let keys = Keys::new(
+        &config.api_keys,
+        accounts,
+        Duration::from_secs(config.auth_cache_ttl_secs),
+        Duration::from_secs(config.auth_negative_ttl_secs),
+    )?;
     let channel = Endpoint::from_shared(config.router_url.clone())
         .with_context(|| format!("invalid router_url {:?}", config.router_url))?
         .tcp_nodelay(true)
@@ -150,9 +166,10 @@ fn routes(state: Arc<AppState>) -> Router {
 }
 
 async fn list_models(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    if let Err(error) = state.keys.authenticate(request.headers()) {
-        return error.into_response();
-    }
+    let principal = match state.keys.authenticate(request.headers()).await {
+        Ok(principal) => principal,
+        Err(error) => return error.into_response(),
+    };
     let Some(models) = state.catalog.current() else {
         return ApiError::new(
             ErrorCode::Unavailable,
@@ -162,6 +179,7 @@ async fn list_models(State(state): State<Arc<AppState>>, request: Request) -> Re
     };
     let mut data: Vec<ModelObject> = models
         .values()
+        .filter(|model| principal.may_use(&model.alias))
         .map(|model| ModelObject {
             id: model.alias.clone(),
             object: "model".to_owned(),

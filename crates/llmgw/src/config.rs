@@ -17,6 +17,7 @@ pub struct GatewayConfig {
     pub edge: llmgw_edge::Config,
     pub router: llmgw_router::Config,
     pub quota: llmgw_quota::Config,
+    pub billing: llmgw_billing::Config,
     pub mock_upstream: llmgw_mock_upstream::Config,
 }
 
@@ -31,8 +32,14 @@ impl GatewayConfig {
             anyhow::ensure!(path.exists(), "config file {} not found", path.display());
             figment = figment.merge(Yaml::file_exact(path));
         }
+        // LLMGW_CONFIG names the file; LLMGW_ADMIN_TOKEN / LLMGW_ADMIN_URL
+        // belong to the admin commands: none of them is a config key.
         figment
-            .merge(Env::prefixed("LLMGW_").split("__").ignore(&["config"]))
+            .merge(Env::prefixed("LLMGW_").split("__").ignore(&[
+                "config",
+                "admin_token",
+                "admin_url",
+            ]))
             .extract()
             .with_context(|| match path {
                 Some(path) => format!("invalid configuration in {}", path.display()),

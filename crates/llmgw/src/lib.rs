@@ -2,6 +2,7 @@
 //! services together. `llmgw all` runs every service in one process, and they
 //! still talk gRPC over loopback, exactly as in a distributed deployment.
 
+pub mod admin_cli;
 pub mod config;
 pub mod demo;
 
@@ -22,6 +23,8 @@ pub struct Addresses {
     pub router: SocketAddr,
     /// The quota service, when limits are configured.
     pub quota: Option<SocketAddr>,
+    /// The billing service (gRPC) and its admin API, when started here.
+    pub billing: Option<(SocketAddr, SocketAddr)>,
     /// The in-process mock upstream, in demo mode.
     pub mock: Option<SocketAddr>,
 }
@@ -121,6 +124,25 @@ pub async fn start_all(
         });
         quota = Some(address);
     }
+    // Billing: accounts (API keys) in Postgres with DATABASE_URL, else in a
+    // SQLite file under billing.data_dir; migrated at start. Not started when
+    // the edge is pointed at a billing service elsewhere.
+    let mut billing = None;
+    if config.edge.billing_url.is_none() {
+        let grpc = bind(config.billing.listen, "billing").await?;
+        let admin = bind(config.billing.admin_listen, "billing admin API").await?;
+        let addresses = (grpc.local_addr()?, admin.local_addr()?);
+        config.edge.billing_url = Some(format!("http://{}", addresses.0));
+        let shutdown = stop.clone().cancelled_owned();
+        let billing_config = config.billing.clone();
+        tasks.spawn(async move {
+            (
+                "billing",
+                llmgw_billing::run(billing_config, grpc, admin, shutdown).await,
+            )
+        });
+        billing = Some(addresses);
+    }
     let edge_listener = bind(config.edge.listen, "edge").await?;
     let edge = edge_listener.local_addr()?;
 
@@ -143,6 +165,7 @@ pub async fn start_all(
             edge,
             router,
             quota,
+            billing,
             mock,
         },
         Services { tasks, stop },
@@ -155,6 +178,7 @@ pub enum Role {
     Edge,
     Router,
     Quota,
+    Billing,
     MockUpstream,
 }
 
@@ -164,6 +188,7 @@ impl Role {
             Role::Edge => "edge",
             Role::Router => "router",
             Role::Quota => "quota",
+            Role::Billing => "billing",
             Role::MockUpstream => "mock-upstream",
         }
     }
@@ -190,6 +215,15 @@ pub async fn start_one(
                 llmgw_router::run(config.router, listener, shutdown).await,
             )
         }),
+        Role::Billing => {
+            let admin = bind(config.billing.admin_listen, "billing admin API").await?;
+            tasks.spawn(async move {
+                (
+                    name,
+                    llmgw_billing::run(config.billing, listener, admin, shutdown).await,
+                )
+            })
+        }
         Role::Quota => tasks.spawn(async move {
             (
                 name,

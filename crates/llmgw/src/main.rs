@@ -43,6 +43,26 @@ enum Command {
     /// The quota gRPC service (quota.listen): rate limits and budgets, in
     /// Redis when REDIS_URL (or quota.redis_url) is set, else in memory.
     Quota,
+    /// The billing service: API keys and tenants (billing.listen, gRPC) and
+    /// the admin API (billing.admin_listen). Postgres with DATABASE_URL,
+    /// else SQLite under billing.data_dir.
+    Billing,
+    /// Apply database migrations (DATABASE_URL or the SQLite default) and exit.
+    Migrate,
+    /// Manage tenants through the admin API (needs LLMGW_ADMIN_TOKEN).
+    Tenants {
+        #[command(flatten)]
+        admin: llmgw::admin_cli::AdminArgs,
+        #[command(subcommand)]
+        command: llmgw::admin_cli::TenantsCommand,
+    },
+    /// Manage API keys through the admin API (needs LLMGW_ADMIN_TOKEN).
+    Keys {
+        #[command(flatten)]
+        admin: llmgw::admin_cli::AdminArgs,
+        #[command(subcommand)]
+        command: llmgw::admin_cli::KeysCommand,
+    },
     /// A fake OpenAI-compatible provider for tests, benchmarks and demos.
     MockUpstream {
         /// Address to listen on.
@@ -56,11 +76,22 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = GatewayConfig::load(cli.config.as_deref())?;
     let command = cli.command.unwrap_or(Command::All);
+    // Admin commands print tables or JSON on stdout: no log lines among them.
+    match command {
+        Command::Tenants { admin, command } => {
+            return llmgw::admin_cli::tenants(&admin, command).await;
+        }
+        Command::Keys { admin, command } => return llmgw::admin_cli::keys(&admin, command).await,
+        _ => {}
+    }
     let service_name = match &command {
         Command::All => "llmgw",
         Command::Edge => "llmgw-edge",
         Command::Router => "llmgw-router",
         Command::Quota => "llmgw-quota",
+        Command::Billing => "llmgw-billing",
+        Command::Migrate => "llmgw-migrate",
+        Command::Tenants { .. } | Command::Keys { .. } => "llmgw-cli",
         Command::MockUpstream { .. } => "llmgw-mock-upstream",
     };
     let _telemetry = llmgw_telemetry::init(&config.telemetry, service_name)?;
@@ -89,6 +120,16 @@ async fn main() -> anyhow::Result<()> {
                 .await?
                 .1
         }
+        Command::Billing => {
+            let listen = config.billing.listen;
+            llmgw::start_one(Role::Billing, config, listen, stop)
+                .await?
+                .1
+        }
+        Command::Migrate => {
+            return llmgw_billing::migrate(&config.billing.resolve_database_url()?).await;
+        }
+        Command::Tenants { .. } | Command::Keys { .. } => return Ok(()),
         Command::Quota => {
             let listen = config.quota.listen;
             llmgw::start_one(Role::Quota, config, listen, stop).await?.1

@@ -16,6 +16,11 @@ pub mod llmgw {
             tonic::include_proto!("llmgw.router.v1");
         }
     }
+    pub mod billing {
+        pub mod v1 {
+            tonic::include_proto!("llmgw.billing.v1");
+        }
+    }
     pub mod quota {
         pub mod v1 {
             tonic::include_proto!("llmgw.quota.v1");
@@ -25,5 +30,6 @@ pub mod llmgw {
 
 pub use error::ErrorCode;
 pub use llmgw::error::v1 as error_v1;
+pub use llmgw::billing::v1 as billing_v1;
 pub use llmgw::quota::v1 as quota_v1;
 pub use llmgw::router::v1 as router_v1;

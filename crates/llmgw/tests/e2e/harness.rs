@@ -20,6 +20,8 @@ pub const OTHER_TENANT_KEY: &str = "sk-llmgw-test-fedcba9876543210";
 pub struct Gateway {
     pub edge: SocketAddr,
     pub router: SocketAddr,
+    /// The billing service's admin API (when this gateway started one).
+    pub admin: Option<SocketAddr>,
     pub mock: SocketAddr,
     pub client: reqwest::Client,
     stop: CancellationToken,
@@ -74,6 +76,10 @@ pub async fn config(mock: SocketAddr) -> GatewayConfig {
     config.router.timeouts.first_byte_ms = 1_000;
     config.router.timeouts.idle_ms = 1_000;
     config.edge.listen = "127.0.0.1:0".parse().expect("addr");
+    // Billing on SQLite in a scratch directory (never the working tree).
+    config.billing.listen = "127.0.0.1:0".parse().expect("addr");
+    config.billing.admin_listen = "127.0.0.1:0".parse().expect("addr");
+    config.billing.data_dir = crate::accounts::scratch_dir("gateway");
     config.edge.drain_timeout_secs = 5;
     config.edge.max_body_bytes = 64 * 1024;
     config.edge.api_keys = vec![
@@ -124,6 +130,7 @@ impl Gateway {
         let gateway = Gateway {
             edge: addresses.edge,
             router: addresses.router,
+            admin: addresses.billing.map(|(_, admin)| admin),
             mock,
             client: reqwest::Client::new(),
             stop,

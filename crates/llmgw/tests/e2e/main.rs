@@ -4,6 +4,8 @@
 
 mod harness;
 
+mod accounts;
+
 mod faults;
 mod passthrough;
 mod process;

@@ -25,7 +25,10 @@ const STARTUP: Duration = Duration::from_secs(30);
 pub(super) const CALL: Duration = Duration::from_secs(15);
 
 /// Environment that would change what the child does behind the test's back.
-const FOREIGN_ENV: [&str; 5] = [
+static NEXT_DATA_DIR: AtomicU32 = AtomicU32::new(0);
+
+const FOREIGN_ENV: [&str; 6] = [
+    "DATABASE_URL",
     "LLMGW_CONFIG",
     "OPENAI_API_KEY",
     "DEEPSEEK_API_KEY",
@@ -64,6 +67,18 @@ impl Proc {
         for var in FOREIGN_ENV {
             command.env_remove(var);
         }
+        // The billing service `llmgw all` starts: any free ports and a
+        // scratch SQLite directory, so parallel tests never collide and
+        // nothing is written to the working tree.
+        let data_dir = std::env::temp_dir().join(format!(
+            "llmgw-e2e-billing-{}-{name}-{}",
+            std::process::id(),
+            NEXT_DATA_DIR.fetch_add(1, Ordering::Relaxed)
+        ));
+        command
+            .env("LLMGW_BILLING__LISTEN", "127.0.0.1:0")
+            .env("LLMGW_BILLING__ADMIN_LISTEN", "127.0.0.1:0")
+            .env("LLMGW_BILLING__DATA_DIR", &data_dir);
         for (key, value) in env {
             command.env(key, value);
         }

@@ -1,0 +1,7 @@
+//! `sqlx::migrate!` embeds the migration files at compile time but only
+//! notices changes to files it has seen: a new migration must rebuild too.
+
+fn main() {
+    println!("cargo:rerun-if-changed=../../migrations");
+    println!("cargo:rerun-if-changed=../../migrations/sqlite");
+}

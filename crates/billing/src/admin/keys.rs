@@ -1,0 +1,193 @@
+//! API keys: created and listed under a tenant, read, revoked and rotated
+//! by id. The secret is in the answer to create and rotate only; the store
+//! keeps its digest, which no route returns.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use http::StatusCode;
+use serde::Deserialize;
+
+use super::body::{self, Field, typed};
+use super::error::ApiError;
+use super::views::{CreatedKey, KeyView, List};
+use super::{AdminState, check_model, check_name, find_tenant};
+use crate::store::{ApiKey, Limits, NewKey};
+
+type Shared = State<Arc<AdminState>>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateKey {
+    name: String,
+    #[serde(default)]
+    allowed_models: Vec<String>,
+    limits: Option<Limits>,
+    /// Milliseconds since the Unix epoch.
+    expires_at: Option<i64>,
+}
+
+const CREATE_FIELDS: &[Field] = &[
+    Field {
+        name: "name",
+        check: typed::<String>,
+        required: true,
+    },
+    Field {
+        name: "allowed_models",
+        check: typed::<Vec<String>>,
+        required: false,
+    },
+    Field {
+        name: "limits",
+        check: body::limits,
+        required: false,
+    },
+    Field {
+        name: "expires_at",
+        check: typed::<Option<i64>>,
+        required: false,
+    },
+];
+
+/// More aliases than any catalog has: a bound on what one key row holds.
+const MAX_ALLOWED_MODELS: usize = 256;
+
+pub async fn create(
+    State(state): Shared,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    let request: CreateKey = body::parse(&body, CREATE_FIELDS)?;
+    check_name("key", &request.name)?;
+    if request.allowed_models.len() > MAX_ALLOWED_MODELS {
+        return Err(ApiError::invalid_param(
+            "allowed_models",
+            format!("allowed_models: at most {MAX_ALLOWED_MODELS} models"),
+        ));
+    }
+    for model in &request.allowed_models {
+        check_model(model)?;
+    }
+    let limits = request.limits.unwrap_or_default();
+    body::check_limits(&limits)?;
+    if let Some(expires_at) = request.expires_at {
+        check_expiry(expires_at)?;
+    }
+    let tenant = find_tenant(&state, &tenant).await?;
+    let (key, secret) = state
+        .store
+        .create_key(
+            &tenant.id,
+            NewKey {
+                name: request.name,
+                allowed_models: request.allowed_models,
+                limits,
+                expires_at: request.expires_at,
+            },
+        )
+        .await
+        .map_err(|error| ApiError::store(error, Some("name")))?;
+    tracing::info!(key_id = %key.id, tenant_id = %tenant.id, tenant = %tenant.name, "key created");
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            key: key.into(),
+            secret,
+        }),
+    ))
+}
+
+/// A time already past is refused: most likely seconds were sent where
+/// milliseconds are expected, and the key would be dead on arrival.
+fn check_expiry(expires_at: i64) -> Result<(), ApiError> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |since| {
+            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
+        });
+    if expires_at > now {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_param(
+            "expires_at",
+            format!(
+                "expires_at {expires_at} is in the past: it is in milliseconds since the Unix \
+                 epoch (now is {now})"
+            ),
+        ))
+    }
+}
+
+pub async fn list(
+    State(state): Shared,
+    Path(tenant): Path<String>,
+) -> Result<Json<List<KeyView>>, ApiError> {
+    let tenant = find_tenant(&state, &tenant).await?;
+    let keys = state
+        .store
+        .list_keys(&tenant.id)
+        .await
+        .map_err(|error| ApiError::store(error, None))?;
+    Ok(Json(List::of(keys)))
+}
+
+pub async fn get(State(state): Shared, Path(key): Path<String>) -> Result<Json<KeyView>, ApiError> {
+    let found = state
+        .store
+        .get_key(&key)
+        .await
+        .map_err(|error| ApiError::store(error, None))?;
+    Ok(Json(found.ok_or_else(|| no_key(&key))?.into()))
+}
+
+pub async fn revoke(
+    State(state): Shared,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<Json<KeyView>, ApiError> {
+    body::parse_empty(&body)?;
+    let revoked: ApiKey = state
+        .store
+        .revoke_key(&key)
+        .await
+        .map_err(|error| ApiError::store(error, None))?
+        .ok_or_else(|| no_key(&key))?;
+    tracing::info!(key_id = %revoked.id, tenant_id = %revoked.tenant_id, "key revoked");
+    Ok(Json(revoked.into()))
+}
+
+/// Revokes the key and issues a new one with the same settings.
+pub async fn rotate(
+    State(state): Shared,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    body::parse_empty(&body)?;
+    let (new_key, secret) = state
+        .store
+        .rotate_key(&key)
+        .await
+        .map_err(|error| ApiError::store(error, None))?
+        .ok_or_else(|| no_key(&key))?;
+    tracing::info!(
+        old_key_id = %key,
+        key_id = %new_key.id,
+        tenant_id = %new_key.tenant_id,
+        "key rotated"
+    );
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            key: new_key.into(),
+            secret,
+        }),
+    ))
+}
+
+fn no_key(key: &str) -> ApiError {
+    ApiError::not_found(format!("no key {key:?}"))
+}

@@ -1,0 +1,181 @@
+//! The admin HTTP API: tenants and API keys, JSON in and out, every route
+//! (unknown paths included, so they cannot be probed) behind the admin
+//! bearer token. Served only on `admin_listen`.
+
+mod body;
+mod error;
+mod keys;
+mod openapi;
+mod tenants;
+mod views;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse as _, Response};
+use axum::routing::{get, post};
+
+use crate::config::AdminToken;
+use crate::metrics::Metrics;
+use crate::store::{Store, Tenant};
+
+use self::error::ApiError;
+
+pub(crate) struct AdminState {
+    pub store: Store,
+    /// None: no token configured, the API answers 503.
+    pub token: Option<AdminToken>,
+    /// Named in the 503, so the operator knows what to set.
+    pub token_env: String,
+    pub metrics: Arc<Metrics>,
+}
+
+type Shared = State<Arc<AdminState>>;
+
+pub(crate) fn router(state: AdminState) -> Router {
+    let state = Arc::new(state);
+    Router::new()
+        .route(
+            "/admin/v1/tenants",
+            post(tenants::create).get(tenants::list),
+        )
+        .route(
+            "/admin/v1/tenants/{tenant}",
+            get(tenants::get).patch(tenants::update),
+        )
+        .route("/admin/v1/tenants/{tenant}/disable", post(tenants::disable))
+        .route("/admin/v1/tenants/{tenant}/enable", post(tenants::enable))
+        .route(
+            "/admin/v1/tenants/{tenant}/keys",
+            post(keys::create).get(keys::list),
+        )
+        .route("/admin/v1/keys/{key}", get(keys::get))
+        .route("/admin/v1/keys/{key}/revoke", post(keys::revoke))
+        .route("/admin/v1/keys/{key}/rotate", post(keys::rotate))
+        .route("/admin/v1/openapi.json", get(openapi::document))
+        .fallback(|| async { ApiError::not_found("no such admin route") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        // Layers run outside in: count every answer (401s included), then
+        // authenticate before any route or fallback runs.
+        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), count))
+        .with_state(state)
+}
+
+async fn count(State(state): Shared, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    state.metrics.admin_request(response.status().as_u16());
+    response
+}
+
+async fn authenticate(State(state): Shared, request: Request, next: Next) -> Response {
+    let Some(token) = &state.token else {
+        return ApiError::unavailable(format!("admin API disabled: set {}", state.token_env))
+            .into_response();
+    };
+    let presented = request
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(|value| bearer(value.as_bytes()));
+    match presented {
+        Some(Some(presented)) if token.matches(presented) => next.run(request).await,
+        Some(_) => {
+            tracing::warn!(path = %request.uri().path(), "admin request with a wrong token");
+            ApiError::unauthorized("invalid admin token").into_response()
+        }
+        None => ApiError::unauthorized(
+            "missing admin token: send `Authorization: Bearer <admin token>`",
+        )
+        .into_response(),
+    }
+}
+
+/// The credentials of `Bearer <token>` (the scheme is case-insensitive).
+fn bearer(header: &[u8]) -> Option<&[u8]> {
+    let (scheme, rest) = header.split_at_checked(7)?;
+    scheme
+        .eq_ignore_ascii_case(b"bearer ")
+        .then(|| rest.trim_ascii())
+}
+
+/// The tenant named by a path segment, by id or by name.
+async fn find_tenant(state: &AdminState, id_or_name: &str) -> Result<Tenant, ApiError> {
+    state
+        .store
+        .get_tenant(id_or_name)
+        .await
+        .map_err(|error| ApiError::store(error, None))?
+        .ok_or_else(|| ApiError::not_found(format!("no tenant {id_or_name:?}")))
+}
+
+/// Tenant and key names end up in Redis keys (inside `{...}` hash tags),
+/// metric labels and log lines: a conservative alphabet keeps them safe
+/// there. The store enforces the same rule; checking here names the field.
+fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
+    let valid = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'));
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_param(
+            "name",
+            format!(
+                "invalid {what} name {name:?}: 1 to 64 characters among letters, digits, \
+                 '.', '_' and '-'"
+            ),
+        ))
+    }
+}
+
+/// Model aliases are the catalog's business; here only the shape is
+/// checked: not empty, not huge, no control characters (they would forge
+/// log lines).
+fn check_model(model: &str) -> Result<(), ApiError> {
+    let valid =
+        !model.trim().is_empty() && model.len() <= 256 && !model.chars().any(char::is_control);
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_param(
+            "allowed_models",
+            format!(
+                "invalid model {model:?} in allowed_models: 1 to 256 bytes, no control characters"
+            ),
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bearer_credentials() {
+        assert_eq!(bearer(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"bearer  abc "), Some(&b"abc"[..]));
+        assert_eq!(bearer(b"Basic abc"), None);
+        assert_eq!(bearer(b"Bearer"), None);
+        assert_eq!(bearer(b""), None);
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("tenant", "acme-1.prod_eu").is_ok());
+        assert!(check_name("tenant", &"a".repeat(64)).is_ok());
+        for bad in ["", "a b", "{acme}", "é", "a\nb", &"a".repeat(65)] {
+            assert!(check_name("tenant", bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn models() {
+        assert!(check_model("deepseek/chat v2").is_ok());
+        for bad in ["", "  ", "a\nb", &"a".repeat(257)] {
+            assert!(check_model(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+}

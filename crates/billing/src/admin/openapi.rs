@@ -1,0 +1,119 @@
+//! `GET /admin/v1/openapi.json`: a minimal, hand-written OpenAPI 3
+//! description of the admin API, enough for a client generator or a quick
+//! look in an OpenAPI viewer. Kept next to the handlers so a route change
+//! shows up in review beside it.
+
+use std::sync::LazyLock;
+
+use axum::Json;
+use serde_json::{Value, json};
+
+// Built once, on first request.
+static DOCUMENT: LazyLock<Value> = LazyLock::new(build);
+
+pub async fn document() -> Json<Value> {
+    Json(DOCUMENT.clone())
+}
+
+fn build() -> Value {
+    let json_body = |schema: &str| json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+    let answer = |description: &str, schema: &str| json!({"description": description, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+    let errors = json!({
+        "400": {"$ref": "#/components/responses/Error"},
+        "401": {"$ref": "#/components/responses/Error"},
+        "404": {"$ref": "#/components/responses/Error"},
+        "409": {"$ref": "#/components/responses/Error"},
+        "503": {"$ref": "#/components/responses/Error"}
+    });
+    let with_errors = |mut responses: Value| {
+        if let (Some(responses), Some(errors)) = (responses.as_object_mut(), errors.as_object()) {
+            for (status, error) in errors {
+                responses
+                    .entry(status.clone())
+                    .or_insert_with(|| error.clone());
+            }
+        }
+        responses
+    };
+    let tenant_param = json!({"name": "tenant", "in": "path", "required": true, "description": "tenant id or name", "schema": {"type": "string"}});
+    let key_param = json!({"name": "key", "in": "path", "required": true, "description": "key id", "schema": {"type": "string"}});
+    let limit = json!({"type": ["integer", "null"], "minimum": 0});
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "llmgw billing admin API", "version": "v1"},
+        "security": [{"admin": []}],
+        "paths": {
+            "/admin/v1/tenants": {
+                "get": {"summary": "List tenants", "responses": with_errors(json!({"200": answer("tenants", "TenantList")}))},
+                "post": {"summary": "Create a tenant", "requestBody": json_body("NewTenant"), "responses": with_errors(json!({"201": answer("created", "Tenant")}))}
+            },
+            "/admin/v1/tenants/{tenant}": {
+                "parameters": [tenant_param],
+                "get": {"summary": "Read a tenant", "responses": with_errors(json!({"200": answer("the tenant", "Tenant")}))},
+                "patch": {"summary": "Update a tenant (absent: unchanged, null: cleared)", "requestBody": json_body("TenantUpdate"), "responses": with_errors(json!({"200": answer("updated", "Tenant")}))}
+            },
+            "/admin/v1/tenants/{tenant}/disable": {"parameters": [tenant_param], "post": {"summary": "Disable a tenant: its keys stop working", "responses": with_errors(json!({"200": answer("disabled", "Tenant")}))}},
+            "/admin/v1/tenants/{tenant}/enable": {"parameters": [tenant_param], "post": {"summary": "Enable a tenant", "responses": with_errors(json!({"200": answer("enabled", "Tenant")}))}},
+            "/admin/v1/tenants/{tenant}/keys": {
+                "parameters": [tenant_param],
+                "get": {"summary": "List the tenant's keys (never their secrets)", "responses": with_errors(json!({"200": answer("keys", "KeyList")}))},
+                "post": {"summary": "Create a key; the secret is shown once", "requestBody": json_body("NewKey"), "responses": with_errors(json!({"201": answer("created", "CreatedKey")}))}
+            },
+            "/admin/v1/keys/{key}": {"parameters": [key_param], "get": {"summary": "Read a key", "responses": with_errors(json!({"200": answer("the key", "Key")}))}},
+            "/admin/v1/keys/{key}/revoke": {"parameters": [key_param], "post": {"summary": "Revoke a key", "responses": with_errors(json!({"200": answer("revoked", "Key")}))}},
+            "/admin/v1/keys/{key}/rotate": {"parameters": [key_param], "post": {"summary": "Revoke a key and issue a new one with the same settings", "responses": with_errors(json!({"201": answer("the new key", "CreatedKey")}))}}
+        },
+        "components": {
+            "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
+            "responses": {"Error": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
+            "schemas": {
+                "Limits": {"type": "object", "additionalProperties": false, "properties": {
+                    "requests_per_minute": limit, "tokens_per_minute": limit, "tokens_per_day": limit, "concurrent": limit
+                }},
+                "Budget": {"type": ["string", "null"], "pattern": "^[0-9]+(\\.[0-9]{1,9})?$", "description": "USD per month, exact decimal string"},
+                "NewTenant": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
+                    "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+                    "monthly_budget_usd": {"$ref": "#/components/schemas/Budget"},
+                    "limits": {"$ref": "#/components/schemas/Limits"}
+                }},
+                "TenantUpdate": {"type": "object", "additionalProperties": false, "properties": {
+                    "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
+                    "monthly_budget_usd": {"$ref": "#/components/schemas/Budget"},
+                    "limits": {"oneOf": [{"$ref": "#/components/schemas/Limits"}, {"type": "null"}]}
+                }},
+                "Tenant": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "name": {"type": "string"},
+                    "status": {"enum": ["active", "disabled"]},
+                    "monthly_budget_usd": {"$ref": "#/components/schemas/Budget"},
+                    "limits": {"$ref": "#/components/schemas/Limits"},
+                    "created_at": {"type": "integer", "description": "unix ms"},
+                    "updated_at": {"type": "integer", "description": "unix ms"}
+                }},
+                "TenantList": {"type": "object", "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Tenant"}}}},
+                "NewKey": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
+                    "name": {"type": "string"},
+                    "allowed_models": {"type": "array", "items": {"type": "string"}, "description": "empty: every model"},
+                    "limits": {"$ref": "#/components/schemas/Limits"},
+                    "expires_at": {"type": ["integer", "null"], "description": "unix ms, in the future"}
+                }},
+                "Key": {"type": "object", "properties": {
+                    "id": {"type": "string"}, "tenant_id": {"type": "string"}, "name": {"type": "string"},
+                    "prefix": {"type": "string"}, "status": {"enum": ["active", "revoked"]},
+                    "allowed_models": {"type": "array", "items": {"type": "string"}},
+                    "limits": {"$ref": "#/components/schemas/Limits"},
+                    "expires_at": {"type": ["integer", "null"]}, "created_at": {"type": "integer"},
+                    "last_used_at": {"type": ["integer", "null"]}, "revoked_at": {"type": ["integer", "null"]}
+                }},
+                "KeyList": {"type": "object", "properties": {"data": {"type": "array", "items": {"$ref": "#/components/schemas/Key"}}}},
+                "CreatedKey": {"type": "object", "properties": {
+                    "key": {"$ref": "#/components/schemas/Key"},
+                    "secret": {"type": "string", "description": "shown only in this answer"}
+                }},
+                "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
+                    "message": {"type": "string"}, "type": {"type": "string"},
+                    "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}
+                }}}}
+            }
+        }
+    })
+}

@@ -1,0 +1,249 @@
+//! Billing configuration: the `billing:` section of the gateway config.
+//!
+//! ```yaml
+//! billing:
+//!   listen: 127.0.0.1:8083             # gRPC (LookupKey) and GET /metrics
+//!   admin_listen: 127.0.0.1:8090       # the admin HTTP API
+//!   database_url: postgres://llmgw@db:5432/llmgw   # default: $DATABASE_URL
+//!   data_dir: ./data                   # SQLite lives here when no database_url
+//!   admin_token_env: LLMGW_ADMIN_TOKEN
+//!   admin_token_file: /run/secrets/llmgw-admin-token
+//!   migrate_on_start: true
+//! ```
+//!
+//! The admin token is deliberately not a config field: config files get
+//! committed, pasted and printed; a token belongs in the environment or a
+//! secrets file.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use serde::Deserialize;
+use sha2::{Digest as _, Sha256};
+
+/// Shorter tokens are guessable by anyone who can reach the admin port.
+const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// gRPC listen address (used by the binary; `run` takes bound
+    /// listeners). `GET /metrics` is served on the same port over HTTP/1.
+    pub listen: SocketAddr,
+    /// The admin HTTP API. Loopback by default: reaching it from elsewhere
+    /// is a decision to make explicitly (and to put behind TLS).
+    pub admin_listen: SocketAddr,
+    /// `postgres://...` or `sqlite://PATH`. Defaults to the `DATABASE_URL`
+    /// environment variable (empty counts as unset); unset: the SQLite file
+    /// `{data_dir}/llmgw.db`, fine for one replica.
+    pub database_url: Option<String>,
+    /// Where the default SQLite database lives; created if missing.
+    pub data_dir: PathBuf,
+    /// The environment variable holding the admin token.
+    pub admin_token_env: String,
+    /// A file holding the admin token (surrounding whitespace ignored). When
+    /// set it wins over `admin_token_env`: it is the more explicit choice.
+    pub admin_token_file: Option<PathBuf>,
+    /// Apply pending migrations at start. Turn off when migrations run as a
+    /// separate deployment step (`llmgw migrate`).
+    pub migrate_on_start: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8083)),
+            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            database_url: std::env::var("DATABASE_URL")
+                .ok()
+                .filter(|url| !url.is_empty()),
+            data_dir: PathBuf::from("./data"),
+            admin_token_env: "LLMGW_ADMIN_TOKEN".to_owned(),
+            admin_token_file: None,
+            migrate_on_start: true,
+        }
+    }
+}
+
+/// By hand, so a password in `database_url` never reaches a log line.
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("admin_listen", &self.admin_listen)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
+            .field("data_dir", &self.data_dir)
+            .field("admin_token_env", &self.admin_token_env)
+            .field("admin_token_file", &self.admin_token_file)
+            .field("migrate_on_start", &self.migrate_on_start)
+            .finish()
+    }
+}
+
+impl Config {
+    /// The database to connect to: `database_url`, else a SQLite file in
+    /// `data_dir` (the directory is created).
+    pub fn resolve_database_url(&self) -> anyhow::Result<String> {
+        if let Some(url) = self.database_url.as_deref().filter(|url| !url.is_empty()) {
+            return Ok(url.to_owned());
+        }
+        std::fs::create_dir_all(&self.data_dir)
+            .with_context(|| format!("creating billing.data_dir {:?}", self.data_dir))?;
+        Ok(format!(
+            "sqlite://{}",
+            self.data_dir.join("llmgw.db").display()
+        ))
+    }
+}
+
+/// The admin token, kept only as its SHA-256 digest: comparing digests is
+/// constant-time whatever the lengths, and the plain token never sits in
+/// memory longer than start-up.
+#[derive(Clone)]
+pub(crate) struct AdminToken {
+    digest: [u8; 32],
+}
+
+impl fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AdminToken(<redacted>)")
+    }
+}
+
+impl AdminToken {
+    fn new(token: &str) -> AdminToken {
+        AdminToken {
+            digest: sha256(token.as_bytes()),
+        }
+    }
+
+    /// Whether `candidate` is the token, in time independent of where (and
+    /// whether) they differ.
+    pub(crate) fn matches(&self, candidate: &[u8]) -> bool {
+        constant_time_eq(&self.digest, &sha256(candidate))
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+/// Compares every byte, never stopping early, so timing does not reveal the
+/// length of the matching prefix. `black_box` keeps the optimiser from
+/// turning the fold back into an early exit.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    let difference = a
+        .iter()
+        .zip(b)
+        .fold(0u8, |difference, (x, y)| difference | (x ^ y));
+    std::hint::black_box(difference) == 0
+}
+
+/// Reads the admin token: `admin_token_file` if set, else the environment
+/// variable `admin_token_env`. `None` disables the admin API. A token that
+/// is configured but unreadable, empty or short fails the start.
+pub(crate) fn load_admin_token(config: &Config) -> anyhow::Result<Option<AdminToken>> {
+    let (token, source) = if let Some(path) = &config.admin_token_file {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading billing.admin_token_file {path:?}"))?;
+        let token = text.trim().to_owned();
+        anyhow::ensure!(
+            !token.is_empty(),
+            "billing.admin_token_file {path:?} is empty"
+        );
+        (token, format!("file {path:?}"))
+    } else {
+        match std::env::var(&config.admin_token_env) {
+            Ok(value) if !value.trim().is_empty() => (
+                value.trim().to_owned(),
+                format!("environment variable {}", config.admin_token_env),
+            ),
+            _ => return Ok(None),
+        }
+    };
+    anyhow::ensure!(
+        token.chars().count() >= MIN_ADMIN_TOKEN_CHARS,
+        "the admin token from {source} is too short: at least {MIN_ADMIN_TOKEN_CHARS} characters \
+         (generate one with `openssl rand -hex 32`)"
+    );
+    Ok(Some(AdminToken::new(&token)))
+}
+
+/// `scheme://user:password@host/...` → `scheme://user:***@host/...`, for
+/// logs and errors. URLs without a password come back unchanged.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}{path}"),
+        None => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // panicking is how tests fail
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_only() {
+        assert_eq!(
+            redact_url("postgres://llmgw:s3cr3t@db:5432/llmgw?sslmode=require"),
+            "postgres://llmgw:***@db:5432/llmgw?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://postgres@127.0.0.1/x"),
+            "postgres://postgres@127.0.0.1/x"
+        );
+        assert_eq!(
+            redact_url("sqlite://./data/llmgw.db"),
+            "sqlite://./data/llmgw.db"
+        );
+        assert_eq!(redact_url("not a url"), "not a url");
+        let config = Config {
+            database_url: Some("postgres://u:hunter2@h/d".to_owned()),
+            ..Config::default()
+        };
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn token_comparison() {
+        let token = AdminToken::new("0123456789abcdef");
+        assert!(token.matches(b"0123456789abcdef"));
+        assert!(!token.matches(b"0123456789abcdeF"));
+        assert!(!token.matches(b"0123456789abcdef0"));
+        assert!(!token.matches(b""));
+        assert!(!format!("{token:?}").contains("0123"));
+    }
+
+    #[test]
+    fn short_or_empty_tokens_are_refused() {
+        let dir = std::env::temp_dir().join(format!("llmgw-billing-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("token");
+        let config = Config {
+            admin_token_file: Some(path.clone()),
+            ..Config::default()
+        };
+        std::fs::write(&path, "short\n").unwrap();
+        assert!(load_admin_token(&config).is_err());
+        std::fs::write(&path, "  \n").unwrap();
+        assert!(load_admin_token(&config).is_err());
+        std::fs::write(&path, "  0123456789abcdef\n").unwrap();
+        let token = load_admin_token(&config).unwrap().unwrap();
+        assert!(token.matches(b"0123456789abcdef"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

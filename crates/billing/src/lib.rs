@@ -1,0 +1,172 @@
+//! The billing service: tenants and API keys in Postgres or SQLite (the usage
+//! ledger comes later). Two listeners, kept apart on purpose:
+//!
+//! - gRPC (`listen`): `llmgw.billing.v1.Accounts/LookupKey` for the edge,
+//!   and `GET /metrics` over HTTP/1 on the same port;
+//! - the admin HTTP API (`admin_listen`, loopback by default): tenants and
+//!   keys, every route behind the admin bearer token. It is never served on
+//!   the gRPC port, so exposing the edge-facing port does not expose it.
+
+mod accounts;
+mod admin;
+mod config;
+mod metrics;
+pub mod store;
+mod usd;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::serve::ListenerExt as _;
+use llmgw_proto::billing_v1::accounts_server::AccountsServer;
+use sqlx::Connection as _;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tonic::service::Routes;
+use tonic::transport::server::TcpIncoming;
+
+pub use config::Config;
+
+use crate::accounts::AccountsService;
+use crate::admin::AdminState;
+use crate::metrics::Metrics;
+use crate::store::Store;
+
+/// How long start-up waits for the database. A database that is down must
+/// fail the start with a clear message, not hang the deployment.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// Serves gRPC on `grpc` and the admin API on `admin` until `shutdown`
+/// resolves. Fails before serving when the database is unreachable, the
+/// migrations fail, or the admin token is unreadable or too short.
+pub async fn run(
+    config: Config,
+    grpc: TcpListener,
+    admin: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let admin_token = config::load_admin_token(&config)?;
+    let database_url = config.resolve_database_url()?;
+    let store = connect(&database_url).await?;
+    if config.migrate_on_start {
+        store
+            .migrate()
+            .await
+            .context("migrating the billing database")?;
+    }
+    if admin_token.is_none() {
+        tracing::warn!(
+            env = %config.admin_token_env,
+            "no admin token configured: the admin API answers 503 until one is set"
+        );
+    }
+    let metrics = Arc::new(Metrics::new());
+    let grpc_address = grpc.local_addr()?;
+    let admin_address = admin.local_addr()?;
+    tracing::info!(
+        %grpc_address,
+        %admin_address,
+        backend = store.backend(),
+        database = %config::redact_url(&database_url),
+        "billing listening"
+    );
+
+    // One shutdown signal, two servers: the watch channel fans it out.
+    let (stop, stopped) = watch::channel(false);
+    let signal = move |mut stopped: watch::Receiver<bool>| async move {
+        // A dropped sender also ends the wait: nobody can stop us any more.
+        let _ = stopped.wait_for(|stopped| *stopped).await;
+    };
+
+    let routes = Routes::new(AccountsServer::new(AccountsService {
+        store: store.clone(),
+        metrics: metrics.clone(),
+    }));
+    let render = {
+        let metrics = metrics.clone();
+        move || metrics.render()
+    };
+    let mut routes = llmgw_telemetry::with_metrics_route(routes, render);
+    accounts::answer_404_to_plain_http(&mut routes);
+    let grpc_server = tonic::transport::Server::builder()
+        .accept_http1(true)
+        .add_routes(routes)
+        // Lookups sit on the edge's cold path for a key: no Nagle delay.
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(grpc).with_nodelay(Some(true)),
+            signal(stopped.clone()),
+        );
+
+    let app = admin::router(AdminState {
+        store,
+        token: admin_token,
+        token_env: config.admin_token_env.clone(),
+        metrics,
+    });
+    let admin_server = axum::serve(
+        admin.tap_io(|tcp| {
+            // Best effort: without it the API still works, a little slower.
+            let _ = tcp.set_nodelay(true);
+        }),
+        app,
+    )
+    .with_graceful_shutdown(signal(stopped));
+
+    let stopper = async move {
+        shutdown.await;
+        let _ = stop.send(true);
+        Ok::<(), anyhow::Error>(())
+    };
+    tokio::try_join!(
+        stopper,
+        async { grpc_server.await.context("billing gRPC server failed") },
+        async { admin_server.await.context("billing admin server failed") },
+    )?;
+    Ok(())
+}
+
+/// Applies the migrations to `database_url` and returns (`llmgw migrate`).
+pub async fn migrate(database_url: &str) -> anyhow::Result<()> {
+    let store = connect(database_url).await?;
+    store
+        .migrate()
+        .await
+        .context("migrating the billing database")?;
+    tracing::info!(
+        backend = store.backend(),
+        database = %config::redact_url(database_url),
+        "billing database migrated"
+    );
+    Ok(())
+}
+
+/// Connects and checks the database answers, so a database that is down
+/// fails here with its address (password redacted) rather than on the first
+/// request.
+async fn connect(database_url: &str) -> anyhow::Result<Store> {
+    let shown = config::redact_url(database_url);
+    let attempt = async {
+        if database_url.starts_with("postgres://") || database_url.starts_with("postgresql://") {
+            // One plain connection first: the pool retries a refused
+            // connection until its acquire timeout and then reports only
+            // that; this reports the cause ("connection refused") at once.
+            let probe = sqlx::PgConnection::connect(database_url).await?;
+            let _ = probe.close().await;
+        }
+        let store = Store::connect(database_url).await?;
+        store.ping().await?;
+        Ok::<Store, store::StoreError>(store)
+    };
+    match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
+        Ok(Ok(store)) => Ok(store),
+        Ok(Err(error)) => {
+            Err(error).with_context(|| format!("cannot reach the billing database {shown}"))
+        }
+        Err(_) => anyhow::bail!(
+            "cannot reach the billing database {shown}: no answer within {}s",
+            CONNECT_TIMEOUT.as_secs()
+        ),
+    }
+}

@@ -1,0 +1,373 @@
+//! Shared by the billing service tests: a fresh database per test (Postgres
+//! or SQLite), the real service started on port 0 by `llmgw_billing::run`,
+//! and small clients for the admin API (reqwest) and LookupKey (tonic).
+
+#![allow(dead_code)] // Each test binary uses a different part.
+#![allow(clippy::unwrap_used)] // panicking is how tests fail
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use llmgw_billing::Config;
+use llmgw_proto::billing_v1::accounts_client::AccountsClient;
+use llmgw_proto::billing_v1::{KeyInfo, LookupKeyRequest};
+use reqwest::Method;
+use serde_json::Value;
+use sqlx::Connection as _;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::transport::Channel;
+
+pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
+pub const TOKEN: &str = "test-admin-token-0123456789";
+
+/// Runs one async test body on both backends: `on_both_backends!(a, b);`
+/// makes `postgres::a`, `sqlite::a`, ... calling `a(Backend)`.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Postgres).await
+                }
+            )*
+        }
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::support::Backend::Sqlite).await
+                }
+            )*
+        }
+    };
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+/// A fresh database, dropped (Postgres) or deleted (SQLite) when this is
+/// dropped, even when the test failed. Also a scratch directory for the
+/// admin token file.
+pub struct TestDb {
+    pub url: String,
+    pub backend: Backend,
+    pub pg_database: Option<String>,
+    pub dir: PathBuf,
+}
+
+impl TestDb {
+    pub async fn new(backend: Backend) -> TestDb {
+        let dir = std::env::temp_dir().join(format!("llmgw-billing-test-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        match backend {
+            Backend::Postgres => {
+                let name = format!("llmgw_test_{}", uuid::Uuid::new_v4().simple());
+                let mut admin = sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres"))
+                    .await
+                    .unwrap();
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+                    .execute(&mut admin)
+                    .await
+                    .unwrap();
+                TestDb {
+                    url: format!("{PG_SERVER}/{name}"),
+                    backend,
+                    pg_database: Some(name),
+                    dir,
+                }
+            }
+            Backend::Sqlite => TestDb {
+                url: format!("sqlite://{}", dir.join("billing.db").display()),
+                backend,
+                pg_database: None,
+                dir,
+            },
+        }
+    }
+
+    /// Drops the Postgres database now, terminating the service's sessions:
+    /// the database is gone from under a running service.
+    pub async fn drop_postgres_database(&self) {
+        let name = self.pg_database.as_deref().unwrap();
+        drop_database(name).await;
+    }
+}
+
+async fn drop_database(name: &str) {
+    let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres")).await else {
+        return;
+    };
+    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+    )))
+    .execute(&mut admin)
+    .await;
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some(name) = self.pg_database.take() {
+            // Drop cannot await, and may run inside the test's runtime: a
+            // thread with its own runtime does the (best effort) cleanup.
+            let _ = std::thread::spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                runtime.block_on(drop_database(&name));
+            })
+            .join();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The service under test; stops when dropped (before its database goes).
+pub struct Service {
+    shutdown: Option<oneshot::Sender<()>>,
+    task: JoinHandle<anyhow::Result<()>>,
+    pub admin: SocketAddr,
+    pub grpc: SocketAddr,
+    pub http: reqwest::Client,
+    pub db: TestDb,
+}
+
+/// A config for `db` with the admin token in a file (tests must not set
+/// environment variables: `set_var` is unsafe in edition 2024).
+pub fn config(db: &TestDb) -> Config {
+    let token_file = db.dir.join("admin-token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    Config {
+        database_url: Some(db.url.clone()),
+        data_dir: db.dir.clone(),
+        // A variable nobody sets, so the file is the only token source.
+        admin_token_env: "LLMGW_BILLING_TEST_UNSET_TOKEN".to_owned(),
+        admin_token_file: Some(token_file),
+        ..Config::default()
+    }
+}
+
+pub async fn start(backend: Backend) -> Service {
+    let db = TestDb::new(backend).await;
+    let config = config(&db);
+    start_with(db, config).await
+}
+
+pub async fn start_with(db: TestDb, config: Config) -> Service {
+    let (grpc, admin) = listeners().await;
+    let grpc_address = grpc.local_addr().unwrap();
+    let admin_address = admin.local_addr().unwrap();
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(llmgw_billing::run(config, grpc, admin, async move {
+        let _ = stopped.await;
+    }));
+    let service = Service {
+        shutdown: Some(shutdown),
+        task,
+        admin: admin_address,
+        grpc: grpc_address,
+        http: reqwest::Client::new(),
+        db,
+    };
+    service.wait_until_serving().await;
+    service
+}
+
+pub async fn listeners() -> (TcpListener, TcpListener) {
+    (
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+        TcpListener::bind("127.0.0.1:0").await.unwrap(),
+    )
+}
+
+impl Drop for Service {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
+
+/// An answer of the admin API: status, body as JSON (Null if not JSON) and
+/// as text (to grep for secrets).
+#[derive(Debug)]
+pub struct Answer {
+    pub status: u16,
+    pub json: Value,
+    pub text: String,
+    pub headers: reqwest::header::HeaderMap,
+}
+
+impl Answer {
+    /// `error.param` of an error answer.
+    pub fn param(&self) -> Option<&str> {
+        self.json["error"]["param"].as_str()
+    }
+
+    pub fn assert_error(&self, status: u16, param: Option<&str>) {
+        assert_eq!(self.status, status, "{self:?}");
+        assert!(
+            self.json["error"]["message"].is_string(),
+            "not an error body: {self:?}"
+        );
+        assert!(self.json["error"]["type"].is_string(), "{self:?}");
+        assert_eq!(self.param(), param, "{self:?}");
+    }
+}
+
+impl Service {
+    /// Until the admin API answers (start-up connects and migrates first).
+    async fn wait_until_serving(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            assert!(
+                !self.task.is_finished(),
+                "the billing service stopped during start-up"
+            );
+            if let Ok(response) = self
+                .http
+                .get(self.url("/admin/v1/tenants"))
+                .bearer_auth(TOKEN)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                && response.status().is_success()
+            {
+                return;
+            }
+            assert!(Instant::now() < deadline, "billing did not start in 30 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.admin)
+    }
+
+    /// A request with the admin token and a raw body.
+    pub async fn raw(&self, method: Method, path: &str, body: Option<&str>) -> Answer {
+        let mut request = self.http.request(method, self.url(path)).bearer_auth(TOKEN);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_owned());
+        }
+        answer(request.send().await.unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str) -> Answer {
+        self.raw(Method::GET, path, None).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Answer {
+        self.raw(Method::POST, path, Some(&body.to_string())).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> Answer {
+        self.raw(Method::PATCH, path, Some(&body.to_string())).await
+    }
+
+    /// Creates a tenant, asserting 201; gives its JSON.
+    pub async fn tenant(&self, name: &str) -> Value {
+        let created = self
+            .post("/admin/v1/tenants", serde_json::json!({ "name": name }))
+            .await;
+        assert_eq!(created.status, 201, "{created:?}");
+        created.json
+    }
+
+    /// Creates a key under `tenant` (id or name), asserting 201; gives
+    /// `{"key": {...}, "secret": "..."}`.
+    pub async fn key(&self, tenant: &str, name: &str) -> Value {
+        let created = self
+            .post(
+                &format!("/admin/v1/tenants/{tenant}/keys"),
+                serde_json::json!({ "name": name }),
+            )
+            .await;
+        assert_eq!(created.status, 201, "{created:?}");
+        created.json
+    }
+
+    pub async fn accounts(&self) -> AccountsClient<Channel> {
+        AccountsClient::connect(format!("http://{}", self.grpc))
+            .await
+            .unwrap()
+    }
+
+    /// LookupKey for a key's text, as the edge does it.
+    pub async fn lookup(&self, secret: &str) -> Result<Option<KeyInfo>, tonic::Status> {
+        let response = self
+            .accounts()
+            .await
+            .lookup_key(LookupKeyRequest {
+                key_digest: llmgw_apikey::digest(secret).to_vec().into(),
+            })
+            .await?
+            .into_inner();
+        assert_eq!(response.found, response.key.is_some());
+        Ok(response.key)
+    }
+
+    /// `GET /metrics` on the gRPC port.
+    pub async fn metrics(&self) -> String {
+        self.http
+            .get(format!("http://{}/metrics", self.grpc))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
+    /// Stops the service and gives what `run` returned.
+    pub async fn stop(mut self) -> anyhow::Result<()> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.task)
+            .await
+            .expect("billing did not stop within 10 s")
+            .unwrap()
+    }
+}
+
+pub async fn answer(response: reqwest::Response) -> Answer {
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let text = response.text().await.unwrap();
+    let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Answer {
+        status,
+        json,
+        text,
+        headers,
+    }
+}
+
+pub fn now_ms() -> i64 {
+    i64::try_from(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
+/// A name no other test uses.
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..8]
+    )
+}
