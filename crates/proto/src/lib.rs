@@ -29,7 +29,7 @@ pub mod llmgw {
 }
 
 pub use error::ErrorCode;
-pub use llmgw::error::v1 as error_v1;
 pub use llmgw::billing::v1 as billing_v1;
+pub use llmgw::error::v1 as error_v1;
 pub use llmgw::quota::v1 as quota_v1;
 pub use llmgw::router::v1 as router_v1;
