@@ -159,7 +159,7 @@ pub enum StoreError {
     /// tenant...); the message says why and is safe to show to an operator.
     #[error("{0}")]
     Invalid(String),
-    #[error("database error: {0}")]
+    #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -188,7 +188,14 @@ impl Store {
             || database_url.starts_with("postgresql://")
         {
             let options = PgConnectOptions::from_str(database_url)?;
-            Pool::Postgres(PgPoolOptions::new().connect_with(options).await?)
+            // A database that stops answering fails calls in seconds, not
+            // sqlx's default 30 s: the edge falls back to its cache meanwhile.
+            Pool::Postgres(
+                PgPoolOptions::new()
+                    .acquire_timeout(std::time::Duration::from_secs(3))
+                    .connect_with(options)
+                    .await?,
+            )
         } else if database_url.starts_with("sqlite:") {
             let options = SqliteConnectOptions::from_str(database_url)?
                 .create_if_missing(true)

@@ -6,6 +6,7 @@
 //! Every child is killed when its guard drops (also when a test panics), and
 //! every wait is bounded.
 
+mod accounts;
 mod child;
 mod gateway;
 mod lifecycle;
