@@ -1,0 +1,169 @@
+//! How the admin CLI shows things: tables, errors, dates.
+
+use super::*;
+
+pub(super) fn api_error_message(status: StatusCode, message: Option<&str>) -> String {
+    let text = match message.map(str::trim) {
+        Some(message) if !message.is_empty() => message,
+        _ => status.canonical_reason().unwrap_or("unexpected response"),
+    };
+    let mut out = format!("admin API: {} {text}", status.as_u16());
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+        out.push_str(" (check LLMGW_ADMIN_TOKEN / --admin-token)");
+    }
+    out
+}
+
+pub(super) fn created_key(created: KeyWithSecret) -> String {
+    format!(
+        "{}\nSecret: {}\nStore this secret now: it will not be shown again.",
+        key_table(std::slice::from_ref(&created.key)),
+        created.secret
+    )
+}
+
+pub(super) fn tenant_table(tenants: &[Tenant]) -> String {
+    let rows = tenants.iter().map(|tenant| {
+        vec![
+            tenant.name.clone(),
+            tenant.id.clone(),
+            tenant.status.clone(),
+            tenant
+                .monthly_budget_usd
+                .clone()
+                .unwrap_or_else(|| "unlimited".into()),
+            format_ms(tenant.created_at),
+        ]
+    });
+    render_table(&["NAME", "ID", "STATUS", "BUDGET USD", "CREATED"], rows)
+}
+
+pub(super) fn key_table(keys: &[Key]) -> String {
+    let or_never = |ms: Option<i64>| ms.map_or_else(|| "never".to_owned(), format_ms);
+    let rows = keys.iter().map(|key| {
+        let models = match key.allowed_models.as_deref() {
+            None | Some([]) => "all".to_owned(),
+            Some(models) => models.join(","),
+        };
+        vec![
+            key.name.clone(),
+            key.id.clone(),
+            key.prefix.clone(),
+            key.status.clone(),
+            models,
+            or_never(key.expires_at),
+            or_never(key.last_used_at),
+        ]
+    });
+    render_table(
+        &[
+            "NAME",
+            "ID",
+            "PREFIX",
+            "STATUS",
+            "MODELS",
+            "EXPIRES",
+            "LAST USED",
+        ],
+        rows,
+    )
+}
+
+/// Left-aligned columns two spaces apart. Control characters in cells become
+/// `?`: names come from the server and must not break the layout or drive the
+/// terminal.
+pub(super) fn render_table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) -> String {
+    let lines: Vec<Vec<String>> = std::iter::once(header.iter().map(|h| (*h).to_owned()).collect())
+        .chain(rows)
+        .map(|row| {
+            row.iter()
+                .map(|cell| {
+                    cell.chars()
+                        .map(|c| if c.is_control() { '?' } else { c })
+                        .collect()
+                })
+                .collect()
+        })
+        .collect();
+    let mut widths = vec![0; header.len()];
+    for line in &lines {
+        for (width, cell) in widths.iter_mut().zip(line) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for line in &lines {
+        let mut text = String::new();
+        for (cell, width) in line.iter().zip(&widths) {
+            text.push_str(cell);
+            text.extend(std::iter::repeat_n(' ', width - cell.chars().count() + 2));
+        }
+        out.push_str(text.trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// `YYYY-MM-DD HH:MM UTC`.
+pub(super) fn format_ms(ms: i64) -> String {
+    let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
+    let (year, month, day) = civil_from_days(days);
+    let (hour, minute) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60);
+    format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
+}
+
+/// Unix milliseconds or `YYYY-MM-DD` (midnight UTC).
+pub(super) fn parse_expires_at(text: &str) -> Result<i64, String> {
+    let text = text.trim();
+    let bytes = text.as_bytes();
+    if !bytes.is_empty() && bytes.iter().all(u8::is_ascii_digit) {
+        let ms: i64 = text
+            .parse()
+            .map_err(|_| format!("{text} is out of range"))?;
+        // 10^11 ms is 1973: anything smaller is almost surely unix seconds.
+        if ms < 100_000_000_000 {
+            return Err(format!("{text} looks like unix seconds; give milliseconds"));
+        }
+        return Ok(ms);
+    }
+    let is_date = text.split('-').map(str::len).eq([4, 2, 2])
+        && text.bytes().all(|b| b == b'-' || b.is_ascii_digit());
+    if !is_date {
+        return Err(format!(
+            "{text:?}: expected unix milliseconds or YYYY-MM-DD (midnight UTC)"
+        ));
+    }
+    // Only ASCII digits remain, so slicing and parsing cannot fail.
+    let field = |range: std::ops::Range<usize>| text[range].parse().unwrap_or(0);
+    let (year, month, day) = (field(0..4), field(5..7), field(8..10));
+    let days = days_from_civil(year, month, day);
+    // Converting back catches impossible dates such as 2023-02-29 or month 13.
+    if civil_from_days(days) != (year, month, day) {
+        return Err(format!("{text} is not a calendar date"));
+    }
+    Ok(days * 86_400_000)
+}
+
+// Howard Hinnant's civil-date algorithms (proleptic Gregorian, UTC):
+// https://howardhinnant.github.io/date_algorithms.html
+pub(super) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+pub(super) fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = shifted_month + if shifted_month < 10 { 3 } else { -9 };
+    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
+}
