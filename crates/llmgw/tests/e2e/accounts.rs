@@ -84,6 +84,17 @@ async fn chat_with(gateway: &Gateway, key: &str, model: &str) -> reqwest::Respon
 async fn key_lifecycle_at_the_edge() {
     let (gateway, admin) = gateway_with_accounts("lifecycle", 1).await;
     let (id, secret) = admin.tenant_with_key("acme", json!({"name": "ci"})).await;
+    // The admin routes do not exist on the public listener, whatever the token.
+    for token in [ADMIN_TOKEN, secret.as_str()] {
+        let response = gateway
+            .client
+            .get(gateway.url("/admin/v1/tenants"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("reachable");
+        assert_eq!(response.status(), 404);
+    }
     assert!(llmgw_apikey::is_well_formed(&secret));
     assert_eq!(chat_with(&gateway, &secret, "mock").await.status(), 200);
 
