@@ -12,7 +12,6 @@ mod admin;
 mod config;
 mod metrics;
 pub mod store;
-mod usd;
 
 use std::future::Future;
 use std::sync::Arc;

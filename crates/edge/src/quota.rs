@@ -81,10 +81,11 @@ impl Quota {
         let max_tokens = max_tokens
             .or((model.max_output_tokens > 0).then_some(model.max_output_tokens))
             .unwrap_or(DEFAULT_MAX_TOKENS);
-        let input = nano_usd_per_mtok(&model.input_price_per_mtok);
-        let output = nano_usd_per_mtok(&model.output_price_per_mtok);
+        let input = price(&model.input_price_per_mtok);
+        let output = price(&model.output_price_per_mtok);
         let tokens = prompt_estimate + max_tokens;
-        let cost = cost_nano_usd(prompt_estimate, input) + cost_nano_usd(max_tokens, output);
+        let cost = llmgw_usd::cost_nano_usd(prompt_estimate, input)
+            + llmgw_usd::cost_nano_usd(max_tokens, output);
         let request = AcquireRequest {
             request_id: request_id.to_owned(),
             subject: Some(subject.clone()),
@@ -148,8 +149,9 @@ impl Lease {
             None => (0, 0),
         };
         self.request.actual_tokens = prompt + completion;
-        self.request.actual_cost_nano_usd = cost_nano_usd(prompt, self.input_nano_per_mtok)
-            + cost_nano_usd(completion, self.output_nano_per_mtok);
+        self.request.actual_cost_nano_usd =
+            llmgw_usd::cost_nano_usd(prompt, self.input_nano_per_mtok)
+                + llmgw_usd::cost_nano_usd(completion, self.output_nano_per_mtok);
         // Off the response path; a lost settle is repaired by the lease
         // timeout. No runtime (the process is exiting): the same.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -232,39 +234,8 @@ fn headers(answer: &AcquireResponse) -> HeaderMap {
     headers
 }
 
-/// A catalog price (USD per million tokens, decimal string) in nano-USD per
-/// million tokens, exactly for up to 9 decimals; an unparsable price is 0
-/// (the router validated prices at start).
-pub fn nano_usd_per_mtok(price: &str) -> u64 {
-    let (whole, fraction) = price.split_once('.').unwrap_or((price, ""));
-    let whole: u64 = whole.parse().unwrap_or(0);
-    let mut nanos = 0u64;
-    for (position, digit) in fraction.bytes().take(9).enumerate() {
-        let digit = u64::from(digit.wrapping_sub(b'0').min(9));
-        nanos += digit * 10u64.pow(8 - position as u32);
-    }
-    whole.saturating_mul(1_000_000_000).saturating_add(nanos)
-}
-
-/// Cost of `tokens` at `nano_per_mtok`, rounded up to a whole nano-USD.
-pub fn cost_nano_usd(tokens: u64, nano_per_mtok: u64) -> u64 {
-    let cost = (u128::from(tokens) * u128::from(nano_per_mtok)).div_ceil(1_000_000);
-    u64::try_from(cost).unwrap_or(u64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn prices_are_exact() {
-        assert_eq!(nano_usd_per_mtok("0.15"), 150_000_000);
-        assert_eq!(nano_usd_per_mtok("2.5"), 2_500_000_000);
-        assert_eq!(nano_usd_per_mtok("10"), 10_000_000_000);
-        assert_eq!(nano_usd_per_mtok("0.000000001"), 1);
-        // 1000 tokens at $0.15 per million = $0.00015 = 150,000 nano-USD.
-        assert_eq!(cost_nano_usd(1_000, nano_usd_per_mtok("0.15")), 150_000);
-        assert_eq!(cost_nano_usd(1, nano_usd_per_mtok("0.15")), 150);
-        assert_eq!(cost_nano_usd(0, nano_usd_per_mtok("0.15")), 0);
-    }
+/// A catalog price in nano-USD per million tokens; the router validated the
+/// prices at start, so an unparsable one (never expected) counts as free.
+fn price(text: &str) -> u64 {
+    llmgw_usd::parse_usd(text).unwrap_or(0)
 }

@@ -134,72 +134,10 @@ pub struct LimitsConfig {
     pub monthly_budget_usd: Option<String>,
 }
 
-/// Parses a USD amount like "12.50" into nano-USD, exactly.
-pub(crate) fn parse_usd(text: &str) -> Result<u64, String> {
-    let expected =
-        "expected a non-negative decimal number of USD with at most 9 decimals, like \"12.50\"";
-    let invalid = || format!("invalid amount {text:?}: {expected}");
-    let (whole, fraction) = match text.split_once('.') {
-        Some((whole, fraction)) if !fraction.is_empty() => (whole, fraction),
-        Some(_) => return Err(invalid()),
-        None => (text, ""),
-    };
-    let all_digits = |part: &str| part.bytes().all(|byte| byte.is_ascii_digit());
-    if whole.is_empty() || !all_digits(whole) || !all_digits(fraction) {
-        return Err(invalid());
-    }
-    if fraction.len() > 9 {
-        return Err(format!(
-            "invalid amount {text:?}: more than 9 decimals (the unit is 1e-9 USD)"
-        ));
-    }
-    let too_large = || format!("invalid amount {text:?}: too large");
-    let whole: u64 = whole.parse().map_err(|_| too_large())?;
-    // Right-pad to 9 digits: "5" → 500_000_000 nano-USD.
-    let fraction: u64 = format!("{fraction:0<9}").parse().map_err(|_| invalid())?;
-    whole
-        .checked_mul(1_000_000_000)
-        .and_then(|nano| nano.checked_add(fraction))
-        .ok_or_else(too_large)
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)] // panicking is how tests fail
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_usd_exactly() {
-        assert_eq!(parse_usd("500"), Ok(500_000_000_000));
-        assert_eq!(parse_usd("12.50"), Ok(12_500_000_000));
-        assert_eq!(parse_usd("0.000000001"), Ok(1));
-        assert_eq!(parse_usd("0"), Ok(0));
-        assert_eq!(parse_usd("007.1"), Ok(7_100_000_000));
-        assert_eq!(parse_usd("18446744073.709551615"), Ok(u64::MAX));
-    }
-
-    #[test]
-    fn rejects_bad_amounts() {
-        for bad in [
-            "",
-            "-1",
-            "+1",
-            "1.",
-            ".5",
-            "1.2.3",
-            "1e3",
-            "12,50",
-            " 1",
-            "1 ",
-            "$5",
-            "NaN",
-            "0.0000000001",
-            "18446744073.709551616",
-            "99999999999999999999",
-        ] {
-            assert!(parse_usd(bad).is_err(), "{bad:?} was accepted");
-        }
-    }
 
     #[test]
     fn defaults_and_yaml_names() {

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 use anyhow::Context as _;
 use llmgw_limiter::{Bucket, Limits, Scope};
 
-use crate::config::{LimitTables, LimitsConfig, parse_usd};
+use crate::config::{LimitTables, LimitsConfig};
 
 /// Whose limits a request counts against.
 pub(crate) struct Subject<'a> {
@@ -83,21 +83,9 @@ fn table(
         .collect()
 }
 
-/// The limiter's counters are exact up to 2^53 (Lua numbers are doubles):
-/// a larger budget would be enforced approximately, so it is refused.
-const MAX_BUDGET_NANO_USD: u64 = 1 << 53;
-
 fn limits(config: &LimitsConfig) -> anyhow::Result<Limits> {
     let monthly_budget_nano_usd = match &config.monthly_budget_usd {
-        Some(text) => {
-            let nano = parse_usd(text).map_err(anyhow::Error::msg)?;
-            anyhow::ensure!(
-                nano <= MAX_BUDGET_NANO_USD,
-                "amount {text:?} is too large: at most \"9007199.254740992\" USD per month \
-                 (the largest amount the counters hold exactly)"
-            );
-            Some(nano)
-        }
+        Some(text) => Some(llmgw_usd::parse_budget(text).map_err(anyhow::Error::msg)?),
         None => None,
     };
     Ok(Limits {

@@ -116,7 +116,7 @@ impl Route {
             .clone()
             .unwrap_or_else(|| "0".to_owned());
         for price in [&input_price, &output_price] {
-            check_decimal(price).with_context(|| format!("price {price:?}"))?;
+            llmgw_usd::parse_usd(price).map_err(anyhow::Error::msg)?;
         }
         let deployments = deployments
             .iter()
@@ -222,31 +222,5 @@ impl Deployment {
             latency: LatencyEwma::new(),
             api_key,
         })
-    }
-}
-
-/// Prices are exact decimals: digits with at most one point, no exponent.
-fn check_decimal(text: &str) -> anyhow::Result<()> {
-    let (whole, fraction) = text.split_once('.').unwrap_or((text, "0"));
-    let digits = |part: &str| !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
-    if digits(whole) && digits(fraction) {
-        Ok(())
-    } else {
-        bail!("not a non-negative decimal number")
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn decimals() {
-        for good in ["0", "2.5", "0.15", "10"] {
-            assert!(check_decimal(good).is_ok(), "{good}");
-        }
-        for bad in ["", "-1", "1e3", "1.", ".5", "abc", "1.2.3"] {
-            assert!(check_decimal(bad).is_err(), "{bad}");
-        }
     }
 }

@@ -13,7 +13,6 @@ use super::error::ApiError;
 use super::views::{List, TenantView};
 use super::{AdminState, check_name, find_tenant};
 use crate::store::{Limits, NewTenant, TenantStatus, TenantUpdate};
-use crate::usd;
 
 type Shared = State<Arc<AdminState>>;
 
@@ -89,7 +88,7 @@ fn budget(value: &serde_json::Value) -> Result<(), body::FieldError> {
 
 fn parse_budget(text: Option<&str>) -> Result<Option<u64>, ApiError> {
     text.map(|text| {
-        usd::parse_usd(text)
+        llmgw_usd::parse_budget(text)
             .map_err(|message| ApiError::invalid_param("monthly_budget_usd", message))
     })
     .transpose()

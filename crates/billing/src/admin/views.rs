@@ -5,7 +5,6 @@
 use serde::Serialize;
 
 use crate::store::{ApiKey, KeyStatus, Limits, Tenant, TenantStatus};
-use crate::usd;
 
 #[derive(Serialize)]
 pub struct TenantView {
@@ -25,7 +24,7 @@ impl From<Tenant> for TenantView {
             id: tenant.id,
             name: tenant.name,
             status: tenant.status,
-            monthly_budget_usd: tenant.monthly_budget_nano_usd.map(usd::format_usd),
+            monthly_budget_usd: tenant.monthly_budget_nano_usd.map(llmgw_usd::format_usd),
             limits: tenant.limits,
             created_at: tenant.created_at,
             updated_at: tenant.updated_at,
