@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 use llmgw_proto::ErrorCode;
@@ -22,6 +22,7 @@ use tonic::transport::Channel;
 
 use crate::config::ApiKeyConfig;
 use crate::error::ApiError;
+use crate::throttle::Throttle;
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -40,7 +41,7 @@ impl Principal {
     }
 
     fn expired(&self) -> bool {
-        self.expires_at.is_some_and(|at| at <= unix_ms())
+        self.expires_at.is_some_and(|at| at <= crate::unix_ms())
     }
 }
 
@@ -58,8 +59,8 @@ pub struct Keys {
     cache: Mutex<HashMap<[u8; 32], Cached>>,
     ttl: Duration,
     negative_ttl: Duration,
-    /// Last time a billing outage was logged (once a minute).
-    last_logged: Mutex<Option<Instant>>,
+    /// Billing outages are logged once a minute, not per request.
+    outage_log: Throttle,
 }
 
 impl Keys {
@@ -96,7 +97,7 @@ impl Keys {
             cache: Mutex::new(HashMap::new()),
             ttl,
             negative_ttl,
-            last_logged: Mutex::new(None),
+            outage_log: Throttle::new(Duration::from_secs(60)),
         })
     }
 
@@ -187,10 +188,7 @@ impl Keys {
 
     /// Billing is unreachable: a key we knew keeps working; others get 503.
     fn billing_down(&self, stale: Option<Principal>, error: &str) -> Result<Principal, ApiError> {
-        if let Ok(mut last) = self.last_logged.lock()
-            && last.is_none_or(|at| at.elapsed() > Duration::from_secs(60))
-        {
-            *last = Some(Instant::now());
+        if self.outage_log.ready() {
             tracing::warn!(
                 error,
                 "billing unreachable: serving cached keys, unknown keys get 503 (logged once a minute)"
@@ -211,10 +209,4 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     let (scheme, key) = value.split_once(' ')?;
     let key = key.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |now| now.as_millis() as u64)
 }

@@ -2,7 +2,7 @@
 //! call the router, answer as JSON or as an SSE stream.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Request, State};
@@ -175,7 +175,7 @@ async fn call_router(
         key_id: principal.key_id,
         model: valid.model.alias.clone(),
         stream: valid.stream,
-        deadline_unix_ms: unix_ms() + state.config.request_timeout_secs * 1000,
+        deadline_unix_ms: crate::unix_ms() + state.config.request_timeout_secs * 1000,
         include_usage: valid.include_usage,
     };
     let mut call = tonic::Request::new(ChatRequest {
@@ -289,10 +289,4 @@ fn request_id(headers: &HeaderMap) -> String {
                     .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
         })
         .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
-}
-
-fn unix_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |now| now.as_millis() as u64)
 }

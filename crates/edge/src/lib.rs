@@ -10,6 +10,7 @@ mod metrics;
 mod outcome;
 mod quota;
 mod sse;
+mod throttle;
 mod validate;
 
 use std::future::{Future, IntoFuture as _};
@@ -63,13 +64,7 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let accounts = match &config.billing_url {
         None => None,
-        Some(url) => Some(AccountsClient::new(
-            Endpoint::from_shared(url.clone())
-                .with_context(|| format!("invalid billing_url {url:?}"))?
-                .tcp_nodelay(true)
-                .connect_timeout(Duration::from_secs(1))
-                .connect_lazy(),
-        )),
+        Some(url) => Some(AccountsClient::new(channel(url, "billing_url")?)),
     };
     let keys = Keys::new(
         &config.api_keys,
@@ -77,28 +72,16 @@ pub async fn run(
         Duration::from_secs(config.auth_cache_ttl_secs),
         Duration::from_secs(config.auth_negative_ttl_secs),
     )?;
-    let channel = Endpoint::from_shared(config.router_url.clone())
-        .with_context(|| format!("invalid router_url {:?}", config.router_url))?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(2))
-        .connect_lazy();
-    let router = RouterClient::new(channel);
+    let router = RouterClient::new(channel(&config.router_url, "router_url")?);
     let metrics = Metrics::new();
     let quota = match &config.quota_url {
         None => None,
-        Some(url) => {
-            let channel = Endpoint::from_shared(url.clone())
-                .with_context(|| format!("invalid quota_url {url:?}"))?
-                .tcp_nodelay(true)
-                .connect_timeout(Duration::from_secs(1))
-                .connect_lazy();
-            Some(quota::Quota::new(
-                QuotaClient::new(channel),
-                Duration::from_millis(config.quota_timeout_ms),
-                config.on_quota_unreachable,
-                metrics.quota_unreachable.clone(),
-            ))
-        }
+        Some(url) => Some(quota::Quota::new(
+            QuotaClient::new(channel(url, "quota_url")?),
+            Duration::from_millis(config.quota_timeout_ms),
+            config.on_quota_unreachable,
+            metrics.quota_unreachable.clone(),
+        )),
     };
     let stopping = CancellationToken::new();
     let drain_expired = CancellationToken::new();
@@ -152,6 +135,24 @@ pub async fn run(
         Ok(result) => result.context("edge server failed"),
         Err(_) => Ok(()),
     }
+}
+
+/// A gRPC channel to another service: connected on first use (the edge
+/// starts, and stays alive, whether or not the service is up yet), with
+/// small frames sent at once.
+fn channel(url: &str, setting: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_owned())
+        .with_context(|| format!("invalid {setting} {url:?}"))?
+        .tcp_nodelay(true)
+        .connect_timeout(Duration::from_secs(1))
+        .connect_lazy())
+}
+
+/// Milliseconds since the Unix epoch (deadlines and key expiry).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |now| now.as_millis() as u64)
 }
 
 fn routes(state: Arc<AppState>) -> Router {

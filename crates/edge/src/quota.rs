@@ -1,7 +1,7 @@
 //! The edge's side of quotas: reserve before calling the router, settle when
 //! the answer ends, and OpenAI's `x-ratelimit-*` headers.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use llmgw_proto::ErrorCode;
@@ -15,6 +15,7 @@ use serde::Deserialize;
 use tonic::transport::Channel;
 
 use crate::error::ApiError;
+use crate::throttle::Throttle;
 
 /// What the edge does when the quota service cannot be reached in time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -44,8 +45,8 @@ pub struct Quota {
     client: QuotaClient<Channel>,
     timeout: Duration,
     on_unreachable: Unreachable,
-    /// Last time an unreachable quota service was logged (once a minute).
-    last_logged: std::sync::Mutex<Option<Instant>>,
+    /// An unreachable quota service is logged once a minute, not per request.
+    outage_log: Throttle,
     /// Every decision taken without the quota service.
     unreachable_total: Counter,
 }
@@ -61,7 +62,7 @@ impl Quota {
             client,
             timeout,
             on_unreachable,
-            last_logged: std::sync::Mutex::new(None),
+            outage_log: Throttle::new(Duration::from_secs(60)),
             unreachable_total,
         }
     }
@@ -122,10 +123,7 @@ impl Quota {
 
     fn unreachable(&self, error: &str) -> Result<Option<Lease>, ApiError> {
         self.unreachable_total.inc();
-        if let Ok(mut last) = self.last_logged.lock()
-            && last.is_none_or(|at| at.elapsed() > Duration::from_secs(60))
-        {
-            *last = Some(Instant::now());
+        if self.outage_log.ready() {
             tracing::warn!(error, policy = ?self.on_unreachable, "quota service unreachable (logged once a minute)");
         }
         match self.on_unreachable {

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, StatusCode};
 use serde_json::Value;
 
 use crate::AppState;
@@ -104,14 +104,7 @@ pub(crate) async fn chat(
             shape,
             chunk_delay: settings.chunk_delay,
         };
-        let mut response = Response::new(stream::body(script, state.shutdown.clone(), active));
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        return response;
+        return stream::sse_response(stream::body(script, state.shutdown.clone(), active));
     }
 
     // Non-streaming bodies are complete in memory, so the response stops

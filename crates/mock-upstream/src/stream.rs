@@ -152,3 +152,18 @@ async fn pace(i: usize, delay: Duration) {
         tokio::time::sleep(delay).await;
     }
 }
+
+/// A `text/event-stream` response around `body` (both wire formats).
+pub(crate) fn sse_response(body: axum::body::Body) -> axum::response::Response {
+    let mut response = axum::response::Response::new(body);
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    headers.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
+    response
+}

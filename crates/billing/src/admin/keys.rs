@@ -3,7 +3,6 @@
 //! keeps its digest, which no route returns.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::Json;
 use axum::body::Bytes;
@@ -104,11 +103,7 @@ pub async fn create(
 /// A time already past is refused: most likely seconds were sent where
 /// milliseconds are expected, and the key would be dead on arrival.
 fn check_expiry(expires_at: i64) -> Result<(), ApiError> {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |since| {
-            i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
-        });
+    let now = crate::store::now_ms();
     if expires_at > now {
         Ok(())
     } else {

@@ -127,14 +127,7 @@ pub(crate) async fn messages(
             state.shutdown.clone(),
             active,
         );
-        let mut response = Response::new(body);
-        let headers = response.headers_mut();
-        headers.insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static("text/event-stream"),
-        );
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        return response;
+        return crate::stream::sse_response(body);
     }
 
     // Non-streaming bodies are complete in memory, so the response stops
