@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "llmgw/router/v1/router.proto",
         "llmgw/quota/v1/quota.proto",
         "llmgw/billing/v1/accounts.proto",
+        "llmgw/billing/v1/usage.proto",
     ]
     .map(|file| root.join(file));
     let mut config = tonic_prost_build::Config::new();
