@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use axum::response::{IntoResponse as _, Response};
 use llmgw_proto::billing_v1::accounts_server::Accounts;
-use llmgw_proto::billing_v1::{KeyInfo, LookupKeyRequest, LookupKeyResponse};
+use llmgw_proto::billing_v1::{KeyInfo, Limits, LookupKeyRequest, LookupKeyResponse};
 use tonic::service::Routes;
 use tonic::{Request, Status};
 use tracing::Instrument as _;
@@ -70,12 +70,24 @@ impl Accounts for AccountsService {
                     tenant: info.tenant,
                     allowed_models: info.allowed_models,
                     expires_at_unix_ms: expires_at_unix_ms(info.expires_at),
+                    limits: limits(&info.limits),
+                    tenant_monthly_budget_nano_usd: info.tenant_monthly_budget_nano_usd,
                 }),
             }))
         }
         .instrument(span)
         .await
     }
+}
+
+/// Absent when the database sets none: the edge then sends none on.
+fn limits(limits: &crate::store::Limits) -> Option<Limits> {
+    (*limits != crate::store::Limits::default()).then_some(Limits {
+        requests_per_minute: limits.requests_per_minute,
+        tokens_per_minute: limits.tokens_per_minute,
+        tokens_per_day: limits.tokens_per_day,
+        concurrent: limits.concurrent,
+    })
 }
 
 /// On the wire 0 means "never": a stored time at or before the epoch must

@@ -1,15 +1,18 @@
-//! The billing service: tenants and API keys in Postgres or SQLite (the usage
-//! ledger comes later). Two listeners, kept apart on purpose:
+//! The billing service: tenants, API keys and the usage ledger in Postgres or
+//! SQLite. Two listeners, kept apart on purpose:
 //!
 //! - gRPC (`listen`): `llmgw.billing.v1.Accounts/LookupKey` for the edge,
-//!   and `GET /metrics` over HTTP/1 on the same port;
-//! - the admin HTTP API (`admin_listen`, loopback by default): tenants and
-//!   keys, every route behind the admin bearer token. It is never served on
-//!   the gRPC port, so exposing the edge-facing port does not expose it.
+//!   `llmgw.billing.v1.Ledger` (usage events from the routers, month-to-date
+//!   spend), and `GET /metrics` over HTTP/1 on the same port;
+//! - the admin HTTP API (`admin_listen`, loopback by default): tenants,
+//!   keys and usage reports, every route behind the admin bearer token. It
+//!   is never served on the gRPC port, so exposing the edge-facing port does
+//!   not expose it.
 
 mod accounts;
 mod admin;
 mod config;
+mod ledger;
 mod metrics;
 pub mod store;
 
@@ -20,6 +23,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::serve::ListenerExt as _;
 use llmgw_proto::billing_v1::accounts_server::AccountsServer;
+use llmgw_proto::billing_v1::ledger_server::LedgerServer;
 use sqlx::Connection as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -30,12 +34,16 @@ pub use config::Config;
 
 use crate::accounts::AccountsService;
 use crate::admin::AdminState;
+use crate::ledger::LedgerService;
 use crate::metrics::Metrics;
 use crate::store::Store;
 
 /// How long start-up waits for the database. A database that is down must
 /// fail the start with a clear message, not hang the deployment.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// The largest RecordUsage request accepted.
+const LEDGER_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Serves gRPC on `grpc` and the admin API on `admin` until `shutdown`
 /// resolves. Fails before serving when the database is unreachable, the
@@ -82,7 +90,16 @@ pub async fn run(
     let routes = Routes::new(AccountsServer::new(AccountsService {
         store: store.clone(),
         metrics: metrics.clone(),
-    }));
+    }))
+    .add_service(
+        // A batch of 10 000 events (the most RecordUsage takes) is a few
+        // MB; the default 4 MiB limit would refuse the largest ones.
+        LedgerServer::new(LedgerService {
+            store: store.clone(),
+            metrics: metrics.clone(),
+        })
+        .max_decoding_message_size(LEDGER_MAX_MESSAGE_BYTES),
+    );
     let render = {
         let metrics = metrics.clone();
         move || metrics.render()

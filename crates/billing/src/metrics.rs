@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -19,10 +20,26 @@ pub struct AdminLabels {
     pub status: u16,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LedgerEventLabels {
+    /// "inserted" (newly recorded) or "duplicate" (already in the ledger).
+    pub result: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LedgerBatchLabels {
+    /// "ok", "invalid" (refused, the sender must not retry as is) or
+    /// "error" (the database failed; the sender retries).
+    pub outcome: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     lookups: Family<LookupLabels, Counter>,
     admin_requests: Family<AdminLabels, Counter>,
+    ledger_events: Family<LedgerEventLabels, Counter>,
+    ledger_batches: Family<LedgerBatchLabels, Counter>,
+    ledger_batch_seconds: Histogram,
 }
 
 impl Metrics {
@@ -45,10 +62,39 @@ impl Metrics {
             "Admin API requests, by HTTP status (401s included: they show probing)",
             admin_requests.clone(),
         );
+        let ledger_events = Family::<LedgerEventLabels, Counter>::default();
+        registry.register(
+            "ledger_events",
+            "Usage events received by RecordUsage, by result (duplicates are redeliveries)",
+            ledger_events.clone(),
+        );
+        for result in ["inserted", "duplicate"] {
+            let _ = ledger_events.get_or_create(&LedgerEventLabels { result });
+        }
+        let ledger_batches = Family::<LedgerBatchLabels, Counter>::default();
+        registry.register(
+            "ledger_batches",
+            "RecordUsage batches, by outcome",
+            ledger_batches.clone(),
+        );
+        for outcome in ["ok", "invalid", "error"] {
+            let _ = ledger_batches.get_or_create(&LedgerBatchLabels { outcome });
+        }
+        // 1 ms to ~16 s: a batch of 1000 takes tens of milliseconds; the top
+        // buckets show lock waits and a struggling database.
+        let ledger_batch_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 15));
+        registry.register(
+            "ledger_batch_seconds",
+            "Time to record one RecordUsage batch in the database (one transaction)",
+            ledger_batch_seconds.clone(),
+        );
         Metrics {
             registry,
             lookups,
             admin_requests,
+            ledger_events,
+            ledger_batches,
+            ledger_batch_seconds,
         }
     }
 
@@ -60,6 +106,31 @@ impl Metrics {
         self.admin_requests
             .get_or_create(&AdminLabels { status })
             .inc();
+    }
+
+    /// One RecordUsage batch: its outcome, what it recorded and how long the
+    /// database took.
+    pub fn ledger_batch(
+        &self,
+        outcome: &'static str,
+        inserted: u64,
+        duplicates: u64,
+        seconds: f64,
+    ) {
+        self.ledger_batches
+            .get_or_create(&LedgerBatchLabels { outcome })
+            .inc();
+        self.ledger_events
+            .get_or_create(&LedgerEventLabels { result: "inserted" })
+            .inc_by(inserted);
+        self.ledger_events
+            .get_or_create(&LedgerEventLabels {
+                result: "duplicate",
+            })
+            .inc_by(duplicates);
+        if outcome != "invalid" {
+            self.ledger_batch_seconds.observe(seconds);
+        }
     }
 
     pub fn render(&self) -> String {

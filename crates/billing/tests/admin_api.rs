@@ -4,6 +4,7 @@
 
 mod support;
 
+use llmgw_proto::billing_v1::Limits;
 use serde_json::{Value, json};
 use support::{Backend, Service, now_ms, start, unique};
 
@@ -13,7 +14,54 @@ on_both_backends!(
     tenants_are_isolated,
     tenants_are_updated_disabled_and_enabled,
     openapi_document_is_served,
+    lookup_gives_effective_limits_and_budget,
 );
+
+/// LookupKey carries a key's own limits over its tenant's defaults, and
+/// nothing at all when the database sets none.
+async fn lookup_gives_effective_limits_and_budget(backend: Backend) {
+    let service = start(backend).await;
+    let tenant = unique("metered");
+    let created = service
+        .post(
+            "/admin/v1/tenants",
+            json!({"name": tenant, "monthly_budget_usd": "0.000002", "limits": {"requests_per_minute": 2}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let created = service
+        .post(
+            &format!("/admin/v1/tenants/{tenant}/keys"),
+            json!({"name": "own", "limits": {"requests_per_minute": 3, "tokens_per_day": 0}}),
+        )
+        .await;
+    assert_eq!(created.status, 201, "{created:?}");
+    let found = service
+        .lookup(created.json["secret"].as_str().unwrap())
+        .await
+        .unwrap()
+        .expect("key found");
+    assert_eq!(
+        found.limits,
+        Some(Limits {
+            requests_per_minute: Some(3),
+            tokens_per_day: Some(0),
+            ..Limits::default()
+        })
+    );
+    assert_eq!(found.tenant_monthly_budget_nano_usd, Some(2_000));
+
+    let bare = unique("bare");
+    service.tenant(&bare).await;
+    let key = service.key(&bare, "k").await;
+    let found = service
+        .lookup(key["secret"].as_str().unwrap())
+        .await
+        .unwrap()
+        .expect("key found");
+    assert_eq!(found.limits, None);
+    assert_eq!(found.tenant_monthly_budget_nano_usd, None);
+}
 
 /// Key ids in a `{"data": [...]}` listing.
 fn ids(listing: &Value) -> Vec<String> {
@@ -92,6 +140,16 @@ async fn key_lifecycle(backend: Backend) {
     assert_eq!(found.tenant, tenant_name);
     assert_eq!(found.allowed_models, ["demo", "gpt-4o"]);
     assert_eq!(found.expires_at_unix_ms, u64::try_from(expires_at).unwrap());
+    // No limits of its own: its tenant's defaults for its keys.
+    assert_eq!(
+        found.limits,
+        Some(Limits {
+            requests_per_minute: Some(60),
+            concurrent: Some(5),
+            ..Limits::default()
+        })
+    );
+    assert_eq!(found.tenant_monthly_budget_nano_usd, Some(12_500_000_000));
 
     // Listed by name and by id, never with the secret.
     for tenant_ref in [tenant_name.as_str(), tenant["id"].as_str().unwrap()] {

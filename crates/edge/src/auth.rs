@@ -9,6 +9,10 @@
 //! billing service is unreachable, keys already cached keep working
 //! (stale-while-error) and unknown keys get 503, not 401: the key may well be
 //! valid.
+//!
+//! A database key's limits and its tenant's budget come with the lookup and
+//! are cached with it, so a change reaches the quota service within the same
+//! `auth_cache_ttl_secs`, at no cost per request.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -16,8 +20,9 @@ use std::time::{Duration, Instant};
 
 use http::HeaderMap;
 use llmgw_proto::ErrorCode;
-use llmgw_proto::billing_v1::LookupKeyRequest;
 use llmgw_proto::billing_v1::accounts_client::AccountsClient;
+use llmgw_proto::billing_v1::{KeyInfo, LookupKeyRequest};
+use llmgw_proto::quota_v1::Limits;
 use tonic::transport::Channel;
 
 use crate::config::ApiKeyConfig;
@@ -33,6 +38,37 @@ pub struct Principal {
     pub allowed_models: Arc<[String]>,
     /// Unix milliseconds; `None` = never.
     expires_at: Option<u64>,
+    /// Limits from the accounts database (none for bootstrap keys), cached
+    /// with the key and passed to the quota service with each request.
+    pub limits: AccountLimits,
+}
+
+/// Limits the accounts database sets for a key, per quota scope. `None`: it
+/// sets none there, so the quota service's config applies.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AccountLimits {
+    /// The key's effective limits (its own over its tenant's defaults).
+    pub key: Option<Limits>,
+    /// The tenant's: its monthly budget.
+    pub tenant: Option<Limits>,
+}
+
+impl AccountLimits {
+    fn of(key: &KeyInfo) -> AccountLimits {
+        AccountLimits {
+            key: key.limits.map(|limits| Limits {
+                requests_per_minute: limits.requests_per_minute,
+                tokens_per_minute: limits.tokens_per_minute,
+                tokens_per_day: limits.tokens_per_day,
+                concurrent: limits.concurrent,
+                monthly_budget_nano_usd: None,
+            }),
+            tenant: key.tenant_monthly_budget_nano_usd.map(|budget| Limits {
+                monthly_budget_nano_usd: Some(budget),
+                ..Limits::default()
+            }),
+        }
+    }
 }
 
 impl Principal {
@@ -85,6 +121,7 @@ impl Keys {
                     .unwrap_or_else(|| format!("config-{}-{position}", key.tenant)),
                 allowed_models: Arc::from([]),
                 expires_at: None,
+                limits: AccountLimits::default(),
             };
             anyhow::ensure!(
                 bootstrap.insert(key.key.clone(), principal).is_none(),
@@ -137,6 +174,7 @@ impl Keys {
             Ok(Ok(answer)) => {
                 let answer = answer.into_inner();
                 let principal = answer.key.filter(|_| answer.found).map(|key| Principal {
+                    limits: AccountLimits::of(&key),
                     tenant: key.tenant,
                     key_id: key.key_id,
                     allowed_models: key.allowed_models.into(),
@@ -209,4 +247,44 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
     let (scheme, key) = value.split_once(' ')?;
     let key = key.trim();
     (scheme.eq_ignore_ascii_case("bearer") && !key.is_empty()).then_some(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use llmgw_proto::billing_v1;
+
+    use super::*;
+
+    #[test]
+    fn account_limits_map_to_quota_scopes() {
+        let mut key = KeyInfo {
+            key_id: "k".into(),
+            tenant: "t".into(),
+            ..KeyInfo::default()
+        };
+        assert_eq!(AccountLimits::of(&key), AccountLimits::default());
+        key.limits = Some(billing_v1::Limits {
+            requests_per_minute: Some(2),
+            concurrent: Some(0),
+            ..billing_v1::Limits::default()
+        });
+        key.tenant_monthly_budget_nano_usd = Some(0);
+        let limits = AccountLimits::of(&key);
+        assert_eq!(
+            limits.key,
+            Some(Limits {
+                requests_per_minute: Some(2),
+                concurrent: Some(0),
+                ..Limits::default()
+            })
+        );
+        // A budget of 0 is a budget (nothing may be spent), not "none".
+        assert_eq!(
+            limits.tenant,
+            Some(Limits {
+                monthly_budget_nano_usd: Some(0),
+                ..Limits::default()
+            })
+        );
+    }
 }

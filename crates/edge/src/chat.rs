@@ -23,10 +23,12 @@ use crate::{sse, validate};
 
 pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
-    let request_id = request_id(request.headers());
+    let request_id = request_id();
+    let client_request_id = client_request_id(request.headers());
     let span = tracing::info_span!(
         "edge.chat",
         request_id = %request_id,
+        client_request_id = client_request_id.as_ref().and_then(|id| id.to_str().ok()),
         tenant = tracing::field::Empty,
         key_id = tracing::field::Empty,
         model = tracing::field::Empty,
@@ -39,6 +41,9 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Reque
         .await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
+    }
+    if let Some(value) = client_request_id {
+        response.headers_mut().insert("x-client-request-id", value);
     }
     response
 }
@@ -161,6 +166,7 @@ async fn call_router(
             .acquire(
                 request_id,
                 subject,
+                principal.limits,
                 &valid.model,
                 valid.prompt_chars,
                 valid.max_tokens,
@@ -276,17 +282,26 @@ async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
     }
 }
 
-/// The client's `x-request-id` when it is sane, otherwise a new one.
-fn request_id(headers: &HeaderMap) -> String {
-    headers
-        .get("x-request-id")
-        .and_then(|value| value.to_str().ok())
-        .filter(|id| {
+/// A new id for every request. It names the quota lease and the usage
+/// ledger rows, so it must be unique: a client-chosen id (reused by a
+/// retrying client, or on purpose) would merge two requests' usage into one.
+fn request_id() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+/// The client's own id (`x-client-request-id`, as OpenAI accepts it, or
+/// `x-request-id`) when it is sane: logged and echoed back for correlation.
+fn client_request_id(headers: &HeaderMap) -> Option<HeaderValue> {
+    ["x-client-request-id", "x-request-id"]
+        .into_iter()
+        .filter_map(|name| headers.get(name))
+        .find(|value| {
+            let id = value.as_bytes();
             !id.is_empty()
                 && id.len() <= 128
                 && id
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+                    .iter()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
         })
-        .map_or_else(|| uuid::Uuid::new_v4().simple().to_string(), str::to_owned)
+        .cloned()
 }

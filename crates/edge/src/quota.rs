@@ -14,6 +14,7 @@ use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
 use tonic::transport::Channel;
 
+use crate::auth::AccountLimits;
 use crate::error::ApiError;
 use crate::throttle::Throttle;
 
@@ -67,13 +68,15 @@ impl Quota {
         }
     }
 
-    /// Reserves the request's limits, and the rate-limit headers to send
+    /// Reserves the request's limits (the quota config's, with `limits` from
+    /// the accounts database over them), and the rate-limit headers to send
     /// either way. `Ok(None)`: served without a lease (quota unreachable,
     /// policy open).
     pub async fn acquire(
         &self,
         request_id: &str,
         subject: Subject,
+        limits: AccountLimits,
         model: &Model,
         prompt_chars: u64,
         max_tokens: Option<u64>,
@@ -92,6 +95,8 @@ impl Quota {
             subject: Some(subject.clone()),
             tokens,
             cost_nano_usd: cost,
+            key_limits: limits.key,
+            tenant_limits: limits.tenant,
         };
         let answer = tokio::time::timeout(self.timeout, self.client.clone().acquire(request)).await;
         let answer = match answer {
@@ -113,6 +118,9 @@ impl Quota {
                 reserved_cost_nano_usd: cost,
                 actual_cost_nano_usd: 0,
                 degraded: answer.degraded,
+                // The Acquire's limits, so the same counters are adjusted.
+                key_limits: limits.key,
+                tenant_limits: limits.tenant,
             },
             input_nano_per_mtok: input,
             output_nano_per_mtok: output,

@@ -21,7 +21,7 @@ pub use config::GatewayConfig;
 pub struct Addresses {
     pub edge: SocketAddr,
     pub router: SocketAddr,
-    /// The quota service, when limits are configured.
+    /// The quota service, unless the edge was pointed at one elsewhere.
     pub quota: Option<SocketAddr>,
     /// The billing service (gRPC) and its admin API, when started here.
     pub billing: Option<(SocketAddr, SocketAddr)>,
@@ -108,9 +108,13 @@ pub async fn start_all(
     let router_listener = bind(config.router.listen, "router").await?;
     let router = router_listener.local_addr()?;
     config.edge.router_url = format!("http://{router}");
-    // No limits configured: no quota service, and no quota call per request.
+    // Limits come from the quota config and, per key and tenant, from the
+    // accounts database, which `llmgw all` always has (billing starts below
+    // unless edge.billing_url names one elsewhere): so the quota service
+    // starts unless edge.quota_url names one elsewhere. A request no limit
+    // applies to costs the edge one loopback call and quota no Redis trip.
     let mut quota = None;
-    if has_limits(&config.quota.limits) {
+    if config.edge.quota_url.is_none() {
         let listener = bind(config.quota.listen, "quota").await?;
         let address = listener.local_addr()?;
         config.edge.quota_url = Some(format!("http://{address}"));
@@ -142,6 +146,14 @@ pub async fn start_all(
             )
         });
         billing = Some(addresses);
+    }
+    // Usage events go to the billing service the edge asks about keys; the
+    // spool sits beside billing's SQLite file unless configured.
+    if config.router.billing_url.is_none() {
+        config.router.billing_url = config.edge.billing_url.clone();
+    }
+    if config.router.usage.spool_dir.is_none() {
+        config.router.usage.spool_dir = Some(config.billing.data_dir.join("spool"));
     }
     let edge_listener = bind(config.edge.listen, "edge").await?;
     let edge = edge_listener.local_addr()?;
@@ -238,16 +250,6 @@ pub async fn start_one(
         }),
     };
     Ok((address, Services { tasks, stop }))
-}
-
-/// Whether any limit is configured (the quota service has work to do).
-pub fn has_limits(limits: &llmgw_quota::LimitTables) -> bool {
-    let none = llmgw_quota::LimitsConfig::default();
-    limits.default_key != none
-        || limits.default_tenant != none
-        || !limits.keys.is_empty()
-        || !limits.tenants.is_empty()
-        || !limits.models.is_empty()
 }
 
 /// Cancels `stop` on SIGTERM or SIGINT (Ctrl-C).

@@ -32,9 +32,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Every service in one process (the default): edge, router, quota (when
-    /// limits are configured) and, with no models configured, a demo mock
-    /// provider.
+    /// Every service in one process (the default): edge, router, quota,
+    /// billing (unless edge.billing_url names one elsewhere) and, with no
+    /// models configured, a demo mock provider.
     All,
     /// The public OpenAI-compatible HTTP API (edge.listen); needs a router.
     Edge,
@@ -63,6 +63,14 @@ enum Command {
         #[command(subcommand)]
         command: llmgw::admin_cli::KeysCommand,
     },
+    /// Usage report from the ledger: requests, tokens and cost per tenant,
+    /// key, model, provider, day or month (needs LLMGW_ADMIN_TOKEN).
+    Usage {
+        #[command(flatten)]
+        admin: llmgw::admin_cli::AdminArgs,
+        #[command(flatten)]
+        usage: llmgw::admin_cli::UsageArgs,
+    },
     /// A fake OpenAI-compatible provider for tests, benchmarks and demos.
     MockUpstream {
         /// Address to listen on.
@@ -82,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
             return llmgw::admin_cli::tenants(&admin, command).await;
         }
         Command::Keys { admin, command } => return llmgw::admin_cli::keys(&admin, command).await,
+        Command::Usage { admin, usage } => return llmgw::admin_cli::usage(&admin, usage).await,
         _ => {}
     }
     let service_name = match &command {
@@ -91,7 +100,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Quota => "llmgw-quota",
         Command::Billing => "llmgw-billing",
         Command::Migrate => "llmgw-migrate",
-        Command::Tenants { .. } | Command::Keys { .. } => "llmgw-cli",
+        Command::Tenants { .. } | Command::Keys { .. } | Command::Usage { .. } => "llmgw-cli",
         Command::MockUpstream { .. } => "llmgw-mock-upstream",
     };
     let _telemetry = llmgw_telemetry::init(&config.telemetry, service_name)?;
@@ -129,7 +138,9 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             return llmgw_billing::migrate(&config.billing.resolve_database_url()?).await;
         }
-        Command::Tenants { .. } | Command::Keys { .. } => return Ok(()),
+        Command::Tenants { .. } | Command::Keys { .. } | Command::Usage { .. } => {
+            return Ok(());
+        }
         Command::Quota => {
             let listen = config.quota.listen;
             llmgw::start_one(Role::Quota, config, listen, stop).await?.1

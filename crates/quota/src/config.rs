@@ -100,6 +100,12 @@ pub enum FailMode {
 /// Which limits apply to whom. A request is checked against up to three
 /// buckets at once, all or nothing: its key, its tenant, and its key's use
 /// of the model.
+///
+/// A request may also carry limits for its key and its tenant (the edge
+/// passes those stored with the key and tenant in the accounts database):
+/// each one it carries replaces this config's limit of the same kind for
+/// that scope, kind by kind; the config applies to the kinds it leaves
+/// unset, and to every key-model bucket.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LimitTables {

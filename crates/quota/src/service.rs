@@ -7,14 +7,15 @@ use llmgw_limiter::{Acquire, Decision, Kind, Settle};
 use llmgw_proto::ErrorCode;
 use llmgw_proto::quota_v1::quota_server::Quota;
 use llmgw_proto::quota_v1::{
-    AcquireRequest, AcquireResponse, LimitKind, SettleRequest, SettleResponse, Subject, Window,
+    AcquireRequest, AcquireResponse, LimitKind, Limits, SettleRequest, SettleResponse, Subject,
+    Window,
 };
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
 use crate::backend::{self, Backend, Outcome};
 use crate::metrics::Metrics;
-use crate::rules::{self, Rules};
+use crate::rules::{self, Overrides, Rules};
 
 /// What every call shares.
 pub(crate) struct State {
@@ -51,7 +52,11 @@ impl Quota for QuotaService {
         let state = self.state.clone();
         async move {
             let request = request.into_inner();
-            let subject = validate(&request.request_id, request.subject.as_ref())?;
+            let subject = validate(
+                &request.request_id,
+                request.subject.as_ref(),
+                overrides(request.key_limits, request.tenant_limits),
+            )?;
             let buckets = state.rules.buckets(&subject);
             // Nothing limits this subject: no store, no Redis round trip.
             let outcome = if buckets.is_empty() {
@@ -106,7 +111,12 @@ impl Quota for QuotaService {
         let state = self.state.clone();
         async move {
             let request = request.into_inner();
-            let subject = validate(&request.request_id, request.subject.as_ref())?;
+            // The same limits as the Acquire's, so the same counters.
+            let subject = validate(
+                &request.request_id,
+                request.subject.as_ref(),
+                overrides(request.key_limits, request.tenant_limits),
+            )?;
             let buckets = state.rules.buckets(&subject);
             if !buckets.is_empty() {
                 let settle = Settle {
@@ -133,6 +143,7 @@ impl Quota for QuotaService {
 fn validate<'a>(
     request_id: &'a str,
     subject: Option<&'a Subject>,
+    overrides: Overrides,
 ) -> Result<rules::Subject<'a>, Status> {
     let invalid = |message: &str| Status::new(ErrorCode::InvalidRequest.grpc_code(), message);
     if request_id.is_empty() {
@@ -149,7 +160,31 @@ fn validate<'a>(
         tenant: &subject.tenant,
         key_id: &subject.key_id,
         model: &subject.model,
+        overrides,
     })
+}
+
+/// The limits a request carries, per scope.
+fn overrides(key: Option<Limits>, tenant: Option<Limits>) -> Overrides {
+    Overrides {
+        key: key.map_or_else(llmgw_limiter::Limits::default, limits),
+        tenant: tenant.map_or_else(llmgw_limiter::Limits::default, limits),
+    }
+}
+
+/// A budget above what the limiter counts exactly is, for every practical
+/// purpose, no budget: it is held at that maximum rather than refused (a
+/// refused call would serve the request unlimited at the edge anyway).
+fn limits(wire: Limits) -> llmgw_limiter::Limits {
+    llmgw_limiter::Limits {
+        requests_per_minute: wire.requests_per_minute,
+        tokens_per_minute: wire.tokens_per_minute,
+        tokens_per_day: wire.tokens_per_day,
+        concurrent: wire.concurrent,
+        monthly_budget_nano_usd: wire
+            .monthly_budget_nano_usd
+            .map(|budget| budget.min(llmgw_usd::MAX_EXACT_NANO_USD)),
+    }
 }
 
 fn response(outcome: Outcome) -> AcquireResponse {

@@ -7,7 +7,7 @@ mod support;
 
 use std::time::Duration;
 
-use llmgw_proto::quota_v1::{AcquireRequest, LimitKind};
+use llmgw_proto::quota_v1::{AcquireRequest, LimitKind, Limits, SettleRequest};
 use llmgw_quota::LimitsConfig;
 use support::*;
 use tokio::task::JoinSet;
@@ -187,4 +187,108 @@ async fn without_redis_the_memory_store_is_the_truth() {
         assert_eq!(answer.allowed, allowed);
         assert!(!answer.degraded && !answer.unavailable);
     }
+}
+
+/// Limits carried by the request (from the accounts database) replace the
+/// config's of the same kind for their scope; the config applies where the
+/// request says nothing; Settle with the same limits refunds the same
+/// counters. Memory store and Redis alike.
+async fn request_limits_override_the_config(redis: bool) {
+    let mut config = config(REDIS);
+    if !redis {
+        config.redis_url = None;
+    }
+    config.limits.default_key = LimitsConfig {
+        requests_per_minute: Some(5),
+        concurrent: Some(1),
+        ..LimitsConfig::default()
+    };
+    let service = start(config).await;
+    let mut client = service.client.clone();
+    if redis {
+        wait_for_redis(&mut client, Duration::from_secs(10)).await;
+    }
+    let with = |key_id: &str, key: Option<Limits>, tenant: Option<Limits>| {
+        let mut request = request("t-override", key_id);
+        request.key_limits = key;
+        request.tenant_limits = tenant;
+        request
+    };
+    let rpm2 = Limits {
+        requests_per_minute: Some(2),
+        ..Limits::default()
+    };
+
+    // The override's 2 requests per minute beat the config's 5; the config's
+    // concurrency of 1, which the override leaves unset, still applies.
+    let first = with("k-db", Some(rpm2), None);
+    let answer = acquire(&mut client, first.clone()).await;
+    assert!(answer.allowed, "{answer:?}");
+    assert_eq!(answer.requests.expect("requests window").limit, 2);
+    let busy = acquire(&mut client, with("k-db", Some(rpm2), None)).await;
+    assert!(!busy.allowed);
+    assert_eq!(busy.denied_by(), LimitKind::Concurrent);
+    settle(&mut client, &first, false).await;
+    assert!(
+        acquire(&mut client, with("k-db", Some(rpm2), None))
+            .await
+            .allowed
+    );
+    let denied = acquire(&mut client, with("k-db", Some(rpm2), None)).await;
+    assert!(!denied.allowed && !denied.degraded && !denied.unavailable);
+    assert_eq!(denied.denied_by(), LimitKind::RequestsPerMinute);
+    assert_eq!(denied.denied_scope, "key");
+    // A key without an override gets the config's 5.
+    let answer = acquire(&mut client, with("k-config", None, None)).await;
+    assert_eq!(answer.requests.expect("requests window").limit, 5);
+
+    // A tenant budget: 2 500 nano-USD, each request reserving 1 000.
+    let budget = Limits {
+        monthly_budget_nano_usd: Some(2_500),
+        ..Limits::default()
+    };
+    let free = Limits {
+        concurrent: Some(100),
+        ..Limits::default()
+    };
+    let mut spent = Vec::new();
+    for i in 0..2 {
+        let request = with(&format!("k-budget-{i}"), Some(free), Some(budget));
+        let answer = acquire(&mut client, request.clone()).await;
+        assert!(answer.allowed, "{answer:?}");
+        spent.push(request);
+    }
+    let broke = acquire(&mut client, with("k-budget-2", Some(free), Some(budget))).await;
+    assert!(!broke.allowed);
+    assert_eq!(broke.denied_by(), LimitKind::MonthlyBudget);
+    assert_eq!(broke.denied_scope, "tenant");
+    // Settling one for free (with the Acquire's limits) refunds its 1 000:
+    // the tenant's budget counter is the one adjusted.
+    let refunded = &spent[0];
+    client
+        .settle(SettleRequest {
+            request_id: refunded.request_id.clone(),
+            subject: refunded.subject.clone(),
+            reserved_tokens: refunded.tokens,
+            actual_tokens: 0,
+            reserved_cost_nano_usd: refunded.cost_nano_usd,
+            actual_cost_nano_usd: 0,
+            degraded: false,
+            key_limits: refunded.key_limits,
+            tenant_limits: refunded.tenant_limits,
+        })
+        .await
+        .unwrap();
+    let answer = acquire(&mut client, with("k-budget-3", Some(free), Some(budget))).await;
+    assert!(answer.allowed, "{answer:?}");
+}
+
+#[tokio::test]
+async fn request_limits_override_the_config_in_redis() {
+    request_limits_override_the_config(true).await;
+}
+
+#[tokio::test]
+async fn request_limits_override_the_config_in_memory() {
+    request_limits_override_the_config(false).await;
 }

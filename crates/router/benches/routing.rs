@@ -5,7 +5,7 @@ use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use llmgw_router::microbench::{ChunkMeter, Fixture};
+use llmgw_router::microbench::{self, ChunkMeter, Fixture};
 use llmgw_router::{DeploymentConfig, ModelConfig, Provider, Strategy};
 
 fn deployment(provider: Provider, weight: u32) -> DeploymentConfig {
@@ -51,7 +51,59 @@ const OPENAI_CHUNK: &str = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk
 const ANTHROPIC_DELTA: &str =
     r#"{"type":"content_block_delta","index":0,"delta":{"type":"text_delta","text":"hello "}}"#;
 
+/// Resident memory of this process, from `/proc/self/status` (Linux only).
+fn rss_kib() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+const ENGLISH: &str = "When a provider does not report usage, or the client goes away in the middle of a stream, the router still has to account for the tokens it relayed. It counts them with the same byte pair encoding the model uses, so that quotas and bills stay close to what the provider would have charged. ";
+
+/// Token estimates: the first call of each BPE (which loads it), then the
+/// steady-state cost. Runs before anything else can load a BPE.
+fn token_estimates() {
+    println!("token estimates");
+    for (encoding, model) in [("o200k_base", "gpt-4o"), ("cl100k_base", "gpt-4")] {
+        let before = rss_kib();
+        let started = Instant::now();
+        black_box(microbench::text_tokens(model, black_box("hello world")));
+        let elapsed = started.elapsed();
+        let grown = match (before, rss_kib()) {
+            (Some(before), Some(after)) => {
+                format!("{:.1} MB", after.saturating_sub(before) as f64 / 1024.0)
+            }
+            _ => "n/a".to_owned(),
+        };
+        println!(
+            "  first call, loads {encoding:<12} {:>8.1} ms, RSS +{grown}",
+            elapsed.as_secs_f64() * 1e3
+        );
+    }
+    let text: String = ENGLISH.chars().cycle().take(1_000).collect();
+    for (encoding, model) in [("o200k_base", "gpt-4o"), ("cl100k_base", "gpt-4")] {
+        let tokens = microbench::text_tokens(model, &text);
+        measure(
+            &format!("  text_tokens, 1,000 chars of English ({tokens} tokens, {encoding})"),
+            || {
+                black_box(microbench::text_tokens(model, black_box(&text)));
+            },
+        );
+    }
+    let tokens = microbench::prompt_tokens("gpt-4o", REQUEST.as_bytes());
+    measure(
+        &format!("  prompt_tokens, the request body below ({tokens} tokens)"),
+        || {
+            black_box(microbench::prompt_tokens(
+                "gpt-4o",
+                black_box(REQUEST.as_bytes()),
+            ));
+        },
+    );
+}
+
 fn main() -> anyhow::Result<()> {
+    token_estimates();
     let openai = Provider::Openai;
     let mut fixture = Fixture::new(&[
         model("one", Strategy::Weighted, vec![deployment(openai, 1)]),

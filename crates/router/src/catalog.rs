@@ -46,6 +46,27 @@ pub struct Route {
     pub fallbacks: Vec<String>,
     pub fallback_on: Vec<FallbackOn>,
     pub model: Model,
+    /// `model`'s prices, parsed once: what usage events are charged at.
+    pub prices: Prices,
+}
+
+/// Nano-USD (1e-9 USD) per million tokens.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Prices {
+    pub input_nano_per_mtok: u64,
+    pub output_nano_per_mtok: u64,
+}
+
+impl Prices {
+    /// Prompt tokens at the input price plus completion tokens at the
+    /// output price, each rounded up to a whole nano-USD. Cached prompt
+    /// tokens are charged at the input price (provider cache discounts are
+    /// not modelled); reasoning tokens are part of the completion.
+    pub fn cost_nano_usd(&self, prompt_tokens: u64, completion_tokens: u64) -> u64 {
+        llmgw_usd::cost_nano_usd(prompt_tokens, self.input_nano_per_mtok).saturating_add(
+            llmgw_usd::cost_nano_usd(completion_tokens, self.output_nano_per_mtok),
+        )
+    }
 }
 
 #[derive(Default)]
@@ -115,9 +136,11 @@ impl Route {
             .output_price_per_mtok
             .clone()
             .unwrap_or_else(|| "0".to_owned());
-        for price in [&input_price, &output_price] {
-            llmgw_usd::parse_usd(price).map_err(anyhow::Error::msg)?;
-        }
+        let prices = Prices {
+            input_nano_per_mtok: llmgw_usd::parse_usd(&input_price).map_err(anyhow::Error::msg)?,
+            output_nano_per_mtok: llmgw_usd::parse_usd(&output_price)
+                .map_err(anyhow::Error::msg)?,
+        };
         let deployments = deployments
             .iter()
             .enumerate()
@@ -148,6 +171,7 @@ impl Route {
                 input_price_per_mtok: input_price,
                 output_price_per_mtok: output_price,
             },
+            prices,
         })
     }
 }

@@ -1,6 +1,7 @@
 //! Router configuration: where to listen, the model catalog, upstream timeouts.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use serde::Deserialize;
 
@@ -17,6 +18,42 @@ pub struct Config {
     pub timeouts: Timeouts,
     pub retries: Retries,
     pub breaker: BreakerConfig,
+    /// The billing service's gRPC URL, where usage events are delivered.
+    /// Without it the router records no usage (and says so at start).
+    pub billing_url: Option<String>,
+    pub usage: UsageConfig,
+}
+
+/// The durable spool usage events wait in until billing has them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct UsageConfig {
+    /// One directory per router process (it is locked); `llmgw all`
+    /// defaults it to `{billing.data_dir}/spool`.
+    pub spool_dir: Option<PathBuf>,
+    /// Bound on unacknowledged events on disk. When full, the router
+    /// refuses new calls (503) rather than serve calls it cannot bill.
+    pub max_bytes: u64,
+    pub segment_bytes: u64,
+    /// Group commit: events written within this interval share one fsync.
+    pub flush_interval_ms: u64,
+    /// Events per delivery to billing.
+    pub batch_size: usize,
+    /// At shutdown, how long to keep delivering; the rest stays on disk.
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for UsageConfig {
+    fn default() -> Self {
+        UsageConfig {
+            spool_dir: None,
+            max_bytes: 1 << 30,
+            segment_bytes: 16 << 20,
+            flush_interval_ms: 20,
+            batch_size: 500,
+            drain_timeout_secs: 5,
+        }
+    }
 }
 
 impl Default for Config {
@@ -27,6 +64,8 @@ impl Default for Config {
             timeouts: Timeouts::default(),
             retries: Retries::default(),
             breaker: BreakerConfig::default(),
+            billing_url: None,
+            usage: UsageConfig::default(),
         }
     }
 }

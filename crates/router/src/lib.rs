@@ -11,6 +11,7 @@ pub mod microbench;
 mod provider;
 mod relay;
 mod service;
+mod usage;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,11 +25,12 @@ use tonic::transport::server::TcpIncoming;
 
 pub use config::{
     BreakerConfig, Config, DeploymentConfig, FallbackOn, ModelConfig, Provider, Retries, Strategy,
-    Timeouts,
+    Timeouts, UsageConfig,
 };
 
 use crate::catalog::{Catalog, Defaults};
 use crate::metrics::Metrics;
+use crate::usage::spool::{self, SpoolConfig, UsageSink};
 
 /// What every call shares.
 pub(crate) struct State {
@@ -36,6 +38,8 @@ pub(crate) struct State {
     client: reqwest::Client,
     retries: Retries,
     metrics: Arc<Metrics>,
+    /// Where each attempt's usage event goes (the durable spool).
+    usage: UsageSink,
 }
 
 /// Serves the router on `listener` until `shutdown` resolves, then waits for
@@ -63,17 +67,25 @@ pub async fn run(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("building the upstream HTTP client")?;
+    // The spool stops after the server has drained, so the last calls'
+    // events are still written.
+    let (spool_stop, spool_stopped) = tokio::sync::oneshot::channel::<()>();
+    let (usage, spool_done) = start_spool(&config, &metrics, async {
+        let _ = spool_stopped.await;
+    })
+    .await?;
     let state = Arc::new(State {
         catalog,
         client,
         retries: config.retries,
         metrics: metrics.clone(),
+        usage,
     });
     let address = listener.local_addr()?;
     tracing::info!(%address, models = state.catalog.models().len(), "router listening");
     let routes = Routes::new(RouterServer::new(service::RouterService { state }));
     let routes = llmgw_telemetry::with_metrics_route(routes, move || metrics.render());
-    tonic::transport::Server::builder()
+    let served = tonic::transport::Server::builder()
         .accept_http1(true)
         .add_routes(routes)
         // Small frames (one chunk each) must leave at once, not wait for Nagle.
@@ -82,5 +94,49 @@ pub async fn run(
             shutdown,
         )
         .await
-        .context("router server failed")
+        .context("router server failed");
+    let _ = spool_stop.send(());
+    if let Some(done) = spool_done {
+        done.await;
+    }
+    served
+}
+
+/// The durable usage spool delivering to billing, or a sink that discards
+/// when no billing service is configured.
+async fn start_spool(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<(UsageSink, Option<impl Future<Output = ()> + Send + 'static>)> {
+    let Some(billing_url) = &config.billing_url else {
+        tracing::warn!("no billing_url: usage is not recorded");
+        return Ok((UsageSink::disabled(), None));
+    };
+    let usage = &config.usage;
+    let dir = usage
+        .spool_dir
+        .clone()
+        .unwrap_or_else(|| "./data/spool".into());
+    // Lazy: the router starts, and serves, while billing is down.
+    let channel = tonic::transport::Endpoint::from_shared(billing_url.clone())
+        .with_context(|| format!("billing_url {billing_url:?}"))?
+        .connect_timeout(Duration::from_secs(1))
+        .connect_lazy();
+    let spool_config = SpoolConfig {
+        dir,
+        max_bytes: usage.max_bytes,
+        segment_bytes: usage.segment_bytes,
+        flush_interval: Duration::from_millis(usage.flush_interval_ms),
+        batch_size: usage.batch_size,
+    };
+    let (sink, done) = spool::start(
+        spool_config,
+        llmgw_proto::billing_v1::ledger_client::LedgerClient::new(channel),
+        metrics.clone(),
+        shutdown,
+        Duration::from_secs(usage.drain_timeout_secs),
+    )
+    .await?;
+    Ok((sink, Some(done)))
 }

@@ -113,3 +113,16 @@ impl ChunkMeter {
         Ok(translated.chunks.len())
     }
 }
+
+/// Token estimates with a real BPE (loads it on the first call).
+pub fn text_tokens(upstream_model: &str, text: &str) -> u64 {
+    crate::usage::tokens::text_tokens(upstream_model, text)
+}
+
+/// Prompt tokens of a chat request body (loads the BPE on the first call).
+pub fn prompt_tokens(upstream_model: &str, body: &[u8]) -> u64 {
+    crate::usage::tokens::prompt_tokens(upstream_model, body)
+}
+
+/// The usage spool on disk, for `benches/spool.rs`.
+pub use crate::usage::bench as spool;

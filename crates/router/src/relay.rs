@@ -9,6 +9,7 @@
 
 mod attempt;
 pub(crate) mod tally;
+mod usage_event;
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -30,6 +31,7 @@ use crate::provider::ProviderError;
 use crate::provider::anthropic::StreamTranslator;
 use crate::provider::openai::{self, ChunkView};
 use tally::Tally;
+use usage_event::{AttemptRecord, Outcome};
 
 type Sse = EventStream<BoxStream<'static, reqwest::Result<Bytes>>>;
 
@@ -66,6 +68,8 @@ struct Relay {
     attempts: u32,
     /// The deployment that answered (or last failed).
     served_by: Option<Arc<Deployment>>,
+    /// The upstream call in progress, until its usage event is emitted.
+    current: Option<AttemptRecord>,
     /// The final event was produced; dropping the relay earlier means the
     /// edge went away.
     finished: bool,
@@ -92,6 +96,7 @@ pub fn relay(
         phase: Phase::Start,
         attempts: 0,
         served_by: None,
+        current: None,
         finished: false,
         span,
     };
@@ -114,7 +119,13 @@ impl Relay {
                         }
                         Ok(Ok(None)) => {} // streaming: `connect` set the phase
                         Ok(Err(error)) => self.phase = Phase::Finish(Err(error)),
-                        Err(_) => self.phase = Phase::Finish(Err(openai::timeout())),
+                        Err(_) => {
+                            // The call in flight, if any, is dropped while
+                            // the provider may be working on it.
+                            let error = openai::timeout();
+                            self.close_attempt(Outcome::Abandoned(error.code)).await;
+                            self.phase = Phase::Finish(Err(error));
+                        }
                     }
                 }
                 Phase::Streaming(mut upstream) => {
@@ -138,7 +149,7 @@ impl Relay {
                     }
                     self.phase = Phase::Finish(result);
                 }
-                Phase::Finish(result) => return Some(self.finish(result)),
+                Phase::Finish(result) => return Some(self.finish(result).await),
                 Phase::Ended => return None,
             }
         }
@@ -185,6 +196,7 @@ impl Relay {
     fn observe(&mut self, chunk: Bytes) -> Result<Option<Bytes>, ProviderError> {
         let view: ChunkView = serde_json::from_slice(&chunk).map_err(|_| openai::invalid_json())?;
         self.tally.observe(&view);
+        self.first_token_seen();
         // We always ask upstream for usage; the usage-only chunk goes to the
         // client only if it asked for it too.
         let usage_only = view.choices.is_empty() && view.usage.is_some();
@@ -208,9 +220,14 @@ impl Relay {
         Ok(Some(openai::finish_chunk(&id, created, &model, "stop")))
     }
 
-    fn finish(&mut self, result: Result<(), ProviderError>) -> Event {
+    async fn finish(&mut self, result: Result<(), ProviderError>) -> Event {
         self.finished = true;
-        let usage = self.tally.usage();
+        let outcome = match &result {
+            Ok(()) => Outcome::Ok,
+            Err(error) => Outcome::Failed(error.code),
+        };
+        // A call that failed before answering was closed by `attempt`.
+        let usage = self.close_attempt(outcome).await.unwrap_or_default();
         let elapsed_ms = self.started.elapsed().as_millis() as u64;
         let deployment = self
             .served_by
@@ -257,10 +274,11 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         if !self.finished {
-            let _entered = self.span.enter();
+            let span = self.span.clone();
+            let _entered = span.enter();
+            self.close_attempt_detached(Outcome::Cancelled);
             tracing::info!(
                 attempts = self.attempts,
-                completion_tokens = self.tally.usage().completion_tokens,
                 elapsed_ms = self.started.elapsed().as_millis() as u64,
                 "chat cancelled by the client; upstream call dropped"
             );

@@ -45,14 +45,22 @@ impl Router for RouterService {
         );
         llmgw_telemetry::set_parent_from(&span, &headers);
 
+        // A call whose usage could not be recorded is not served.
+        if !self.state.usage.has_room() {
+            return Ok(Response::new(
+                futures_util::stream::iter([Ok(error_event(
+                    ErrorCode::Unavailable,
+                    "the usage spool is full (billing has been unreachable for long); retry later"
+                        .to_owned(),
+                ))])
+                .boxed(),
+            ));
+        }
         let Some(route) = self.state.catalog.resolve(&envelope.model) else {
-            let error = ProviderError::new(
+            let event = error_event(
                 ErrorCode::ModelNotFound,
                 format!("The model `{}` does not exist", envelope.model),
             );
-            let event = ChatEvent {
-                event: Some(Event::Error(error.into_proto())),
-            };
             return Ok(Response::new(
                 futures_util::stream::iter([Ok(event)]).boxed(),
             ));
@@ -74,5 +82,12 @@ impl Router for RouterService {
         Ok(Response::new(ListModelsResponse {
             models: self.state.catalog.models(),
         }))
+    }
+}
+
+/// A call answered by one error event.
+fn error_event(code: ErrorCode, message: String) -> ChatEvent {
+    ChatEvent {
+        event: Some(Event::Error(ProviderError::new(code, message).into_proto())),
     }
 }

@@ -1,12 +1,15 @@
-//! The admin HTTP API: tenants and API keys, JSON in and out, every route
-//! (unknown paths included, so they cannot be probed) behind the admin
-//! bearer token. Served only on `admin_listen`.
+//! The admin HTTP API: tenants, API keys and usage reports, JSON in and out
+//! (CSV for usage on request), every route (unknown paths included, so they
+//! cannot be probed) behind the admin bearer token. Served only on
+//! `admin_listen`.
 
 mod body;
 mod error;
 mod keys;
 mod openapi;
 mod tenants;
+mod usage;
+mod usage_csv;
 mod views;
 
 use std::sync::Arc;
@@ -54,6 +57,12 @@ pub(crate) fn router(state: AdminState) -> Router {
         .route("/admin/v1/keys/{key}", get(keys::get))
         .route("/admin/v1/keys/{key}/revoke", post(keys::revoke))
         .route("/admin/v1/keys/{key}/rotate", post(keys::rotate))
+        .route("/admin/v1/usage", get(usage::report))
+        .route(
+            "/admin/v1/usage/requests/{request_id}",
+            get(usage::attempts),
+        )
+        .route("/admin/v1/usage/export", get(usage::export))
         .route("/admin/v1/openapi.json", get(openapi::document))
         .fallback(|| async { ApiError::not_found("no such admin route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })

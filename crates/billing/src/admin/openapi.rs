@@ -38,7 +38,7 @@ fn build() -> Value {
     let tenant_param = json!({"name": "tenant", "in": "path", "required": true, "description": "tenant id or name", "schema": {"type": "string"}});
     let key_param = json!({"name": "key", "in": "path", "required": true, "description": "key id", "schema": {"type": "string"}});
     let limit = json!({"type": ["integer", "null"], "minimum": 0});
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {"title": "llmgw billing admin API", "version": "v1"},
         "security": [{"admin": []}],
@@ -115,5 +115,83 @@ fn build() -> Value {
                 }}}}
             }
         }
-    })
+    });
+    add_usage(&mut document, &with_errors);
+    document
+}
+
+/// The usage routes, merged in separately: one `json!` literal for the
+/// whole document would exceed the macro's recursion limit.
+fn add_usage(document: &mut Value, with_errors: &dyn Fn(Value) -> Value) {
+    let query = |name: &str, description: &str| json!({"name": name, "in": "query", "required": false, "description": description, "schema": {"type": "string"}});
+    let csv = json!({"text/csv": {"schema": {"type": "string"}}});
+    let paths = json!({
+        "/admin/v1/usage": {"get": {
+            "summary": "Usage report from the daily rollup: sums per group and a total (JSON, or CSV with format=csv or Accept: text/csv)",
+            "parameters": [
+                query("from", "first UTC day, YYYY-MM-DD, inclusive (with `to`; neither: the current month)"),
+                query("to", "UTC day YYYY-MM-DD, exclusive; from = to is an empty range; at most 366 days after from"),
+                query("tenant", "only this tenant (name)"),
+                query("key_id", "only this key"),
+                query("group_by", "comma-separated: tenant, key, model, provider, day, month"),
+                query("format", "json (default) or csv")
+            ],
+            "responses": with_errors(json!({"200": {"description": "the report", "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/UsageReport"}},
+                "text/csv": csv["text/csv"].clone()
+            }}}))
+        }},
+        "/admin/v1/usage/requests/{request_id}": {"get": {
+            "summary": "The ledger rows (attempts) of one request",
+            "parameters": [{"name": "request_id", "in": "path", "required": true, "schema": {"type": "string"}}],
+            "responses": with_errors(json!({"200": {"description": "the attempts", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/RequestUsage"}}}}}))
+        }},
+        "/admin/v1/usage/export": {"get": {
+            "summary": "One month of the ledger as CSV, one line per attempt",
+            "parameters": [
+                {"name": "month", "in": "query", "required": true, "description": "YYYY-MM (UTC)", "schema": {"type": "string"}},
+                query("tenant", "only this tenant (name)")
+            ],
+            "responses": with_errors(json!({"200": {"description": "CSV with a header line", "content": csv}}))
+        }}
+    });
+    let count = json!({"type": "integer", "minimum": 0});
+    let sums = json!({"type": "object", "properties": {
+        "requests": count, "prompt_tokens": count, "completion_tokens": count,
+        "cached_tokens": count, "reasoning_tokens": count,
+        "cost_usd": {"type": "string", "description": "exact decimal USD"},
+        "cost_nano_usd": count
+    }});
+    let schemas = json!({
+        "UsageSums": sums,
+        "UsageReport": {"type": "object", "properties": {
+            "from": {"type": "string"}, "to": {"type": "string"},
+            "tenant": {"type": ["string", "null"]}, "key_id": {"type": ["string", "null"]},
+            "group_by": {"type": "array", "items": {"type": "string"}},
+            "rows": {"type": "array", "items": {"description": "the group's fields (tenant, key_id, model, provider, day, month) and UsageSums", "type": "object"}},
+            "total": {"$ref": "#/components/schemas/UsageSums"}
+        }},
+        "RequestUsage": {"type": "object", "properties": {
+            "request_id": {"type": "string"},
+            "attempts": {"type": "array", "items": {"type": "object", "description": "every UsageEvent field (llmgw.billing.v1), day, and cost_usd"}}
+        }}
+    });
+    for (section, entries) in [
+        ("paths", paths),
+        ("components", json!({"schemas": schemas})),
+    ] {
+        merge(&mut document[section], entries);
+    }
+}
+
+/// Adds `entries` into `target`, recursing into objects both have.
+fn merge(target: &mut Value, entries: Value) {
+    match (target, entries) {
+        (Value::Object(target), Value::Object(entries)) => {
+            for (name, value) in entries {
+                merge(target.entry(name).or_insert(Value::Null), value);
+            }
+        }
+        (target, value) => *target = value,
+    }
 }

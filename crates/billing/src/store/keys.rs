@@ -1,7 +1,7 @@
 //! API keys: create, list, revoke, rotate, and the lookup that authorizes a
 //! request.
 
-use super::rows::{KeyRow, LookupRow, parse_models, to_json};
+use super::rows::{KeyRow, LookupRow, parse_budget, parse_limits, parse_models, to_json};
 use super::{
     ApiKey, BeginWrite, KeyInfo, KeyStatus, NewKey, Store, StoreError, TenantStatus,
     conflict_or_db, now_ms, validate_models, validate_name,
@@ -218,14 +218,17 @@ impl Store {
         }
     }
 
-    /// The active, unexpired key with this digest, of an active tenant. Notes
+    /// The active, unexpired key with this digest, of an active tenant, with
+    /// its effective limits (its own over its tenant's defaults for its keys)
+    /// and its tenant's budget. Notes
     /// the use in `last_used_at`, at most once a minute per key and in the
     /// background: authorization never waits for that write or its failure.
     pub async fn lookup_digest(&self, digest: &[u8; 32]) -> Result<Option<KeyInfo>, StoreError> {
         let now = now_ms();
         let sql = "SELECT k.id AS key_id, k.name AS name, t.name AS tenant, \
              k.allowed_models AS allowed_models, k.expires_at AS expires_at, \
-             k.last_used_at AS last_used_at \
+             k.last_used_at AS last_used_at, k.limits AS key_limits, \
+             t.limits AS tenant_limits, t.monthly_budget_nano_usd AS monthly_budget_nano_usd \
              FROM api_keys k JOIN tenants t ON t.id = k.tenant_id \
              WHERE k.digest = $1 AND k.status = 'active' AND t.status = 'active' \
                AND (k.expires_at IS NULL OR k.expires_at > $2)";
@@ -243,8 +246,12 @@ impl Store {
         {
             self.touch_in_background(row.key_id.clone(), now);
         }
+        let key_limits = parse_limits(&row.key_limits)?;
+        let tenant_limits = parse_limits(&row.tenant_limits)?;
         Ok(Some(KeyInfo {
             allowed_models: parse_models(&row.allowed_models)?,
+            limits: key_limits.or(&tenant_limits),
+            tenant_monthly_budget_nano_usd: parse_budget(row.monthly_budget_nano_usd)?,
             key_id: row.key_id,
             name: row.name,
             tenant: row.tenant,

@@ -48,9 +48,13 @@ macro_rules! key_columns {
     };
 }
 
+pub mod calendar;
 mod keys;
+pub mod ledger;
+mod partitions;
 mod rows;
 mod tenants;
+pub mod usage_query;
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -86,6 +90,19 @@ pub struct Limits {
     pub tokens_per_minute: Option<u64>,
     pub tokens_per_day: Option<u64>,
     pub concurrent: Option<u64>,
+}
+
+impl Limits {
+    /// These limits where set, `defaults`' elsewhere (a key's own limits over
+    /// its tenant's defaults for its keys).
+    pub fn or(&self, defaults: &Limits) -> Limits {
+        Limits {
+            requests_per_minute: self.requests_per_minute.or(defaults.requests_per_minute),
+            tokens_per_minute: self.tokens_per_minute.or(defaults.tokens_per_minute),
+            tokens_per_day: self.tokens_per_day.or(defaults.tokens_per_day),
+            concurrent: self.concurrent.or(defaults.concurrent),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -148,6 +165,11 @@ pub struct KeyInfo {
     pub tenant: String,
     pub allowed_models: Vec<String>,
     pub expires_at: Option<i64>,
+    /// The key's effective limits: each one the key sets, else its tenant's
+    /// default for its keys (field by field).
+    pub limits: Limits,
+    /// The tenant's monthly budget.
+    pub tenant_monthly_budget_nano_usd: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]

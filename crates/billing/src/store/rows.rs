@@ -39,6 +39,11 @@ pub(super) struct LookupRow {
     pub(super) allowed_models: String,
     pub(super) expires_at: Option<i64>,
     pub(super) last_used_at: Option<i64>,
+    /// The key's own limits (JSON).
+    pub(super) key_limits: String,
+    /// The tenant's defaults for its keys (JSON).
+    pub(super) tenant_limits: String,
+    pub(super) monthly_budget_nano_usd: Option<i64>,
 }
 
 impl TryFrom<TenantRow> for Tenant {
@@ -50,10 +55,7 @@ impl TryFrom<TenantRow> for Tenant {
             "disabled" => TenantStatus::Disabled,
             other => return Err(decode_error(format!("unknown tenant status {other:?}"))),
         };
-        let monthly_budget_nano_usd = row
-            .monthly_budget_nano_usd
-            .map(|b| u64::try_from(b).map_err(|_| decode_error(format!("negative budget {b}"))))
-            .transpose()?;
+        let monthly_budget_nano_usd = parse_budget(row.monthly_budget_nano_usd)?;
         Ok(Tenant {
             limits: parse_limits(&row.limits)?,
             id: row.id,
@@ -102,8 +104,14 @@ pub(super) fn parse_models(json: &str) -> Result<Vec<String>, sqlx::Error> {
     serde_json::from_str(json).map_err(|e| decode_error(format!("allowed_models: {e}")))
 }
 
-fn parse_limits(json: &str) -> Result<Limits, sqlx::Error> {
+pub(super) fn parse_limits(json: &str) -> Result<Limits, sqlx::Error> {
     serde_json::from_str(json).map_err(|e| decode_error(format!("limits: {e}")))
+}
+
+pub(super) fn parse_budget(budget: Option<i64>) -> Result<Option<u64>, sqlx::Error> {
+    budget
+        .map(|b| u64::try_from(b).map_err(|_| decode_error(format!("negative budget {b}"))))
+        .transpose()
 }
 
 /// JSON text of a value for a TEXT column. Serializing these plain structs

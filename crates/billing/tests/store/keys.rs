@@ -2,7 +2,9 @@
 
 use std::time::Duration;
 
-use llmgw_billing::store::{KeyStatus, Limits, NewKey, StoreError, TenantStatus, now_ms};
+use llmgw_billing::store::{
+    KeyStatus, Limits, NewKey, NewTenant, StoreError, TenantStatus, TenantUpdate, now_ms,
+};
 
 use crate::support::{TestDb, contains, key, lookup, tenant};
 
@@ -226,4 +228,93 @@ pub async fn tenants_are_isolated(db: &TestDb) {
     assert_eq!(s.list_keys(&b.id).await.unwrap(), vec![b_key]);
     assert!(s.list_keys("missing").await.unwrap().is_empty());
     assert_eq!(lookup(s, &b_secret).await.unwrap().tenant, "b");
+}
+
+/// The lookup gives the key's effective limits (its own over its tenant's
+/// defaults for its keys, field by field) and the tenant's budget, as they
+/// are at the time of the lookup.
+pub async fn lookup_carries_effective_limits_and_budget(db: &TestDb) {
+    let s = &db.store;
+    let t = s
+        .create_tenant(NewTenant {
+            name: "metered".into(),
+            monthly_budget_nano_usd: Some(5_000),
+            limits: Limits {
+                requests_per_minute: Some(2),
+                tokens_per_day: Some(1_000),
+                ..Limits::default()
+            },
+        })
+        .await
+        .unwrap();
+    let (_, plain) = s.create_key(&t.id, key("plain")).await.unwrap();
+    let own = NewKey {
+        limits: Limits {
+            requests_per_minute: Some(3),
+            concurrent: Some(0),
+            ..Limits::default()
+        },
+        ..key("own")
+    };
+    let (_, own) = s.create_key(&t.id, own).await.unwrap();
+
+    let info = lookup(s, &plain).await.unwrap();
+    assert_eq!(
+        info.limits,
+        Limits {
+            requests_per_minute: Some(2),
+            tokens_per_day: Some(1_000),
+            ..Limits::default()
+        }
+    );
+    assert_eq!(info.tenant_monthly_budget_nano_usd, Some(5_000));
+    let info = lookup(s, &own).await.unwrap();
+    assert_eq!(
+        info.limits,
+        Limits {
+            requests_per_minute: Some(3),
+            tokens_per_day: Some(1_000),
+            // Zero is a limit, not "unset".
+            concurrent: Some(0),
+            tokens_per_minute: None,
+        }
+    );
+    assert_eq!(info.tenant_monthly_budget_nano_usd, Some(5_000));
+
+    // The tenant's defaults and budget change: the next lookup says so.
+    let update = TenantUpdate {
+        monthly_budget_nano_usd: Some(None),
+        limits: Some(Limits {
+            tokens_per_minute: Some(7),
+            ..Limits::default()
+        }),
+        ..TenantUpdate::default()
+    };
+    s.update_tenant(&t.id, update).await.unwrap().unwrap();
+    let info = lookup(s, &plain).await.unwrap();
+    assert_eq!(
+        info.limits,
+        Limits {
+            tokens_per_minute: Some(7),
+            ..Limits::default()
+        }
+    );
+    assert_eq!(info.tenant_monthly_budget_nano_usd, None);
+    let info = lookup(s, &own).await.unwrap();
+    assert_eq!(
+        info.limits,
+        Limits {
+            requests_per_minute: Some(3),
+            tokens_per_minute: Some(7),
+            concurrent: Some(0),
+            tokens_per_day: None,
+        }
+    );
+
+    // A tenant without limits or budget: nothing.
+    let bare = s.create_tenant(tenant("bare")).await.unwrap();
+    let (_, secret) = s.create_key(&bare.id, key("k")).await.unwrap();
+    let info = lookup(s, &secret).await.unwrap();
+    assert_eq!(info.limits, Limits::default());
+    assert_eq!(info.tenant_monthly_budget_nano_usd, None);
 }

@@ -40,6 +40,7 @@ on_both_backends!(
     keys::expired_keys_and_disabled_tenants_do_not_authorize,
     keys::secret_is_never_stored,
     keys::tenants_are_isolated,
+    keys::lookup_carries_effective_limits_and_budget,
 );
 
 #[tokio::test]

@@ -1,6 +1,6 @@
-//! `llmgw tenants …` and `llmgw keys …`: a thin client of the billing
-//! service's admin HTTP API. Rendering, dates and error messages are pure
-//! functions so they are unit-tested without a server.
+//! `llmgw tenants …`, `llmgw keys …` and `llmgw usage …`: a thin client of
+//! the billing service's admin HTTP API. Rendering, dates and error messages
+//! are pure functions so they are unit-tested without a server.
 
 use std::time::Duration;
 
@@ -371,5 +371,7 @@ impl Admin {
 mod render;
 #[cfg(test)]
 mod tests;
+mod usage;
 
 use render::*;
+pub use usage::{UsageArgs, usage};

@@ -30,9 +30,17 @@ pub struct Admin {
 
 impl Admin {
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::POST, path, body).await
+    }
+
+    pub async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        self.send(reqwest::Method::PATCH, path, body).await
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
         let response = self
             .client
-            .post(format!("{}{path}", self.url))
+            .request(method, format!("{}{path}", self.url))
             .bearer_auth(ADMIN_TOKEN)
             .json(&body)
             .send()
@@ -279,4 +287,118 @@ async fn billing_down_serves_cached_keys_and_503s_unknown_ones() {
     }
     back.cancel();
     assert!(recovered, "the key works again once billing is back");
+}
+
+/// A new key under `tenant`; returns its secret.
+async fn new_key(admin: &Admin, tenant: &str, key: Value) -> String {
+    let (status, body) = admin
+        .post(&format!("/admin/v1/tenants/{tenant}/keys"), key)
+        .await;
+    assert_eq!(status, 201, "{body}");
+    body["secret"].as_str().expect("secret").to_owned()
+}
+
+/// Statuses of `n` requests in a row with `key`.
+async fn statuses(gateway: &Gateway, key: &str, n: usize) -> Vec<u16> {
+    let mut statuses = Vec::with_capacity(n);
+    for _ in 0..n {
+        statuses.push(chat_with(gateway, key, "mock").await.status().as_u16());
+    }
+    statuses
+}
+
+/// The 429 of `response`: its OpenAI error code, after checking Retry-After.
+async fn too_many(response: reqwest::Response) -> Value {
+    let retry_after = response
+        .headers()
+        .get("retry-after")
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.parse::<u64>().ok());
+    assert!(
+        retry_after.is_some_and(|secs| secs >= 1),
+        "429 without a usable Retry-After: {:?}",
+        response.headers()
+    );
+    let (status, error) = error_of(response).await;
+    assert_eq!(status, 429, "{error}");
+    error["code"].clone()
+}
+
+#[tokio::test]
+async fn limits_stored_with_tenants_and_keys_are_enforced() {
+    // No limit in the quota config: every limit here comes from the
+    // accounts database, through the key lookup.
+    let (gateway, admin) = gateway_with_accounts("limits", 30).await;
+    let (status, body) = admin
+        .post(
+            "/admin/v1/tenants",
+            json!({"name": "capped", "limits": {"requests_per_minute": 2}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // A key without limits of its own: its tenant's default for its keys.
+    let plain = new_key(&admin, "capped", json!({"name": "plain"})).await;
+    assert_eq!(statuses(&gateway, &plain, 2).await, [200, 200]);
+    let code = too_many(chat_with(&gateway, &plain, "mock").await).await;
+    assert_eq!(code, "rate_limit_exceeded");
+
+    // A key whose own limit replaces the tenant's default, counted on its
+    // own: the first key's exhaustion does not touch it.
+    let roomy = new_key(
+        &admin,
+        "capped",
+        json!({"name": "roomy", "limits": {"requests_per_minute": 3}}),
+    )
+    .await;
+    assert_eq!(statuses(&gateway, &roomy, 3).await, [200, 200, 200]);
+    let code = too_many(chat_with(&gateway, &roomy, "mock").await).await;
+    assert_eq!(code, "rate_limit_exceeded");
+
+    // A config-file key carries no limits: still unlimited.
+    let bootstrap = statuses(&gateway, crate::harness::KEY, 5).await;
+    assert_eq!(bootstrap, [200; 5]);
+}
+
+#[tokio::test]
+async fn a_tenant_budget_stops_requests_once_spent() {
+    let (gateway, admin) = gateway_with_accounts("budget", 1).await;
+    // 3 000 nano-USD. Each request below costs 1 050 (3 prompt tokens at
+    // 0.15 USD and 1 completion token at 0.60 USD per million), estimate
+    // and actual alike: two fit, the third does not.
+    let (status, body) = admin
+        .post(
+            "/admin/v1/tenants",
+            json!({"name": "thrifty", "monthly_budget_usd": "0.000003"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let key = new_key(&admin, "thrifty", json!({"name": "k"})).await;
+    let body = json!({"model": "mock", "max_tokens": 1,
+                      "messages": [{"role": "user", "content": "Hello there"}]})
+    .to_string();
+    let call = |key| gateway.chat_raw(Some(key), body.clone());
+    for _ in 0..2 {
+        assert_eq!(call(&key).await.status(), 200);
+        // Settling is off the response path: let it land.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let code = too_many(call(&key).await).await;
+    assert_eq!(code, "insufficient_quota");
+    // Another key of the same tenant shares the budget.
+    let other = new_key(&admin, "thrifty", json!({"name": "other"})).await;
+    let code = too_many(call(&other).await).await;
+    assert_eq!(code, "insufficient_quota");
+
+    // A larger budget takes effect once the key's cache entry (1 s here)
+    // expires.
+    let (status, body) = admin
+        .patch(
+            "/admin/v1/tenants/thrifty",
+            json!({"monthly_budget_usd": "1"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    assert_eq!(call(&key).await.status(), 200);
 }

@@ -76,6 +76,7 @@ pub async fn config(mock: SocketAddr) -> GatewayConfig {
     config.router.timeouts.first_byte_ms = 1_000;
     config.router.timeouts.idle_ms = 1_000;
     config.edge.listen = "127.0.0.1:0".parse().expect("addr");
+    config.quota.listen = "127.0.0.1:0".parse().expect("addr");
     // Billing on SQLite in a scratch directory (never the working tree).
     config.billing.listen = "127.0.0.1:0".parse().expect("addr");
     config.billing.admin_listen = "127.0.0.1:0".parse().expect("addr");

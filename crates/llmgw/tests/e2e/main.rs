@@ -7,6 +7,7 @@ mod harness;
 mod accounts;
 
 mod faults;
+mod ledger;
 mod passthrough;
 mod process;
 mod quota;

@@ -50,6 +50,9 @@ router:
 quota:
   redis_url: "redis://127.0.0.1:6379"
   key_prefix: "{prefix}"
+  # Likewise Redis: a loaded CI machine must not push decisions onto the
+  # local fallback limiter (its own tests cover that path).
+  redis_timeout_ms: 2000
 {quota_yaml}
 edge:
   # Exactness is under test here, not speed: a debug build under a burst
@@ -273,6 +276,7 @@ async fn a_reservation_of_a_dead_edge_expires_with_its_lease() {
             }),
             tokens: 10,
             cost_nano_usd: 0,
+            ..AcquireRequest::default()
         })
         .await
         .expect("acquire")

@@ -90,6 +90,8 @@ pub fn request(tenant: &str, key_id: &str) -> AcquireRequest {
         subject: subject(tenant, key_id, "demo"),
         tokens: 100,
         cost_nano_usd: 1_000,
+        key_limits: None,
+        tenant_limits: None,
     }
 }
 
@@ -111,6 +113,8 @@ pub async fn settle(client: &mut QuotaClient<Channel>, request: &AcquireRequest,
             reserved_cost_nano_usd: request.cost_nano_usd,
             actual_cost_nano_usd: request.cost_nano_usd,
             degraded,
+            key_limits: request.key_limits,
+            tenant_limits: request.tenant_limits,
         })
         .await
         .unwrap();

@@ -13,10 +13,9 @@ use serde_json::{Map, Value};
 use super::ProviderError;
 use crate::catalog::Deployment;
 
-/// The request body to send upstream, and the prompt size for estimates.
+/// The request body to send upstream.
 pub struct UpstreamRequest {
     pub body: Vec<u8>,
-    pub prompt_chars: u64,
 }
 
 /// Rewrites the client's request for `deployment`: the upstream model name
@@ -48,33 +47,9 @@ pub fn build_request(
             options.insert("include_usage".to_owned(), Value::Bool(true));
         }
     }
-    let prompt_chars = prompt_chars(&body);
     let body = serde_json::to_vec(&body)
         .map_err(|_| ProviderError::new(ErrorCode::Internal, "could not encode the request"))?;
-    Ok(UpstreamRequest { body, prompt_chars })
-}
-
-fn prompt_chars(body: &Map<String, Value>) -> u64 {
-    let text_chars = |content: &Value| -> usize {
-        match content {
-            Value::String(text) => text.chars().count(),
-            Value::Array(parts) => parts
-                .iter()
-                .filter_map(|part| part.get("text").and_then(Value::as_str))
-                .map(|text| text.chars().count())
-                .sum(),
-            _ => 0,
-        }
-    };
-    let chars: usize = body
-        .get("messages")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter_map(|message| message.get("content"))
-        .map(text_chars)
-        .sum();
-    chars as u64
+    Ok(UpstreamRequest { body })
 }
 
 /// Sends the request and waits for the response headers.
@@ -220,13 +195,38 @@ pub struct DeltaView<'a> {
     pub content: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub reasoning_content: Option<Cow<'a, str>>,
+    /// `Option`: some providers send `"tool_calls": null`.
+    #[serde(default, borrow)]
+    pub tool_calls: Option<Vec<ToolCallView<'a>>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ToolCallView<'a> {
+    #[serde(default, borrow)]
+    pub function: Option<FunctionView<'a>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct FunctionView<'a> {
+    #[serde(default, borrow)]
+    pub name: Option<Cow<'a, str>>,
+    #[serde(default, borrow)]
+    pub arguments: Option<Cow<'a, str>>,
 }
 
 impl DeltaView<'_> {
-    /// Characters of generated text, for estimates when usage is missing.
-    pub fn generated_chars(&self) -> u64 {
-        let count = |text: &Option<Cow<'_, str>>| text.as_deref().map_or(0, |t| t.chars().count());
-        (count(&self.content) + count(&self.reasoning_content)) as u64
+    /// The generated text (answer, reasoning, tool names and arguments), for
+    /// token estimates when the provider reports no usage.
+    pub fn generated_text(&self, into: &mut String) {
+        let texts = [&self.content, &self.reasoning_content]
+            .into_iter()
+            .flatten()
+            .chain(self.tool_calls.iter().flatten().filter_map(|call| call.function.as_ref()).flat_map(
+                |function| [&function.name, &function.arguments].into_iter().flatten(),
+            ));
+        for text in texts {
+            into.push_str(text);
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use llmgw_proto::ErrorCode;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use super::{Phase, Relay, Upstream};
+use super::{Outcome, Phase, Relay, Upstream};
 use crate::balance::{self, Candidate};
 use crate::breaker::Permit;
 use crate::catalog::{Deployment, Route};
@@ -115,14 +115,18 @@ impl Relay {
     /// One upstream call, in its own span.
     async fn attempt(
         &mut self,
-        route: &Route,
+        route: &Arc<Route>,
         deployment: Arc<Deployment>,
         permit: Permit,
     ) -> Result<Option<Bytes>, ProviderError> {
         self.attempts += 1;
         self.served_by = Some(deployment.clone());
+        self.begin_attempt(route, &deployment);
         let span = tracing::info_span!("router.attempt", attempt = self.attempts, deployment = %deployment.name);
         let result = self.call(&route.alias, &deployment).instrument(span).await;
+        if let Err(error) = &result {
+            self.close_attempt(Outcome::Failed(error.code)).await;
+        }
         let metrics = &self.state.metrics;
         match &result {
             Ok(_) => metrics.attempt(&route.alias, &deployment.name, "ok"),
@@ -148,12 +152,14 @@ impl Relay {
     ) -> Result<Option<Bytes>, ProviderError> {
         let stream = self.envelope.stream;
         let request = provider::build_request(&self.body, deployment, stream)?;
-        self.tally.prompt_chars = request.prompt_chars;
         let first_byte = Duration::from_millis(deployment.timeouts.first_byte_ms);
         let sent = Instant::now();
         let response =
             provider::send(&self.state.client, deployment, request.body, first_byte).await?;
         let elapsed = sent.elapsed();
+        if let Some(record) = &mut self.current {
+            record.answered = true;
+        }
         deployment.latency.observe(elapsed);
         self.state
             .metrics
@@ -180,6 +186,7 @@ impl Relay {
         let view: ChunkView =
             serde_json::from_slice(&completion).map_err(|_| openai::invalid_json())?;
         self.tally.observe(&view);
+        self.first_token_seen();
         Ok(Some(completion))
     }
 }

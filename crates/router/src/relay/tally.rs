@@ -1,4 +1,6 @@
-//! What an answer has told us so far: finish reason and usage.
+//! What one upstream attempt's answer has told us so far: finish reason,
+//! reported usage, and the generated text (for an estimate when there is no
+//! report; see `usage_event`).
 
 use llmgw_openai::Usage as OpenaiUsage;
 use llmgw_proto::router_v1::{Usage, UsageSource};
@@ -7,8 +9,9 @@ use crate::provider::openai::ChunkView;
 
 #[derive(Debug, Default)]
 pub struct Tally {
-    pub prompt_chars: u64,
-    generated_chars: u64,
+    /// Kept only to be tokenized if the provider reports no usage; most
+    /// answers are never tokenized.
+    generated: String,
     reported: Option<OpenaiUsage>,
     pub finish_reason: Option<String>,
     /// id, created and model of the first chunk, for a synthesised finish chunk.
@@ -19,7 +22,7 @@ impl Tally {
     pub fn observe(&mut self, view: &ChunkView<'_>) {
         for choice in &view.choices {
             if let Some(delta) = choice.delta.as_ref().or(choice.message.as_ref()) {
-                self.generated_chars += delta.generated_chars();
+                delta.generated_text(&mut self.generated);
             }
             if let Some(reason) = &choice.finish_reason {
                 self.finish_reason = Some(reason.to_string());
@@ -33,30 +36,20 @@ impl Tally {
         }
     }
 
-    /// Provider-reported usage when there is some; otherwise an estimate
-    /// (about four characters a token) flagged as such.
-    pub fn usage(&self) -> Usage {
-        match &self.reported {
-            Some(usage) => Usage {
-                prompt_tokens: usage.prompt_tokens,
-                completion_tokens: usage.completion_tokens,
-                total_tokens: usage.total_tokens,
-                cached_tokens: usage.cached_tokens(),
-                reasoning_tokens: usage.reasoning_tokens(),
-                source: UsageSource::Reported.into(),
-            },
-            None => {
-                let prompt_tokens = self.prompt_chars.div_ceil(4);
-                let completion_tokens = self.generated_chars.div_ceil(4);
-                Usage {
-                    prompt_tokens,
-                    completion_tokens,
-                    total_tokens: prompt_tokens + completion_tokens,
-                    cached_tokens: 0,
-                    reasoning_tokens: 0,
-                    source: UsageSource::Estimated.into(),
-                }
-            }
-        }
+    /// The provider's own count, if it sent one.
+    pub fn reported(&self) -> Option<Usage> {
+        self.reported.as_ref().map(|usage| Usage {
+            prompt_tokens: usage.prompt_tokens,
+            completion_tokens: usage.completion_tokens,
+            total_tokens: usage.total_tokens,
+            cached_tokens: usage.cached_tokens(),
+            reasoning_tokens: usage.reasoning_tokens(),
+            source: UsageSource::Reported.into(),
+        })
+    }
+
+    /// The text generated so far, for an estimate.
+    pub fn take_generated(&mut self) -> String {
+        std::mem::take(&mut self.generated)
     }
 }

@@ -67,9 +67,9 @@ impl Proc {
         for var in FOREIGN_ENV {
             command.env_remove(var);
         }
-        // The billing service `llmgw all` starts: any free ports and a
-        // scratch SQLite directory, so parallel tests never collide and
-        // nothing is written to the working tree.
+        // The billing and quota services `llmgw all` starts: any free ports
+        // and a scratch SQLite directory, so parallel tests never collide
+        // and nothing is written to the working tree.
         let data_dir = std::env::temp_dir().join(format!(
             "llmgw-e2e-billing-{}-{name}-{}",
             std::process::id(),
@@ -78,7 +78,8 @@ impl Proc {
         command
             .env("LLMGW_BILLING__LISTEN", "127.0.0.1:0")
             .env("LLMGW_BILLING__ADMIN_LISTEN", "127.0.0.1:0")
-            .env("LLMGW_BILLING__DATA_DIR", &data_dir);
+            .env("LLMGW_BILLING__DATA_DIR", &data_dir)
+            .env("LLMGW_QUOTA__LISTEN", "127.0.0.1:0");
         for (key, value) in env {
             command.env(key, value);
         }

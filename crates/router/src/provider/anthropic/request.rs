@@ -53,14 +53,12 @@ fn translate(
             format!("the request could not be translated for this model: {error}"),
         )
     })?;
-    let mut prompt_chars = 0;
     let mut system = String::new();
     let mut turns: Vec<Turn<'_>> = Vec::with_capacity(chat.messages.len());
     for (i, message) in chat.messages.into_iter().enumerate() {
         let (role, blocks) = match message.role.as_ref() {
             "system" | "developer" => {
                 let text = system_text(message.content, i)?;
-                prompt_chars += text.chars().count();
                 if !system.is_empty() && !text.is_empty() {
                     system.push_str("\n\n");
                 }
@@ -69,10 +67,10 @@ fn translate(
             }
             "user" => (
                 "user",
-                content_blocks(message.content, i, &mut prompt_chars)?,
+                content_blocks(message.content, i)?,
             ),
             "assistant" => {
-                let mut blocks = content_blocks(message.content, i, &mut prompt_chars)?;
+                let mut blocks = content_blocks(message.content, i)?;
                 for (j, call) in message.tool_calls.into_iter().flatten().enumerate() {
                     blocks.push(tool_use(call, i, j)?);
                 }
@@ -85,7 +83,7 @@ fn translate(
                         format!("messages[{i}].tool_call_id"),
                     )
                 })?;
-                let content = content_blocks(message.content, i, &mut prompt_chars)?;
+                let content = content_blocks(message.content, i)?;
                 let result = Block::ToolResult {
                     tool_use_id,
                     content,
@@ -131,10 +129,7 @@ fn translate(
     };
     let body = serde_json::to_vec(&request)
         .map_err(|_| ProviderError::new(ErrorCode::Internal, "could not encode the request"))?;
-    Ok(UpstreamRequest {
-        body,
-        prompt_chars: prompt_chars as u64,
-    })
+    Ok(UpstreamRequest { body })
 }
 
 fn invalid(message: String, param: String) -> ProviderError {
@@ -201,12 +196,10 @@ fn system_text(content: Option<ContentView<'_>>, i: usize) -> Result<Cow<'_, str
 fn content_blocks<'a>(
     content: Option<ContentView<'a>>,
     i: usize,
-    prompt_chars: &mut usize,
 ) -> Result<Vec<Block<'a>>, ProviderError> {
     let parts = match content {
         None => return Ok(Vec::new()),
         Some(ContentView::Text(text)) => {
-            *prompt_chars += text.chars().count();
             if text.is_empty() {
                 return Ok(Vec::new());
             }
@@ -218,8 +211,7 @@ fn content_blocks<'a>(
     for (j, part) in parts.into_iter().enumerate() {
         match (part.kind.as_ref(), part.text, part.image_url) {
             ("text", Some(text), _) => {
-                *prompt_chars += text.chars().count();
-                if !text.is_empty() {
+                    if !text.is_empty() {
                     blocks.push(Block::Text { text });
                 }
             }

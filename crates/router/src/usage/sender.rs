@@ -1,0 +1,394 @@
+//! The sender: delivers spooled usage events to billing's `Ledger` in
+//! batches, reading them back from disk (one code path for a live router and
+//! for a restart), and acknowledges them in the spool only once billing has
+//! recorded them. Billing dedupes on (request_id, attempt), so every failure
+//! path errs on the side of sending again.
+
+use std::fs::File;
+use std::io;
+use std::ops::Range;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use llmgw_proto::billing_v1::ledger_client::LedgerClient;
+use llmgw_proto::billing_v1::{RecordUsageRequest, UsageEvent};
+use tokio::sync::watch;
+use tonic::transport::Channel;
+use tonic::{Code, Status};
+
+use super::segment::{self, Batch, Position, Reader};
+use crate::metrics::SpoolMetrics;
+
+const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+/// One RecordUsage call; a hung billing must not hold a batch forever.
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// An outage is logged when it starts, then at most this often.
+const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(60);
+
+pub struct Sender {
+    pub client: LedgerClient<Channel>,
+    /// `None` only while a blocking read has it.
+    pub reader: Option<Reader>,
+    pub dir: PathBuf,
+    /// What the writer has made durable; closed when the writer stops.
+    pub durable: watch::Receiver<Position>,
+    /// Flips to true when the router shuts down: the backoff is cut short so
+    /// a last delivery is tried within the drain deadline.
+    pub drain: watch::Receiver<bool>,
+    pub metrics: SpoolMetrics,
+    pub batch_size: usize,
+    /// The spool directory's lock, held while this task may touch the dir.
+    pub lock: Arc<File>,
+}
+
+impl Sender {
+    /// Delivers until the writer has stopped and everything it wrote is
+    /// acknowledged. Retries forever otherwise: the spool's owner aborts the
+    /// task at the drain deadline, leaving the rest on disk.
+    pub async fn run(mut self) {
+        let mut outage = Outage::default();
+        let mut draining = false;
+        let mut writer_open = true;
+        let mut read_failures = 0u32;
+        loop {
+            let durable = *self.durable.borrow_and_update();
+            let batch = match self.read(durable).await {
+                Ok(batch) => batch,
+                Err(ReadError::Lost) => return,
+                Err(ReadError::Io(error)) => {
+                    read_failures += 1;
+                    tracing::error!(%error, dir = %self.dir.display(), "usage spool read failed; retrying");
+                    backoff(read_failures, &mut self.drain, &mut draining).await;
+                    continue;
+                }
+            };
+            read_failures = 0;
+            if batch.bytes == 0 && batch.skipped_bytes == 0 && batch.finished.is_empty() {
+                // Caught up with the writer.
+                self.metrics.oldest.clear();
+                if !writer_open {
+                    return;
+                }
+                // Err: the writer has stopped; one more pass reads what it
+                // made durable last, then the loop ends.
+                if self.durable.changed().await.is_err() {
+                    writer_open = false;
+                }
+                continue;
+            }
+            let delivered = self.deliver(&batch, &mut outage, &mut draining).await;
+            self.ack(&batch, delivered).await;
+        }
+    }
+
+    async fn read(&mut self, durable: Position) -> Result<Batch, ReadError> {
+        let Some(mut reader) = self.reader.take() else {
+            return Err(ReadError::Lost);
+        };
+        let max_events = self.batch_size;
+        // File reads are blocking; the runtime's threads serve requests.
+        let read = tokio::task::spawn_blocking(move || {
+            let batch = reader.read_batch(durable, max_events);
+            (reader, batch)
+        })
+        .await;
+        match read {
+            Ok((reader, batch)) => {
+                self.reader = Some(reader);
+                batch.map_err(ReadError::Io)
+            }
+            Err(error) => {
+                // Only a panic gets here: a bug. Stop delivering; what is on
+                // disk waits for the next start.
+                tracing::error!(%error, "usage spool reader panicked; delivery stopped");
+                Err(ReadError::Lost)
+            }
+        }
+    }
+
+    /// Gets every event of `batch` recorded or rejected; returns how many
+    /// were recorded. Transient failures are retried without end.
+    async fn deliver(&mut self, batch: &Batch, outage: &mut Outage, draining: &mut bool) -> u64 {
+        if let Some(first) = batch.events.first() {
+            self.metrics.oldest.set(event_time_ms(first));
+        }
+        if !batch.undecodable.is_empty() {
+            self.reject_raw(batch).await;
+        }
+        // An invalid event makes billing refuse its whole batch (all or
+        // nothing): split the batch until the invalid events are isolated,
+        // so the valid ones still get recorded. Resending the valid halves
+        // is harmless (billing dedupes).
+        let events = &batch.events;
+        let mut delivered = 0u64;
+        let mut todo: Vec<Range<usize>> = Vec::with_capacity(16);
+        todo.push(0..events.len());
+        while let Some(range) = todo.pop() {
+            if range.is_empty() {
+                continue;
+            }
+            let slice = &events[range.clone()];
+            match self.send(slice, outage, draining).await {
+                Ok(()) => delivered += slice.len() as u64,
+                Err(status) if slice.len() == 1 => {
+                    self.reject(&slice[0], batch.start, &status).await
+                }
+                Err(status) => {
+                    tracing::warn!(
+                        events = slice.len(),
+                        error = status.message(),
+                        "billing refused a usage batch as invalid; splitting it to isolate the bad events"
+                    );
+                    let mid = range.start + range.len() / 2;
+                    todo.push(mid..range.end);
+                    todo.push(range.start..mid);
+                }
+            }
+        }
+        delivered
+    }
+
+    /// One RecordUsage, retried until billing records it (Ok) or refuses it
+    /// as invalid (Err: retrying would never succeed).
+    async fn send(
+        &mut self,
+        events: &[UsageEvent],
+        outage: &mut Outage,
+        draining: &mut bool,
+    ) -> Result<(), Status> {
+        let mut failures = 0u32;
+        loop {
+            let mut request = tonic::Request::new(RecordUsageRequest {
+                events: events.to_vec(),
+            });
+            // The header tells billing; the timer bounds a billing that
+            // never answers (tonic does not enforce the header itself).
+            request.set_timeout(CALL_TIMEOUT);
+            let call = self.client.record_usage(request);
+            let answer = tokio::time::timeout(CALL_TIMEOUT, call)
+                .await
+                .unwrap_or_else(|_| Err(Status::deadline_exceeded("RecordUsage timed out")));
+            let status = match answer {
+                Ok(_) => {
+                    outage.resumed(&self.metrics);
+                    return Ok(());
+                }
+                Err(status) if status.code() == Code::InvalidArgument => {
+                    outage.resumed(&self.metrics);
+                    return Err(status);
+                }
+                Err(status) => status,
+            };
+            self.metrics.failures.inc();
+            outage.failed(&status, &self.metrics);
+            failures += 1;
+            if backoff(failures, &mut self.drain, draining).await {
+                // Shutdown began: retry at once, then back off from the start.
+                failures = 0;
+            }
+        }
+    }
+
+    /// Moves one invalid event to `rejected/`.
+    async fn reject(&self, event: &UsageEvent, origin: Position, status: &Status) {
+        let mut record = Vec::new();
+        // It was decoded from a record, so it fits in one.
+        let encoded = segment::encode_record(event, &mut record);
+        let written = match encoded {
+            Ok(()) => self.write_rejected(origin, record).await,
+            Err(error) => Err(io::Error::other(error)),
+        };
+        self.metrics.rejected.inc();
+        match written {
+            Ok(path) => tracing::error!(
+                request_id = %event.request_id,
+                attempt = event.attempt,
+                tenant = %event.tenant,
+                cost_nano_usd = event.cost_nano_usd,
+                error = status.message(),
+                file = %path.display(),
+                "billing rejected a usage event as invalid; moved to the spool's rejected/"
+            ),
+            // The log line is then the only copy: it carries the whole event.
+            Err(error) => tracing::error!(
+                ?event,
+                error = status.message(),
+                write_error = %error,
+                "billing rejected a usage event as invalid and it could not be saved to rejected/"
+            ),
+        }
+    }
+
+    /// Records that passed their checksum but do not decode as a UsageEvent
+    /// (a bug or a foreign file): kept aside, never retried.
+    async fn reject_raw(&self, batch: &Batch) {
+        self.metrics.rejected.inc_by(batch.undecodable_count);
+        let written = self
+            .write_rejected(batch.start, batch.undecodable.clone())
+            .await;
+        match written {
+            Ok(path) => tracing::error!(
+                events = batch.undecodable_count,
+                file = %path.display(),
+                "undecodable usage spool records moved to rejected/"
+            ),
+            Err(error) => tracing::error!(
+                events = batch.undecodable_count,
+                %error,
+                "undecodable usage spool records could not be saved to rejected/: lost"
+            ),
+        }
+    }
+
+    async fn write_rejected(&self, origin: Position, records: Vec<u8>) -> io::Result<PathBuf> {
+        let dir = self.dir.clone();
+        let lock = self.lock.clone();
+        let name = format!("{:020}-{:020}.seg", origin.segment, origin.offset);
+        tokio::task::spawn_blocking(move || {
+            let _lock = lock;
+            segment::append_rejected(&dir, &name, &records)
+        })
+        .await
+        .map_err(io::Error::other)?
+    }
+
+    /// Marks `batch` done: the depth gauges drop, the cursor moves past it
+    /// and segments read to their end are deleted.
+    async fn ack(&mut self, batch: &Batch, delivered: u64) {
+        let events = batch.events.len() as u64 + batch.undecodable_count;
+        // The next read sets the age again if more is waiting.
+        self.metrics.oldest.clear();
+        self.metrics.delivered.inc_by(delivered);
+        self.metrics.events.dec_by(to_i64(events));
+        self.metrics
+            .bytes
+            .dec_by(to_i64(batch.bytes + batch.skipped_bytes));
+        let dir = self.dir.clone();
+        let lock = self.lock.clone();
+        let finished = batch.finished.clone();
+        let end = batch.end;
+        let persisted = tokio::task::spawn_blocking(move || -> io::Result<()> {
+            let _lock = lock;
+            // Cursor first: a crash between the two leaves a segment older
+            // than the cursor, which the next start deletes.
+            segment::write_cursor(&dir, end)?;
+            for id in finished {
+                match std::fs::remove_file(segment::segment_path(&dir, id)) {
+                    Err(error) if error.kind() != io::ErrorKind::NotFound => return Err(error),
+                    _ => {}
+                }
+            }
+            Ok(())
+        })
+        .await
+        .map_err(io::Error::other);
+        if let Err(error) | Ok(Err(error)) = persisted {
+            // Costs only redelivery after a restart (billing dedupes).
+            tracing::warn!(%error, "usage spool could not persist its delivery position");
+        }
+    }
+}
+
+enum ReadError {
+    Io(io::Error),
+    /// The reader is gone (it panicked): delivery cannot go on.
+    Lost,
+}
+
+/// Sleeps the `failures`-th backoff: capped exponential with jitter (half
+/// fixed, half random, so replicas that failed together spread out). True
+/// when it was cut short because shutdown began.
+async fn backoff(failures: u32, drain: &mut watch::Receiver<bool>, draining: &mut bool) -> bool {
+    let exp = INITIAL_BACKOFF.saturating_mul(1 << failures.saturating_sub(1).min(16));
+    let cap = exp.min(MAX_BACKOFF);
+    let wait = cap / 2 + cap.mul_f64(fastrand::f64() / 2.0);
+    if *draining {
+        tokio::time::sleep(wait).await;
+        return false;
+    }
+    tokio::select! {
+        () = tokio::time::sleep(wait) => false,
+        // Err (the spool's owner is gone) counts as shutdown too: waiting on
+        // a closed channel again would return at once, in a loop.
+        _ = drain.changed() => {
+            *draining = true;
+            true
+        }
+    }
+}
+
+/// When the event happened, for the age of the spool's backlog.
+fn event_time_ms(event: &UsageEvent) -> i64 {
+    if event.ended_at_ms > 0 {
+        event.ended_at_ms
+    } else if event.started_at_ms > 0 {
+        event.started_at_ms
+    } else {
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |now| to_i64(now.as_millis() as u64))
+    }
+}
+
+fn to_i64(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+/// Logs a billing outage once when it starts, at most once a minute while it
+/// lasts, and once when it ends: during an outage every call fails the same
+/// way, and a line per retry would bury everything else.
+#[derive(Default)]
+struct Outage {
+    since: Option<Instant>,
+    logged: Option<Instant>,
+    failed_calls: u64,
+}
+
+impl Outage {
+    fn failed(&mut self, status: &Status, metrics: &SpoolMetrics) {
+        self.failed_calls += 1;
+        let now = Instant::now();
+        let Some(since) = self.since else {
+            self.since = Some(now);
+            self.logged = Some(now);
+            tracing::warn!(
+                code = ?status.code(),
+                error = status.message(),
+                backlog_events = metrics.events.get(),
+                backlog_bytes = metrics.bytes.get(),
+                "usage delivery to billing failing; events stay in the spool and are retried"
+            );
+            return;
+        };
+        if self
+            .logged
+            .is_some_and(|at| at.elapsed() >= OUTAGE_LOG_EVERY)
+        {
+            self.logged = Some(now);
+            tracing::warn!(
+                code = ?status.code(),
+                error = status.message(),
+                outage_secs = since.elapsed().as_secs(),
+                failed_calls = self.failed_calls,
+                backlog_events = metrics.events.get(),
+                backlog_bytes = metrics.bytes.get(),
+                "usage delivery to billing still failing"
+            );
+        }
+    }
+
+    fn resumed(&mut self, metrics: &SpoolMetrics) {
+        if let Some(since) = self.since.take() {
+            tracing::info!(
+                outage_secs = since.elapsed().as_secs_f64(),
+                failed_calls = self.failed_calls,
+                backlog_events = metrics.events.get(),
+                backlog_bytes = metrics.bytes.get(),
+                "usage delivery to billing resumed"
+            );
+            self.failed_calls = 0;
+        }
+    }
+}
