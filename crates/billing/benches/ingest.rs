@@ -55,7 +55,9 @@ async fn bench(url: &str) -> anyhow::Result<()> {
     let direct = measure("store", move |sender, n| {
         let store = shared.clone();
         async move {
-            let recorded = store.record_usage(&batch("store", sender * 1_000 + n)).await?;
+            let recorded = store
+                .record_usage(&batch("store", sender * 1_000 + n))
+                .await?;
             anyhow::ensure!(recorded.inserted as usize == BATCH, "all new: {recorded:?}");
             Ok(())
         }

@@ -1,6 +1,7 @@
 //! The edge's side of quotas: reserve before calling the router, settle when
 //! the answer ends, and OpenAI's `x-ratelimit-*` headers.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -50,7 +51,14 @@ pub struct Quota {
     outage_log: Throttle,
     /// Every decision taken without the quota service.
     unreachable_total: Counter,
+    /// Until when (unix ms) requests carrying no limits of their own skip
+    /// Acquire: the quota service said its config limits nobody.
+    nobody_limited_until_ms: AtomicU64,
 }
+
+/// How long the edge trusts "the quota config limits nobody" before asking
+/// again: a quota service restarted with limits is obeyed within this.
+const NOBODY_LIMITED_TRUST_MS: u64 = 10_000;
 
 impl Quota {
     pub fn new(
@@ -65,6 +73,7 @@ impl Quota {
             on_unreachable,
             outage_log: Throttle::new(Duration::from_secs(60)),
             unreachable_total,
+            nobody_limited_until_ms: AtomicU64::new(0),
         }
     }
 
@@ -81,6 +90,12 @@ impl Quota {
         prompt_chars: u64,
         max_tokens: Option<u64>,
     ) -> (Result<Option<Lease>, ApiError>, HeaderMap) {
+        // Nothing can limit this request: no call at all (two loopback
+        // gRPC calls are most of what a quota check costs).
+        let carries_none = limits == AccountLimits::default();
+        if carries_none && crate::unix_ms() < self.nobody_limited_until_ms.load(Ordering::Relaxed) {
+            return (Ok(None), HeaderMap::new());
+        }
         let prompt_estimate = prompt_chars.div_ceil(4);
         let max_tokens = max_tokens
             .or((model.max_output_tokens > 0).then_some(model.max_output_tokens))
@@ -107,6 +122,14 @@ impl Quota {
         let headers = headers(&answer);
         if !answer.allowed {
             return (Err(denial(&answer)), headers);
+        }
+        if answer.unlimited {
+            if answer.config_limits_nobody && carries_none {
+                self.nobody_limited_until_ms
+                    .store(crate::unix_ms() + NOBODY_LIMITED_TRUST_MS, Ordering::Relaxed);
+            }
+            // Nothing was reserved: nothing to settle.
+            return (Ok(None), headers);
         }
         let lease = Lease {
             client: self.client.clone(),

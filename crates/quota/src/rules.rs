@@ -35,6 +35,16 @@ pub(crate) struct Rules {
 }
 
 impl Rules {
+    /// No config entry limits anything: only a request's own limits can.
+    pub fn limit_nobody(&self) -> bool {
+        let none = Limits::default();
+        self.default_key == none
+            && self.default_tenant == none
+            && self.keys.values().all(|limits| *limits == none)
+            && self.tenants.values().all(|limits| *limits == none)
+            && self.models.values().all(|limits| *limits == none)
+    }
+
     /// Fails on the first invalid entry, naming it, so a typo in a budget
     /// stops the service at start instead of silently meaning "no budget".
     pub fn from_config(tables: &LimitTables) -> anyhow::Result<Rules> {

@@ -58,8 +58,9 @@ impl Quota for QuotaService {
                 overrides(request.key_limits, request.tenant_limits),
             )?;
             let buckets = state.rules.buckets(&subject);
+            let unlimited = buckets.is_empty();
             // Nothing limits this subject: no store, no Redis round trip.
-            let outcome = if buckets.is_empty() {
+            let outcome = if unlimited {
                 Outcome {
                     decision: backend::allowed(),
                     degraded: false,
@@ -85,7 +86,11 @@ impl Quota for QuotaService {
             let span = tracing::Span::current();
             span.record("allowed", outcome.decision.allowed);
             span.record("degraded", outcome.degraded);
-            Ok(Response::new(response(outcome)))
+            Ok(Response::new(AcquireResponse {
+                unlimited,
+                config_limits_nobody: state.rules.limit_nobody(),
+                ..response(outcome)
+            }))
         }
         .instrument(span)
         .await
@@ -209,6 +214,8 @@ fn response(outcome: Outcome) -> AcquireResponse {
         tokens: tokens.map(window),
         degraded: outcome.degraded,
         unavailable: outcome.unavailable,
+        unlimited: false,
+        config_limits_nobody: false,
     }
 }
 

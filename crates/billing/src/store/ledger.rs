@@ -81,6 +81,10 @@ impl Store {
     /// written) when any event is malformed.
     pub async fn record_usage(&self, events: &[UsageEvent]) -> Result<Recorded, StoreError> {
         let rows = prepare(events)?;
+        if rows.is_empty() {
+            // Nothing to write: no transaction for it.
+            return Ok(Recorded::default());
+        }
         let inserted = match &self.pool {
             Pool::Postgres(pool) => record_postgres(pool, &rows).await?,
             Pool::Sqlite(pool) => record_sqlite(pool, &rows).await?,

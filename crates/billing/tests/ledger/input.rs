@@ -80,6 +80,17 @@ async fn bad_queries_are_400_with_a_clear_message(backend: Backend) {
         .get("/admin/v1/usage/requests/no-such-request")
         .await;
     missing.assert_error(404, None);
+    let openapi = service.get("/admin/v1/openapi.json").await;
+    for path in [
+        "/admin/v1/usage",
+        "/admin/v1/usage/requests/{request_id}",
+        "/admin/v1/usage/export",
+    ] {
+        assert!(
+            openapi.json["paths"][path]["get"].is_object(),
+            "{path} in the OpenAPI document"
+        );
+    }
     service.stop().await.unwrap();
 }
 

@@ -20,6 +20,7 @@ pub const OTHER_TENANT_KEY: &str = "sk-llmgw-test-fedcba9876543210";
 pub struct Gateway {
     pub edge: SocketAddr,
     pub router: SocketAddr,
+    pub quota: Option<SocketAddr>,
     /// The billing service's admin API (when this gateway started one).
     pub admin: Option<SocketAddr>,
     pub mock: SocketAddr,
@@ -131,6 +132,7 @@ impl Gateway {
         let gateway = Gateway {
             edge: addresses.edge,
             router: addresses.router,
+            quota: addresses.quota,
             admin: addresses.billing.map(|(_, admin)| admin),
             mock,
             client: reqwest::Client::new(),

@@ -393,3 +393,27 @@ async fn an_unreachable_quota_service_follows_the_edge_policy() {
         );
     }
 }
+
+/// Nothing limits anybody (the demo, or a gateway whose limits all come
+/// from the accounts database): after one probe the edge stops calling the
+/// quota service for requests that carry no limits of their own.
+#[tokio::test]
+async fn unlimited_traffic_does_not_call_the_quota_service() {
+    let gateway = crate::harness::Gateway::start().await;
+    let quota = gateway.quota.expect("llmgw all runs quota");
+    for _ in 0..5 {
+        assert_eq!(gateway.chat(request("mock")).await.status(), 200);
+    }
+    let metrics = reqwest::get(format!("http://{quota}/metrics"))
+        .await
+        .expect("quota metrics")
+        .text()
+        .await
+        .expect("text");
+    let decisions: u64 = metrics
+        .lines()
+        .filter(|line| line.starts_with("llmgw_quota_decisions_total{"))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(decisions, 1, "one probe, then no calls:\n{metrics}");
+}
