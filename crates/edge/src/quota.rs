@@ -125,8 +125,10 @@ impl Quota {
         }
         if answer.unlimited {
             if answer.config_limits_nobody && carries_none {
-                self.nobody_limited_until_ms
-                    .store(crate::unix_ms() + NOBODY_LIMITED_TRUST_MS, Ordering::Relaxed);
+                self.nobody_limited_until_ms.store(
+                    crate::unix_ms() + NOBODY_LIMITED_TRUST_MS,
+                    Ordering::Relaxed,
+                );
             }
             // Nothing was reserved: nothing to settle.
             return (Ok(None), headers);

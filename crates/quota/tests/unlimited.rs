@@ -20,7 +20,10 @@ async fn an_empty_config_limits_nobody_but_a_carried_limit_applies() {
     .await;
     let mut client = service.client.clone();
     let free = acquire(&mut client, request("t", "k")).await;
-    assert!(free.allowed && free.unlimited && free.config_limits_nobody, "{free:?}");
+    assert!(
+        free.allowed && free.unlimited && free.config_limits_nobody,
+        "{free:?}"
+    );
     assert!(free.requests.is_none() && free.tokens.is_none());
 
     let mut limited = request("t", "k");
@@ -29,7 +32,10 @@ async fn an_empty_config_limits_nobody_but_a_carried_limit_applies() {
         ..Limits::default()
     });
     let first = acquire(&mut client, limited.clone()).await;
-    assert!(first.allowed && !first.unlimited && first.config_limits_nobody, "{first:?}");
+    assert!(
+        first.allowed && !first.unlimited && first.config_limits_nobody,
+        "{first:?}"
+    );
     limited.request_id = "another".to_owned();
     assert!(!acquire(&mut client, limited).await.allowed);
 }
@@ -43,7 +49,10 @@ async fn a_config_limit_elsewhere_is_reported() {
     let other = acquire(&mut client, request("t", "k-other")).await;
     // This key is unlimited, but the config limits someone: the edge must
     // keep asking.
-    assert!(other.allowed && other.unlimited && !other.config_limits_nobody, "{other:?}");
+    assert!(
+        other.allowed && other.unlimited && !other.config_limits_nobody,
+        "{other:?}"
+    );
     let limited = acquire(&mut client, request("t", "k-limited")).await;
     assert!(limited.allowed && !limited.unlimited, "{limited:?}");
 }

@@ -59,8 +59,11 @@ impl Database {
     }
 
     async fn restore(&self) {
-        self.admin(&format!("ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true", self.name))
-            .await;
+        self.admin(&format!(
+            "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true",
+            self.name
+        ))
+        .await;
     }
 
     async fn admin(&self, sql: &str) {
@@ -139,15 +142,20 @@ struct Billing {
 
 impl Billing {
     async fn start(database_url: &str, dir: &Path, grpc: Option<SocketAddr>) -> Billing {
-        let mut config = llmgw_billing::Config::default();
-        config.database_url = Some(database_url.to_owned());
-        config.data_dir = dir.to_path_buf();
-        config.admin_token_file = Some(dir.join("admin-token"));
+        let config = llmgw_billing::Config {
+            database_url: Some(database_url.to_owned()),
+            data_dir: dir.to_path_buf(),
+            admin_token_file: Some(dir.join("admin-token")),
+            ..llmgw_billing::Config::default()
+        };
         let grpc = TcpListener::bind(grpc.unwrap_or_else(|| "127.0.0.1:0".parse().expect("addr")))
             .await
             .expect("bind billing");
         let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind admin");
-        let addresses = (grpc.local_addr().expect("addr"), admin.local_addr().expect("addr"));
+        let addresses = (
+            grpc.local_addr().expect("addr"),
+            admin.local_addr().expect("addr"),
+        );
         let stop = CancellationToken::new();
         let task = tokio::spawn(llmgw_billing::run(
             config,
@@ -267,7 +275,9 @@ fn request_id_of(response: &reqwest::Response) -> String {
 fn usage_of(usage: &Value) -> (u64, u64) {
     (
         usage["prompt_tokens"].as_u64().expect("prompt_tokens"),
-        usage["completion_tokens"].as_u64().expect("completion_tokens"),
+        usage["completion_tokens"]
+            .as_u64()
+            .expect("completion_tokens"),
     )
 }
 
@@ -319,9 +329,9 @@ impl Ledger {
                     continue;
                 }
                 let attempts = self.attempts(&request.request_id).await;
-                let complete = attempts.last().is_some_and(|last| {
-                    last["status"] == "ok" || last["status"] == "cancelled"
-                });
+                let complete = attempts
+                    .last()
+                    .is_some_and(|last| last["status"] == "ok" || last["status"] == "cancelled");
                 if complete {
                     found.insert(request.request_id.clone(), attempts);
                 }
@@ -340,12 +350,19 @@ fn assert_exact(seen: &[Seen], ledger: &HashMap<String, Vec<Value>>) {
     for request in seen {
         let attempts = &ledger[&request.request_id];
         for (index, attempt) in attempts.iter().enumerate() {
-            assert_eq!(attempt["attempt"], index + 1, "attempts numbered 1..n once each");
+            assert_eq!(
+                attempt["attempt"],
+                index + 1,
+                "attempts numbered 1..n once each"
+            );
             let prompt = attempt["prompt_tokens"].as_u64().expect("prompt");
             let completion = attempt["completion_tokens"].as_u64().expect("completion");
             let cost = llmgw_usd::cost_nano_usd(prompt, INPUT_NANO_PER_MTOK)
                 + llmgw_usd::cost_nano_usd(completion, OUTPUT_NANO_PER_MTOK);
-            assert_eq!(attempt["cost_nano_usd"], cost, "cost = price table: {attempt}");
+            assert_eq!(
+                attempt["cost_nano_usd"], cost,
+                "cost = price table: {attempt}"
+            );
             if index + 1 < attempts.len() {
                 // Refused attempts (the 429s before the fallback) cost nothing.
                 assert_eq!(attempt["status"], "upstream_rate_limited", "{attempt}");
@@ -416,18 +433,32 @@ async fn every_attempt_is_billed_once_and_exactly() {
     let rows = ledger.wait_for(&seen, Duration::from_secs(15)).await;
     assert_exact(&seen, &rows);
     let flaky_attempts: Vec<usize> = rows.values().map(Vec::len).filter(|n| *n > 1).collect();
-    assert_eq!(flaky_attempts, vec![3, 3, 3], "2 refused flaky attempts + the fallback");
+    assert_eq!(
+        flaky_attempts,
+        vec![3, 3, 3],
+        "2 refused flaky attempts + the fallback"
+    );
 
     // The finance report adds up to the rows, to the nano-dollar.
     let today = today_utc();
     let (status, report) = ledger
-        .get(&format!("/admin/v1/usage?from={today}&to={}&group_by=model", tomorrow_utc()))
+        .get(&format!(
+            "/admin/v1/usage?from={today}&to={}&group_by=model",
+            tomorrow_utc()
+        ))
         .await;
     assert_eq!(status, 200, "{report}");
     let all: Vec<&Value> = rows.values().flatten().collect();
-    let sum = |field: &str| all.iter().map(|row| row[field].as_u64().expect(field)).sum::<u64>();
+    let sum = |field: &str| {
+        all.iter()
+            .map(|row| row[field].as_u64().expect(field))
+            .sum::<u64>()
+    };
     assert_eq!(report["total"]["prompt_tokens"], sum("prompt_tokens"));
-    assert_eq!(report["total"]["completion_tokens"], sum("completion_tokens"));
+    assert_eq!(
+        report["total"]["completion_tokens"],
+        sum("completion_tokens")
+    );
     assert_eq!(report["total"]["cost_nano_usd"], sum("cost_nano_usd"));
     assert_eq!(report["total"]["requests"], all.len() as u64);
 
@@ -468,7 +499,10 @@ async fn postgres_unreachable_for_a_while_loses_nothing() {
 
     let mut seen = vec![json_call(&gateway, "mock", 3).await];
     let ledger = Ledger::at(billing.admin);
-    assert_eq!(ledger.wait_for(&seen, Duration::from_secs(10)).await.len(), 1);
+    assert_eq!(
+        ledger.wait_for(&seen, Duration::from_secs(10)).await.len(),
+        1
+    );
     database.cut().await;
     for i in 0..5 {
         seen.push(json_call(&gateway, "mock", 4 + i).await);

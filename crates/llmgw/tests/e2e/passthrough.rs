@@ -88,7 +88,10 @@ async fn a_sane_client_request_id_is_echoed_but_never_reused() {
         .expect("reachable");
     // Echoed for correlation; the gateway's own id names the ledger rows,
     // so a client reusing an id cannot merge two requests' usage.
-    assert_eq!(response.headers()["x-client-request-id"], "client-trace-123");
+    assert_eq!(
+        response.headers()["x-client-request-id"],
+        "client-trace-123"
+    );
     let first = response.headers()["x-request-id"].clone();
     assert_ne!(first, "client-trace-123");
     let again = gateway

@@ -221,9 +221,15 @@ impl DeltaView<'_> {
         let texts = [&self.content, &self.reasoning_content]
             .into_iter()
             .flatten()
-            .chain(self.tool_calls.iter().flatten().filter_map(|call| call.function.as_ref()).flat_map(
-                |function| [&function.name, &function.arguments].into_iter().flatten(),
-            ));
+            .chain(
+                self.tool_calls
+                    .iter()
+                    .flatten()
+                    .filter_map(|call| call.function.as_ref())
+                    .flat_map(|function| {
+                        [&function.name, &function.arguments].into_iter().flatten()
+                    }),
+            );
         for text in texts {
             into.push_str(text);
         }

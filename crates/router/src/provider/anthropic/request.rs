@@ -65,10 +65,7 @@ fn translate(
                 system.push_str(&text);
                 continue;
             }
-            "user" => (
-                "user",
-                content_blocks(message.content, i)?,
-            ),
+            "user" => ("user", content_blocks(message.content, i)?),
             "assistant" => {
                 let mut blocks = content_blocks(message.content, i)?;
                 for (j, call) in message.tool_calls.into_iter().flatten().enumerate() {
@@ -211,7 +208,7 @@ fn content_blocks<'a>(
     for (j, part) in parts.into_iter().enumerate() {
         match (part.kind.as_ref(), part.text, part.image_url) {
             ("text", Some(text), _) => {
-                    if !text.is_empty() {
+                if !text.is_empty() {
                     blocks.push(Block::Text { text });
                 }
             }
