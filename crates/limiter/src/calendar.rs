@@ -1,7 +1,7 @@
-//! UTC calendar windows (days and months) from unix time, without a date
-//! library: `acquire.lua`/`settle.lua` need the same arithmetic in Lua, so
-//! it is written once here in the same shape (Howard Hinnant's
-//! `civil_from_days` / `days_from_civil`) and tested against known dates.
+//! UTC calendar windows (days and months) from unix time, on
+//! `llmgw-calendar`'s civil-date arithmetic (Howard Hinnant's
+//! `civil_from_days` / `days_from_civil`). `common.lua` repeats that
+//! arithmetic for the Redis scripts; `lua_tests` checks the two agree.
 
 pub(crate) const DAY_SECS: u64 = 86_400;
 const MICROS: u64 = 1_000_000;
@@ -37,30 +37,7 @@ pub(crate) fn month(now_us: u64) -> CalWindow {
     }
 }
 
-/// (year, month 1..=12, day 1..=31) of a day number since 1970-01-01.
-pub(crate) fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d)
-}
-
-/// Day number since 1970-01-01 of a civil date.
-pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
+pub(crate) use llmgw_calendar::{civil_from_days, days_from_civil};
 
 #[cfg(test)]
 mod tests {

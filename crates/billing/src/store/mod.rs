@@ -48,7 +48,7 @@ macro_rules! key_columns {
     };
 }
 
-pub mod calendar;
+pub use llmgw_calendar as calendar;
 mod keys;
 pub mod ledger;
 mod partitions;

@@ -107,7 +107,7 @@ pub(super) fn render_table(header: &[&str], rows: impl Iterator<Item = Vec<Strin
 /// `YYYY-MM-DD HH:MM UTC`.
 pub(super) fn format_ms(ms: i64) -> String {
     let (days, ms_of_day) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
-    let (year, month, day) = civil_from_days(days);
+    let (year, month, day) = llmgw_calendar::civil_from_days(days);
     let (hour, minute) = (ms_of_day / 3_600_000, ms_of_day / 60_000 % 60);
     format!("{year:04}-{month:02}-{day:02} {hour:02}:{minute:02} UTC")
 }
@@ -126,44 +126,7 @@ pub(super) fn parse_expires_at(text: &str) -> Result<i64, String> {
         }
         return Ok(ms);
     }
-    let is_date = text.split('-').map(str::len).eq([4, 2, 2])
-        && text.bytes().all(|b| b == b'-' || b.is_ascii_digit());
-    if !is_date {
-        return Err(format!(
-            "{text:?}: expected unix milliseconds or YYYY-MM-DD (midnight UTC)"
-        ));
-    }
-    // Only ASCII digits remain, so slicing and parsing cannot fail.
-    let field = |range: std::ops::Range<usize>| text[range].parse().unwrap_or(0);
-    let (year, month, day) = (field(0..4), field(5..7), field(8..10));
-    let days = days_from_civil(year, month, day);
-    // Converting back catches impossible dates such as 2023-02-29 or month 13.
-    if civil_from_days(days) != (year, month, day) {
-        return Err(format!("{text} is not a calendar date"));
-    }
-    Ok(days * 86_400_000)
-}
-
-// Howard Hinnant's civil-date algorithms (proleptic Gregorian, UTC):
-// https://howardhinnant.github.io/date_algorithms.html
-pub(super) fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-pub(super) fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let shifted_month = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
-    let month = shifted_month + if shifted_month < 10 { 3 } else { -9 };
-    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
+    llmgw_calendar::Day::parse(text)
+        .map(llmgw_calendar::Day::start_ms)
+        .map_err(|message| format!("{message}, or unix milliseconds"))
 }

@@ -72,20 +72,10 @@ fn formats_unix_ms_as_utc_minutes() {
 }
 
 #[test]
-fn civil_dates_round_trip() {
-    for days in -800_000..800_000 {
-        let (y, m, d) = civil_from_days(days);
-        assert_eq!(days_from_civil(y, m, d), days);
-    }
-    assert_eq!(days_from_civil(1970, 1, 1), 0);
-}
-
-#[test]
 fn parses_expiry_forms() {
     assert_eq!(parse_expires_at("1767225600000"), Ok(JAN_1_2026));
     assert_eq!(parse_expires_at(" 2026-01-01 "), Ok(JAN_1_2026));
     assert_eq!(parse_expires_at("2024-02-29"), Ok(1_709_164_800_000));
-    assert_eq!(parse_expires_at("1960-06-01"), Ok(-302_486_400_000));
     for bad in [
         "",
         "tomorrow",
@@ -98,11 +88,10 @@ fn parses_expiry_forms() {
         assert!(error.contains("YYYY-MM-DD"), "{bad}: {error}");
     }
     for bad in ["2023-02-29", "2026-13-01", "2026-00-10", "2026-04-31"] {
-        assert_eq!(
-            parse_expires_at(bad).unwrap_err(),
-            format!("{bad} is not a calendar date")
-        );
+        let error = parse_expires_at(bad).unwrap_err();
+        assert!(error.contains("is not a calendar date"), "{bad}: {error}");
     }
+    assert!(parse_expires_at("1960-06-01").unwrap_err().contains("1970"));
     assert!(
         parse_expires_at("1767225600")
             .unwrap_err()

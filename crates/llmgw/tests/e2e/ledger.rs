@@ -544,28 +544,9 @@ async fn a_restarted_router_delivers_its_spool() {
 }
 
 fn today_utc() -> String {
-    day_utc(0)
+    llmgw_calendar::Day::today().to_string()
 }
 
 fn tomorrow_utc() -> String {
-    day_utc(1)
-}
-
-/// `YYYY-MM-DD` of today + `offset` days, UTC (civil-from-days, Howard
-/// Hinnant's algorithm: no date crate needed for a test).
-fn day_utc(offset: i64) -> String {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("clock")
-        .as_secs() as i64;
-    let z = secs.div_euclid(86_400) + offset + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!("{year:04}-{month:02}-{day:02}")
+    llmgw_calendar::Day::today().succ().to_string()
 }

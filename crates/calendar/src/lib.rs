@@ -1,7 +1,8 @@
-//! UTC calendar days and months, the units of the usage ledger's rollups,
-//! reports and partitions. Small on purpose: the ledger needs only
-//! "which UTC day / month is this instant in" and the text forms
-//! `YYYY-MM-DD` / `YYYY-MM`, so no date crate is pulled in for it.
+//! UTC calendar days and months: the units of the usage ledger's rollups,
+//! reports and partitions, of the quota service's day and month windows, and
+//! of dates in the CLI. Small on purpose: all of them need only "which UTC
+//! day / month is this instant in" and the text forms `YYYY-MM-DD` /
+//! `YYYY-MM`, so no date crate is pulled in for it.
 
 use std::fmt;
 
@@ -39,8 +40,12 @@ impl Day {
 
     /// Today, UTC.
     pub fn today() -> Day {
-        let days = super::now_ms().div_euclid(MS_PER_DAY);
-        Day { days }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |now| now.as_millis() as i64);
+        Day {
+            days: now_ms.div_euclid(MS_PER_DAY),
+        }
     }
 
     /// Parses `YYYY-MM-DD`, refusing impossible dates (2026-02-30).
@@ -175,7 +180,8 @@ fn digit_fields(text: &str, widths: &[usize]) -> Option<Vec<i64>> {
 
 // Howard Hinnant's civil-date algorithms (proleptic Gregorian):
 // https://howardhinnant.github.io/date_algorithms.html
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+/// Days since 1970-01-01 of a (year, month 1..=12, day 1..=31) date.
+pub fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     let year = if month <= 2 { year - 1 } else { year };
     let era = year.div_euclid(400);
     let year_of_era = year - era * 400;
@@ -184,7 +190,8 @@ fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
+/// (year, month 1..=12, day 1..=31) of a day number since 1970-01-01.
+pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
     let days = days + 719_468;
     let era = days.div_euclid(146_097);
     let day_of_era = days - era * 146_097;
@@ -238,6 +245,16 @@ mod tests {
         for bad in ["2026-13", "2026-00", "2026-1", "2026", "2026-11-01", "x"] {
             assert!(Month::parse(bad).is_err(), "{bad:?} was accepted");
         }
+    }
+
+    #[test]
+    fn civil_dates_round_trip() {
+        for days in -800_000..800_000 {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(civil_from_days(0), (1970, 1, 1));
     }
 
     #[test]
