@@ -3,7 +3,7 @@
 //! exact across any number of replicas sharing the Redis) or in memory (one
 //! replica, or the fallback while Redis is down). Both stores implement the
 //! same semantics, described here; the Lua scripts (`src/acquire.lua`,
-//! `src/settle.lua`) mirror `src/gcra.rs`, `src/calendar.rs` and
+//! `src/settle.lua`, `src/floor.lua`) mirror `src/gcra.rs`, `src/calendar.rs` and
 //! `src/memory.rs` operation by operation.
 //!
 //! # Model
@@ -81,6 +81,18 @@
 //! Settling a lease that was never acquired, or has expired, is harmless:
 //! adjustments are clamped as above. Only settle requests that were allowed.
 //!
+//! # Budget floors
+//!
+//! A tenant's budget counter can be rebuilt from outside (the usage ledger's
+//! month-to-date spend, after Redis lost its counters): [`BudgetFloor`] sets
+//! the tenant-scope budget counter (bucket [`Scope::Tenant`], id = the
+//! tenant) of the current month to `max(used, floor)`. It never lowers a
+//! counter, which also holds reservations the ledger does not know yet. A
+//! counter of an older month, or none, starts the current month at the
+//! floor (same expiry as any budget counter). A floor for a month that is
+//! not the current one (the month turned since the figure was computed)
+//! changes nothing: [`FloorOutcome::OtherMonth`].
+//!
 //! # Time
 //!
 //! Redis uses its own clock (`TIME` inside the script), never a replica's,
@@ -106,8 +118,8 @@
 //!
 //! Ids are used as given (they come from configuration, not from clients).
 //!
-//! Each [`RedisStore::acquire`] and [`RedisStore::settle`] is exactly one
-//! round trip (`EVALSHA`; only after a Redis restart or `SCRIPT FLUSH` does
+//! Each [`RedisStore::acquire`], [`RedisStore::settle`] and
+//! [`RedisStore::raise_budget_floor`] is exactly one round trip (`EVALSHA`; only after a Redis restart or `SCRIPT FLUSH` does
 //! the first call add `SCRIPT LOAD` and a retry). A request without any limit
 //! makes no round trip at all.
 
@@ -121,6 +133,8 @@ mod plan;
 mod redis_store;
 
 pub use clock::{Clock, SystemClock};
+/// The month of a [`BudgetFloor`] (`Month::parse("2026-11")`).
+pub use llmgw_calendar::Month;
 pub use memory::MemoryStore;
 pub use redis_store::RedisStore;
 
@@ -283,6 +297,37 @@ pub struct Settle {
     pub actual_cost_nano_usd: u64,
 }
 
+/// Raise a tenant's monthly budget counter to at least what it spent in
+/// `month` (see "Budget floors" above).
+#[derive(Debug, Clone)]
+pub struct BudgetFloor {
+    pub tenant: String,
+    /// The month the figure is for: nothing happens unless it is the
+    /// store's current month.
+    pub month: Month,
+    pub spent_nano_usd: u64,
+}
+
+impl BudgetFloor {
+    /// The month's window id in budget counters (`year·12 + month − 1`).
+    pub(crate) fn month_id(&self) -> u64 {
+        let start_ms = u64::try_from(self.month.first_day().start_ms()).unwrap_or(0);
+        calendar::month(start_ms.saturating_mul(1000)).id
+    }
+}
+
+/// What a [`BudgetFloor`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloorOutcome {
+    /// The counter was below the floor (or of an older month, or missing)
+    /// and now holds the floor.
+    Raised,
+    /// The counter already held at least the floor.
+    Unchanged,
+    /// The floor's month is not the current one: nothing changed.
+    OtherMonth,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("redis: {0}")]
@@ -313,6 +358,16 @@ impl Store {
                 Ok(())
             }
             Store::Redis(store) => store.settle(settle).await,
+        }
+    }
+
+    pub async fn raise_budget_floor(
+        &self,
+        floor: &BudgetFloor,
+    ) -> Result<FloorOutcome, StoreError> {
+        match self {
+            Store::Memory(store) => Ok(store.raise_budget_floor(floor)),
+            Store::Redis(store) => store.raise_budget_floor(floor).await,
         }
     }
 }

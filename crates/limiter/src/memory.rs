@@ -1,6 +1,6 @@
 //! The in-memory store: the same algorithms as the Lua scripts, on maps
-//! behind one mutex (each acquire/settle holds it for a few map operations,
-//! which makes them atomic like a script in Redis).
+//! behind one mutex (each acquire, settle or floor holds it for a few map
+//! operations, which makes them atomic like a script in Redis).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -9,7 +9,10 @@ use std::time::Duration;
 use crate::calendar::{self, CalWindow};
 use crate::gcra::{self, Tat};
 use crate::plan::{self, Outcome, RawWindow, Spec};
-use crate::{Acquire, Clock, DEFAULT_SETTLED_TTL_MS, Decision, Kind, Settle, SystemClock};
+use crate::{
+    Acquire, BudgetFloor, Clock, DEFAULT_SETTLED_TTL_MS, Decision, FloorOutcome, Kind, Settle,
+    SystemClock,
+};
 
 /// Keys are built like the Redis ones (so both stores share `plan`); this
 /// stands in for the Redis prefix.
@@ -148,6 +151,30 @@ impl MemoryStore {
                 Kind::RequestsPerMinute => {}
             }
         }
+    }
+
+    /// Raises the tenant's budget counter of the current month to at least
+    /// the floor; never lowers it.
+    pub fn raise_budget_floor(&self, floor: &BudgetFloor) -> FloorOutcome {
+        let now = self.clock.now_micros();
+        let window = calendar::month(now);
+        if window.id != floor.month_id() {
+            return FloorOutcome::OtherMonth;
+        }
+        let key = plan::tenant_budget_key(PREFIX, &floor.tenant);
+        let mut state = self.lock();
+        state.maybe_sweep(now);
+        // An older month's counter (or none) counts as 0 in this month.
+        if state.used(&key, window.id) >= floor.spent_nano_usd {
+            return FloorOutcome::Unchanged;
+        }
+        let counter = Counter {
+            window: window.id,
+            used: floor.spent_nano_usd,
+            expires_us: window.end_us + CALENDAR_MARGIN_US,
+        };
+        state.counters.insert(key, counter);
+        FloorOutcome::Raised
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {

@@ -2,7 +2,7 @@
 //! touches (bucket order, then [`Kind`] order, which is also the order of
 //! denials), their keys, and turning the raw outcome into a [`Decision`].
 
-use crate::{Bucket, Decision, Kind, Window};
+use crate::{Bucket, Decision, Kind, Scope, Window};
 
 /// One limit of one bucket.
 #[derive(Debug)]
@@ -48,6 +48,22 @@ pub(crate) fn settled_key(prefix: &str, tenant: &str, lease_id: &str) -> String 
     format!("{}settled:{lease_id}", tenant_prefix(prefix, tenant))
 }
 
+/// The key of one limit of one bucket, after its tenant prefix.
+fn counter_key(base: &str, scope: Scope, id: &str, kind: Kind) -> String {
+    format!("{base}{}:{id}:{}", scope.as_str(), kind.key_suffix())
+}
+
+/// The key of a tenant's own monthly budget counter (its tenant-scope
+/// bucket, whose id is the tenant): the one a budget floor raises.
+pub(crate) fn tenant_budget_key(prefix: &str, tenant: &str) -> String {
+    counter_key(
+        &tenant_prefix(prefix, tenant),
+        Scope::Tenant,
+        tenant,
+        Kind::MonthlyBudget,
+    )
+}
+
 /// Every limit of `buckets` whose kind passes `wanted`, in check order.
 pub(crate) fn specs(
     prefix: &str,
@@ -69,12 +85,7 @@ pub(crate) fn specs(
                 bucket: index,
                 kind,
                 limit,
-                key: format!(
-                    "{base}{}:{}:{}",
-                    bucket.scope.as_str(),
-                    bucket.id,
-                    kind.key_suffix()
-                ),
+                key: counter_key(&base, bucket.scope, &bucket.id, kind),
             });
         }
     }

@@ -1,5 +1,6 @@
-//! The Redis store: one Lua script per operation, so every acquire and settle
-//! is one atomic round trip, exact across all replicas sharing the Redis.
+//! The Redis store: one Lua script per operation, so every acquire, settle
+//! and budget floor is one atomic round trip, exact across all replicas
+//! sharing the Redis.
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
@@ -8,7 +9,9 @@ use redis::Script;
 use redis::aio::ConnectionManager;
 
 use crate::plan::{self, Outcome, RawWindow};
-use crate::{Acquire, DEFAULT_SETTLED_TTL_MS, Decision, Kind, Settle, StoreError};
+use crate::{
+    Acquire, BudgetFloor, DEFAULT_SETTLED_TTL_MS, Decision, FloorOutcome, Kind, Settle, StoreError,
+};
 
 // `Script` sends EVALSHA and loads the script only when Redis answers
 // NOSCRIPT (first use after a restart or SCRIPT FLUSH).
@@ -22,6 +25,12 @@ static SETTLE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(concat!(
         include_str!("common.lua"),
         include_str!("settle.lua")
+    ))
+});
+static FLOOR: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(concat!(
+        include_str!("common.lua"),
+        include_str!("floor.lua")
     ))
 });
 
@@ -137,6 +146,28 @@ impl RedisStore {
             );
         }
         Ok(())
+    }
+
+    /// Raises the tenant's budget counter of the current month to at least
+    /// the floor: one `EVALSHA`. A floor above 2^53 nano-USD is held at 2^53
+    /// (still above every budget the store can count).
+    pub async fn raise_budget_floor(
+        &self,
+        floor: &BudgetFloor,
+    ) -> Result<FloorOutcome, StoreError> {
+        let mut invocation = FLOOR.prepare_invoke();
+        invocation
+            .key(plan::tenant_budget_key(&self.prefix, &floor.tenant))
+            .arg(floor.month_id())
+            .arg(floor.spent_nano_usd.min(MAX_EXACT));
+        let mut connection = self.connection.clone();
+        let raw: i64 = invocation.invoke_async(&mut connection).await?;
+        match raw {
+            1 => Ok(FloorOutcome::Raised),
+            0 => Ok(FloorOutcome::Unchanged),
+            -1 => Ok(FloorOutcome::OtherMonth),
+            _ => Err(StoreError::Invalid(format!("floor script answered {raw}"))),
+        }
     }
 }
 

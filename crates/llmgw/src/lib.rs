@@ -108,26 +108,6 @@ pub async fn start_all(
     let router_listener = bind(config.router.listen, "router").await?;
     let router = router_listener.local_addr()?;
     config.edge.router_url = format!("http://{router}");
-    // Limits come from the quota config and, per key and tenant, from the
-    // accounts database, which `llmgw all` always has (billing starts below
-    // unless edge.billing_url names one elsewhere): so the quota service
-    // starts unless edge.quota_url names one elsewhere. A request no limit
-    // applies to costs the edge one loopback call and quota no Redis trip.
-    let mut quota = None;
-    if config.edge.quota_url.is_none() {
-        let listener = bind(config.quota.listen, "quota").await?;
-        let address = listener.local_addr()?;
-        config.edge.quota_url = Some(format!("http://{address}"));
-        let shutdown = stop.clone().cancelled_owned();
-        let quota_config = config.quota.clone();
-        tasks.spawn(async move {
-            (
-                "quota",
-                llmgw_quota::run(quota_config, listener, shutdown).await,
-            )
-        });
-        quota = Some(address);
-    }
     // Billing: accounts (API keys) in Postgres with DATABASE_URL, else in a
     // SQLite file under billing.data_dir; migrated at start. Not started when
     // the edge is pointed at a billing service elsewhere.
@@ -154,6 +134,31 @@ pub async fn start_all(
     }
     if config.router.usage.spool_dir.is_none() {
         config.router.usage.spool_dir = Some(config.billing.data_dir.join("spool"));
+    }
+    // The same ledger is the floor of the quota service's monthly budgets
+    // (rebuilt from its month-to-date spend if Redis loses the counters).
+    if config.quota.billing_url.is_none() {
+        config.quota.billing_url = config.edge.billing_url.clone();
+    }
+    // Limits come from the quota config and, per key and tenant, from the
+    // accounts database, which `llmgw all` always has (billing starts above
+    // unless edge.billing_url names one elsewhere): so the quota service
+    // starts unless edge.quota_url names one elsewhere. A request no limit
+    // applies to costs the edge one loopback call and quota no Redis trip.
+    let mut quota = None;
+    if config.edge.quota_url.is_none() {
+        let listener = bind(config.quota.listen, "quota").await?;
+        let address = listener.local_addr()?;
+        config.edge.quota_url = Some(format!("http://{address}"));
+        let shutdown = stop.clone().cancelled_owned();
+        let quota_config = config.quota.clone();
+        tasks.spawn(async move {
+            (
+                "quota",
+                llmgw_quota::run(quota_config, listener, shutdown).await,
+            )
+        });
+        quota = Some(address);
     }
     let edge_listener = bind(config.edge.listen, "edge").await?;
     let edge = edge_listener.local_addr()?;

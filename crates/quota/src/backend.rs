@@ -7,7 +7,10 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use llmgw_limiter::{Acquire, Bucket, Decision, Kind, Limits, MemoryStore, RedisStore, Settle};
+use llmgw_limiter::{
+    Acquire, Bucket, BudgetFloor, Decision, FloorOutcome, Kind, Limits, MemoryStore, RedisStore,
+    Settle,
+};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio_util::task::AbortOnDropHandle;
 
@@ -20,6 +23,8 @@ use crate::metrics::Metrics;
 const CONNECT_RETRY: Duration = Duration::from_secs(1);
 /// Suggested wait after a fail-closed denial: about one reconnect attempt.
 const UNAVAILABLE_RETRY_MS: u64 = 1_000;
+/// Bound on one budget floor (background work, not a request's).
+const FLOOR_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// A decision and how it was made.
 pub(crate) struct Outcome {
@@ -50,7 +55,7 @@ pub(crate) struct Backend {
 }
 
 /// Why Redis gave no decision.
-enum RedisFailure {
+pub(crate) enum RedisFailure {
     NotConnected,
     Timeout(Duration),
     Store(llmgw_limiter::StoreError),
@@ -169,6 +174,29 @@ impl Backend {
         if let Err(error) = result {
             self.metrics.redis_error("settle");
             self.incidents.failed_settle(&error);
+        }
+    }
+
+    /// Raises a tenant's budget counter to the ledger's figure where budgets
+    /// are decided: Redis (once connected) or memory, and also this
+    /// replica's store when budgets fall back to it (`local`).
+    pub async fn raise_budget_floor(
+        &self,
+        floor: &BudgetFloor,
+    ) -> Result<FloorOutcome, RedisFailure> {
+        let slot = match &self.primary {
+            Primary::Memory => return Ok(self.local.raise_budget_floor(floor)),
+            Primary::Redis(slot) => slot,
+        };
+        if self.policy.budgets == FailMode::Local {
+            self.local.raise_budget_floor(floor);
+        }
+        let store = slot.get().ok_or(RedisFailure::NotConnected)?;
+        // On no request's path: a slow Redis may take longer than requests wait.
+        let timeout = self.timeout.max(FLOOR_TIMEOUT);
+        match tokio::time::timeout(timeout, store.raise_budget_floor(floor)).await {
+            Ok(result) => result.map_err(RedisFailure::Store),
+            Err(_) => Err(RedisFailure::Timeout(timeout)),
         }
     }
 
@@ -340,56 +368,4 @@ async fn connect(
 }
 
 #[cfg(test)]
-mod tests {
-    use llmgw_limiter::Scope;
-
-    use super::*;
-
-    fn bucket(scope: Scope, limits: Limits) -> Bucket {
-        Bucket {
-            scope,
-            id: "id".into(),
-            limits,
-        }
-    }
-
-    fn policy(rates: FailMode, budgets: FailMode) -> FailurePolicy {
-        FailurePolicy { rates, budgets }
-    }
-
-    #[test]
-    fn budgets_fail_closed_rates_go_local() {
-        let rpm = Limits {
-            requests_per_minute: Some(5),
-            ..Limits::default()
-        };
-        let budget = Limits {
-            monthly_budget_nano_usd: Some(1),
-            ..Limits::default()
-        };
-        let buckets = [bucket(Scope::Key, rpm), bucket(Scope::Tenant, budget)];
-        let default = FailurePolicy::default();
-        assert!(matches!(
-            fails_closed(&buckets, default),
-            Some((Scope::Tenant, Kind::MonthlyBudget))
-        ));
-        assert!(fails_closed(&buckets[..1], default).is_none());
-        let local = local_buckets(&buckets, default);
-        assert_eq!(local.len(), 1);
-        assert_eq!(local[0].limits, rpm);
-
-        let open = policy(FailMode::Open, FailMode::Open);
-        assert!(fails_closed(&buckets, open).is_none());
-        assert!(local_buckets(&buckets, open).is_empty());
-
-        let strict = policy(FailMode::Closed, FailMode::Open);
-        assert!(matches!(
-            fails_closed(&buckets, strict),
-            Some((Scope::Key, Kind::RequestsPerMinute))
-        ));
-        let budgets_local = policy(FailMode::Open, FailMode::Local);
-        let local = local_buckets(&buckets, budgets_local);
-        assert_eq!(local.len(), 1);
-        assert_eq!(local[0].limits, budget);
-    }
-}
+mod tests;

@@ -8,6 +8,8 @@
 //!   redis_timeout_ms: 25
 //!   lease_timeout_secs: 600
 //!   on_redis_failure: {rates: local, budgets: closed}
+//!   billing_url: http://127.0.0.1:8083   # usage ledger; `llmgw all` sets it; unset = no budget sync
+//!   budget_sync_secs: 60                 # 0 = never rebuild budgets from the ledger
 //!   limits:
 //!     default_key:    {requests_per_minute: 600, tokens_per_minute: 200000, concurrent: 20}
 //!     default_tenant: {monthly_budget_usd: "500"}
@@ -42,6 +44,14 @@ pub struct Config {
     pub lease_timeout_secs: u64,
     /// What to decide while Redis is down, slow or not connected yet.
     pub on_redis_failure: FailurePolicy,
+    /// The billing service (gRPC) whose usage ledger is the floor of the
+    /// monthly budgets: every `budget_sync_secs` each tenant's budget
+    /// counter is raised to the ledger's month-to-date spend, so counters
+    /// Redis lost (restart, failover, flush) are rebuilt. Unset: no sync.
+    pub billing_url: Option<String>,
+    /// Between budget syncs from the ledger (the first runs a second after
+    /// start); 0 disables them.
+    pub budget_sync_secs: u64,
     /// The limits themselves. Defaults: no limits at all.
     pub limits: LimitTables,
 }
@@ -57,6 +67,8 @@ impl Default for Config {
             redis_timeout_ms: 25,
             lease_timeout_secs: 600,
             on_redis_failure: FailurePolicy::default(),
+            billing_url: None,
+            budget_sync_secs: 60,
             limits: LimitTables::default(),
         }
     }
@@ -154,6 +166,8 @@ mod tests {
         assert_eq!(config.on_redis_failure.rates, FailMode::Local);
         assert_eq!(config.on_redis_failure.budgets, FailMode::Closed);
         assert!(config.limits.keys.is_empty());
+        assert_eq!(config.billing_url, None);
+        assert_eq!(config.budget_sync_secs, 60);
     }
 
     #[test]
@@ -161,6 +175,8 @@ mod tests {
         let config: Config = serde_json::from_value(serde_json::json!({
             "redis_url": "redis://redis:6379",
             "on_redis_failure": {"rates": "open"},
+            "billing_url": "http://billing:8083",
+            "budget_sync_secs": 0,
             "limits": {
                 "default_key": {"requests_per_minute": 600, "concurrent": 20},
                 "tenants": {"acme": {"monthly_budget_usd": "12.50"}},
@@ -171,6 +187,8 @@ mod tests {
         assert_eq!(config.redis_url.as_deref(), Some("redis://redis:6379"));
         assert_eq!(config.on_redis_failure.rates, FailMode::Open);
         assert_eq!(config.on_redis_failure.budgets, FailMode::Closed);
+        assert_eq!(config.billing_url.as_deref(), Some("http://billing:8083"));
+        assert_eq!(config.budget_sync_secs, 0);
         assert_eq!(config.limits.default_key.concurrent, Some(20));
         assert_eq!(
             config.limits.models["gpt-4o"].tokens_per_day,

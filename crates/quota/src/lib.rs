@@ -2,9 +2,12 @@
 //! key, tenant and (key, model), checked and reserved in one Redis round trip
 //! shared by every replica (`llmgw-limiter` holds the algorithms). Redis
 //! being slow or down never blocks a request: past `redis_timeout_ms` the
-//! decision follows `on_redis_failure`.
+//! decision follows `on_redis_failure`. With `billing_url`, tenants' budget
+//! counters are rebuilt from the usage ledger's month-to-date spend
+//! (`budget_sync`), so a Redis that lost them does not reset budgets.
 
 mod backend;
+mod budget_sync;
 mod config;
 mod incidents;
 mod metrics;
@@ -54,11 +57,14 @@ pub async fn run(
         metrics: metrics.clone(),
         lease_timeout: Duration::from_secs(config.lease_timeout_secs),
     });
+    // Stops when `run` returns: the handle aborts the task when dropped.
+    let budget_sync = budget_sync::start(&config, state.clone())?;
     let address = listener.local_addr()?;
     tracing::info!(
         %address,
         redis = config.redis_url.as_deref().is_some_and(|url| !url.is_empty()),
         redis_timeout_ms = config.redis_timeout_ms,
+        budget_sync = budget_sync.is_some(),
         "quota listening"
     );
     let routes = Routes::new(QuotaServer::new(QuotaService { state }));

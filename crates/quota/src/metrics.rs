@@ -24,11 +24,20 @@ pub struct OpLabels {
     pub op: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SyncLabels {
+    /// "ok", "billing_unavailable", "invalid_response", "store_unavailable"
+    /// or "other_month" (the month turned since billing computed it).
+    pub outcome: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     decisions: Family<DecisionLabels, Counter>,
     redis_seconds: Family<OpLabels, Histogram>,
     redis_errors: Family<OpLabels, Counter>,
+    budget_syncs: Family<SyncLabels, Counter>,
+    budget_floors_raised: Counter,
 }
 
 impl Metrics {
@@ -56,11 +65,25 @@ impl Metrics {
             "Acquire and Settle calls Redis did not answer: errors, timeouts, not connected",
             redis_errors.clone(),
         );
+        let budget_syncs = Family::<SyncLabels, Counter>::default();
+        let budget_floors_raised = Counter::default();
+        registry.register(
+            "budget_syncs",
+            "Budget syncs from the usage ledger (billing MonthToDateSpend), by outcome",
+            budget_syncs.clone(),
+        );
+        registry.register(
+            "budget_floors_raised",
+            "Tenant budget counters raised to the ledger's month-to-date spend",
+            budget_floors_raised.clone(),
+        );
         Metrics {
             registry,
             decisions,
             redis_seconds,
             redis_errors,
+            budget_syncs,
+            budget_floors_raised,
         }
     }
 
@@ -81,6 +104,16 @@ impl Metrics {
 
     pub fn redis_error(&self, op: &'static str) {
         self.redis_errors.get_or_create(&OpLabels { op }).inc();
+    }
+
+    pub fn budget_sync(&self, outcome: &'static str) {
+        self.budget_syncs
+            .get_or_create(&SyncLabels { outcome })
+            .inc();
+    }
+
+    pub fn budget_floor_raised(&self) {
+        self.budget_floors_raised.inc();
     }
 
     pub fn render(&self) -> String {
