@@ -47,3 +47,23 @@ impl GatewayConfig {
             })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // panicking is how tests fail
+mod tests {
+    use super::*;
+
+    /// The commented example operators copy must stay loadable: every
+    /// section denies unknown fields, so a renamed setting breaks it.
+    #[test]
+    fn the_deploy_example_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/llmgw.example.yaml");
+        let config: GatewayConfig = Figment::from(Serialized::defaults(Empty {}))
+            .merge(Yaml::file_exact(&path))
+            .extract()
+            .unwrap();
+        assert!(!config.router.models.is_empty());
+        assert_eq!(config.quota.budget_sync_secs, 60);
+        assert!(config.router.usage.spool_dir.is_some());
+    }
+}

@@ -143,8 +143,8 @@ pub async fn start_all(
     // Limits come from the quota config and, per key and tenant, from the
     // accounts database, which `llmgw all` always has (billing starts above
     // unless edge.billing_url names one elsewhere): so the quota service
-    // starts unless edge.quota_url names one elsewhere. A request no limit
-    // applies to costs the edge one loopback call and quota no Redis trip.
+    // starts unless edge.quota_url names one elsewhere. While its config
+    // limits nobody, the edge skips it for requests carrying no limits.
     let mut quota = None;
     if config.edge.quota_url.is_none() {
         let listener = bind(config.quota.listen, "quota").await?;
