@@ -240,6 +240,16 @@ async fn stream_call(gateway: &Gateway, words: usize) -> Seen {
     }
 }
 
+/// `n` JSON calls and `n` streams, one after the other, each succeeding.
+async fn json_and_streams(gateway: &Gateway, n: usize) -> Vec<Seen> {
+    let mut seen = Vec::new();
+    for i in 0..n {
+        seen.push(json_call(gateway, "mock", 4 + i).await);
+        seen.push(stream_call(gateway, 4 + i).await);
+    }
+    seen
+}
+
 /// A slow stream the client abandons after its first chunks.
 async fn cancelled_stream(gateway: &Gateway) -> Seen {
     let response = gateway
@@ -477,10 +487,7 @@ async fn billing_down_for_a_while_loses_nothing() {
     let mut seen = vec![json_call(&gateway, "mock", 3).await];
     billing.stop().await;
     // Billing is gone: the hot path does not notice.
-    for i in 0..5 {
-        seen.push(json_call(&gateway, "mock", 4 + i).await);
-        seen.push(stream_call(&gateway, 4 + i).await);
-    }
+    seen.extend(json_and_streams(&gateway, 5).await);
     let billing = Billing::start(&database.url, &dir, Some(address)).await;
     let rows = Ledger::at(billing.admin)
         .wait_for(&seen, Duration::from_secs(30))
@@ -504,10 +511,7 @@ async fn postgres_unreachable_for_a_while_loses_nothing() {
         1
     );
     database.cut().await;
-    for i in 0..5 {
-        seen.push(json_call(&gateway, "mock", 4 + i).await);
-        seen.push(stream_call(&gateway, 4 + i).await);
-    }
+    seen.extend(json_and_streams(&gateway, 5).await);
     // Deliveries fail meanwhile; give the sender time to try and back off.
     tokio::time::sleep(Duration::from_millis(500)).await;
     database.restore().await;
