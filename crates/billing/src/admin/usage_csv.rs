@@ -146,7 +146,18 @@ fn line<'a>(out: &mut String, cells: impl Iterator<Item = &'a str>) {
 }
 
 /// Quotes a cell holding a separator, quote or line break, doubling quotes.
+/// A cell a spreadsheet would run as a formula (`=`, `+`, `-`, `@`, tab or
+/// carriage return first: a model name or finish reason comes from
+/// providers and clients) gets a leading `'`, as OWASP recommends. Counts
+/// and amounts are never negative, so numbers are never touched.
 fn escape(out: &mut String, cell: &str) {
+    let guarded;
+    let cell = if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        guarded = format!("'{cell}");
+        guarded.as_str()
+    } else {
+        cell
+    };
     if cell.contains([',', '"', '\r', '\n']) {
         let _ = write!(out, "\"{}\"", cell.replace('"', "\"\""));
     } else {
@@ -164,6 +175,13 @@ mod tests {
         let mut out = String::new();
         line(&mut out, ["a", "b,c", "say \"hi\"", ""].into_iter());
         assert_eq!(out, "a,\"b,c\",\"say \"\"hi\"\"\",\r\n");
+    }
+
+    #[test]
+    fn formulas_are_defused() {
+        let mut out = String::new();
+        line(&mut out, ["=HYPERLINK(\"x\")", "@SUM(A1)", "-1+2", "ok", "12"].into_iter());
+        assert_eq!(out, "\"'=HYPERLINK(\"\"x\"\")\",'@SUM(A1),'-1+2,ok,12\r\n");
     }
 
     #[test]
