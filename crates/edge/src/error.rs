@@ -63,7 +63,9 @@ impl ApiError {
             code: error.code(),
             message: error.message,
             param: (!error.param.is_empty()).then_some(Cow::Owned(error.param)),
-            retry_after: None,
+            // A provider's Retry-After, passed on.
+            retry_after: (error.retry_after_ms > 0)
+                .then(|| std::time::Duration::from_millis(error.retry_after_ms)),
         }
     }
 

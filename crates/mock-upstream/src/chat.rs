@@ -87,7 +87,10 @@ pub(crate) async fn chat(
     if !settings.first_byte_latency.is_zero() {
         tokio::time::sleep(settings.first_byte_latency).await;
     }
-    if let Some(response) = settings.fault.and_then(faults::status_fault) {
+    if let Some(response) = settings
+        .fault
+        .and_then(|fault| faults::status_fault(fault, settings.retry_after_secs))
+    {
         return response;
     }
 

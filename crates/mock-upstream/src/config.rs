@@ -72,6 +72,7 @@ struct MockOptions {
     first_byte_latency_ms: Option<u64>,
     fault: Option<String>,
     echo: Option<bool>,
+    retry_after_secs: Option<u64>,
 }
 
 /// What one request gets, after applying every override.
@@ -82,6 +83,8 @@ pub struct Settings {
     pub first_byte_latency: Duration,
     pub fault: Option<Fault>,
     pub echo: bool,
+    /// The `Retry-After` of a 429 fault.
+    pub retry_after_secs: u64,
 }
 
 /// A setting the client got wrong, answered with a 400 naming `param`.
@@ -144,6 +147,11 @@ impl Settings {
             first_byte_latency: Duration::from_millis(first_byte_latency_ms),
             fault,
             echo: mock.echo.unwrap_or(false),
+            retry_after_secs: pick(
+                mock.retry_after_secs,
+                header(headers, "x-mock-retry-after")?,
+                1,
+            ),
         })
     }
 }

@@ -72,7 +72,7 @@ pub fn internal(message: impl Into<String>) -> Response {
 }
 
 /// The faults answered with an HTTP error status, as OpenAI words them.
-pub fn status_fault(fault: Fault) -> Option<Response> {
+pub fn status_fault(fault: Fault, retry_after_secs: u64) -> Option<Response> {
     Some(match fault {
         Fault::RateLimited => {
             let mut response = error(
@@ -84,7 +84,7 @@ pub fn status_fault(fault: Fault) -> Option<Response> {
             );
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             response
         }
         Fault::ServerError => error(

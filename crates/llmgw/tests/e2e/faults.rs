@@ -132,3 +132,22 @@ async fn router_unreachable_means_not_ready_and_503() {
     .expect("edge stops")
     .expect("edge stops cleanly");
 }
+
+/// A provider's 429 says when to come back; the client is told the same,
+/// not a made-up second.
+#[tokio::test]
+async fn a_providers_retry_after_reaches_the_client() {
+    let gateway = Gateway::start_with(|config| {
+        config.router.retries.max_retries = 0;
+        config.router.breaker.consecutive_failures = 0;
+        config.router.breaker.min_requests = u32::MAX;
+    })
+    .await;
+    for stream in [false, true] {
+        let mut body = faulty("429", stream);
+        body["mock"]["retry_after_secs"] = json!(7);
+        let response = gateway.chat(body).await;
+        assert_eq!(response.status(), 429);
+        assert_eq!(response.headers()["retry-after"], "7", "stream={stream}");
+    }
+}

@@ -109,7 +109,10 @@ pub(crate) async fn messages(
         let status = StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
         return error(status, "overloaded_error", "Overloaded (mock fault 529).");
     }
-    if let Some(response) = settings.fault.and_then(status_fault) {
+    if let Some(response) = settings
+        .fault
+        .and_then(|fault| status_fault(fault, settings.retry_after_secs))
+    {
         return response;
     }
 
@@ -263,7 +266,7 @@ fn asks_overloaded(headers: &HeaderMap, body: &Value) -> bool {
 }
 
 /// The faults answered with an HTTP error status, as Anthropic words them.
-fn status_fault(fault: Fault) -> Option<Response> {
+fn status_fault(fault: Fault, retry_after_secs: u64) -> Option<Response> {
     Some(match fault {
         Fault::RateLimited => {
             let mut response = error(
@@ -273,7 +276,7 @@ fn status_fault(fault: Fault) -> Option<Response> {
             );
             response
                 .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             response
         }
         Fault::ServerError => error(

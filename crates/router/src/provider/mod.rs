@@ -74,6 +74,7 @@ impl ProviderError {
             code: self.code.into(),
             message: self.message,
             param: self.param.unwrap_or_default(),
+            retry_after_ms: self.retry_after.map_or(0, |after| after.as_millis() as u64),
         }
     }
 }
