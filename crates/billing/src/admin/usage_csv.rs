@@ -180,7 +180,10 @@ mod tests {
     #[test]
     fn formulas_are_defused() {
         let mut out = String::new();
-        line(&mut out, ["=HYPERLINK(\"x\")", "@SUM(A1)", "-1+2", "ok", "12"].into_iter());
+        line(
+            &mut out,
+            ["=HYPERLINK(\"x\")", "@SUM(A1)", "-1+2", "ok", "12"].into_iter(),
+        );
         assert_eq!(out, "\"'=HYPERLINK(\"\"x\"\")\",'@SUM(A1),'-1+2,ok,12\r\n");
     }
 
