@@ -11,8 +11,8 @@ use std::time::Instant;
 
 use llmgw_proto::billing_v1::ledger_server::Ledger;
 use llmgw_proto::billing_v1::{
-    MonthToDateSpendRequest, MonthToDateSpendResponse, RecordUsageRequest, RecordUsageResponse,
-    TenantSpend,
+    KeySpend, MonthToDateSpendRequest, MonthToDateSpendResponse, RecordUsageRequest,
+    RecordUsageResponse, TenantSpend,
 };
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
@@ -100,6 +100,15 @@ impl Ledger for LedgerService {
                     .into_iter()
                     .map(|spend| TenantSpend {
                         tenant: spend.tenant,
+                        cost_nano_usd: spend.cost_nano_usd,
+                    })
+                    .collect(),
+                keys: spend
+                    .keys
+                    .into_iter()
+                    .map(|spend| KeySpend {
+                        tenant: spend.tenant,
+                        key_id: spend.key_id,
                         cost_nano_usd: spend.cost_nano_usd,
                     })
                     .collect(),

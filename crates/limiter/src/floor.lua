@@ -1,9 +1,9 @@
--- Raise a tenant's monthly budget counter to at least what the usage ledger
--- says the tenant spent this month; never lower it (it also holds
+-- Raise a monthly budget counter (a tenant's, or one of its keys') to at
+-- least what the usage ledger says was spent this month; never lower it (it also holds
 -- reservations the ledger does not know yet). Runs after common.lua; mirrors
 -- MemoryStore::raise_budget_floor. Semantics: crate docs.
 --
--- KEYS[1]   the tenant-scope budget counter
+-- KEYS[1]   the budget counter: tenant scope or key scope
 -- ARGV[1]   the month the floor is for (year * 12 + month - 1)
 -- ARGV[2]   the floor (nano-USD)
 -- Returns 1 if the counter was raised (or started at the floor), 0 if it

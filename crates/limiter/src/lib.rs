@@ -83,10 +83,12 @@
 //!
 //! # Budget floors
 //!
-//! A tenant's budget counter can be rebuilt from outside (the usage ledger's
+//! A budget counter can be rebuilt from outside (the usage ledger's
 //! month-to-date spend, after Redis lost its counters): [`BudgetFloor`] sets
-//! the tenant-scope budget counter (bucket [`Scope::Tenant`], id = the
-//! tenant) of the current month to `max(used, floor)`. It never lowers a
+//! the budget counter of its [`FloorScope`] — the tenant's own (bucket
+//! [`Scope::Tenant`], id = the tenant) or one of its keys' (bucket
+//! [`Scope::Key`], id = the key id) — of the current month to
+//! `max(used, floor)`. It never lowers a
 //! counter, which also holds reservations the ledger does not know yet. A
 //! counter of an older month, or none, starts the current month at the
 //! floor (same expiry as any budget counter). A floor for a month that is
@@ -297,11 +299,14 @@ pub struct Settle {
     pub actual_cost_nano_usd: u64,
 }
 
-/// Raise a tenant's monthly budget counter to at least what it spent in
-/// `month` (see "Budget floors" above).
+/// Raise a monthly budget counter (a tenant's, or one of its keys') to at
+/// least what was spent in `month` (see "Budget floors" above).
 #[derive(Debug, Clone)]
 pub struct BudgetFloor {
+    /// The tenant, which is also the Redis hash tag of the counter.
     pub tenant: String,
+    /// Which of the tenant's budget counters.
+    pub scope: FloorScope,
     /// The month the figure is for: nothing happens unless it is the
     /// store's current month.
     pub month: Month,
@@ -314,6 +319,15 @@ impl BudgetFloor {
         let start_ms = u64::try_from(self.month.first_day().start_ms()).unwrap_or(0);
         calendar::month(start_ms.saturating_mul(1000)).id
     }
+}
+
+/// The budget counter a [`BudgetFloor`] raises.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FloorScope {
+    /// The tenant's own: bucket [`Scope::Tenant`], id = the tenant.
+    Tenant,
+    /// One of the tenant's keys: bucket [`Scope::Key`], id = this key id.
+    Key(String),
 }
 
 /// What a [`BudgetFloor`] did.

@@ -153,15 +153,16 @@ impl MemoryStore {
         }
     }
 
-    /// Raises the tenant's budget counter of the current month to at least
-    /// the floor; never lowers it.
+    /// Raises the budget counter of the floor's scope (the tenant's or one
+    /// of its keys') of the current month to at least the floor; never
+    /// lowers it.
     pub fn raise_budget_floor(&self, floor: &BudgetFloor) -> FloorOutcome {
         let now = self.clock.now_micros();
         let window = calendar::month(now);
         if window.id != floor.month_id() {
             return FloorOutcome::OtherMonth;
         }
-        let key = plan::tenant_budget_key(PREFIX, &floor.tenant);
+        let key = plan::floor_budget_key(PREFIX, floor);
         let mut state = self.lock();
         state.maybe_sweep(now);
         // An older month's counter (or none) counts as 0 in this month.

@@ -2,7 +2,7 @@
 //! touches (bucket order, then [`Kind`] order, which is also the order of
 //! denials), their keys, and turning the raw outcome into a [`Decision`].
 
-use crate::{Bucket, Decision, Kind, Scope, Window};
+use crate::{Bucket, BudgetFloor, Decision, FloorScope, Kind, Scope, Window};
 
 /// One limit of one bucket.
 #[derive(Debug)]
@@ -53,13 +53,18 @@ fn counter_key(base: &str, scope: Scope, id: &str, kind: Kind) -> String {
     format!("{base}{}:{id}:{}", scope.as_str(), kind.key_suffix())
 }
 
-/// The key of a tenant's own monthly budget counter (its tenant-scope
-/// bucket, whose id is the tenant): the one a budget floor raises.
-pub(crate) fn tenant_budget_key(prefix: &str, tenant: &str) -> String {
+/// The key of the monthly budget counter a budget floor raises: the
+/// tenant's own (its tenant-scope bucket, whose id is the tenant) or one of
+/// its keys' (the key-scope bucket, whose id is the key id).
+pub(crate) fn floor_budget_key(prefix: &str, floor: &BudgetFloor) -> String {
+    let (scope, id) = match &floor.scope {
+        FloorScope::Tenant => (Scope::Tenant, floor.tenant.as_str()),
+        FloorScope::Key(key_id) => (Scope::Key, key_id.as_str()),
+    };
     counter_key(
-        &tenant_prefix(prefix, tenant),
-        Scope::Tenant,
-        tenant,
+        &tenant_prefix(prefix, &floor.tenant),
+        scope,
+        id,
         Kind::MonthlyBudget,
     )
 }

@@ -148,8 +148,9 @@ impl RedisStore {
         Ok(())
     }
 
-    /// Raises the tenant's budget counter of the current month to at least
-    /// the floor: one `EVALSHA`. A floor above 2^53 nano-USD is held at 2^53
+    /// Raises the budget counter of the floor's scope (the tenant's or one
+    /// of its keys') of the current month to at least the floor: one
+    /// `EVALSHA`. A floor above 2^53 nano-USD is held at 2^53
     /// (still above every budget the store can count).
     pub async fn raise_budget_floor(
         &self,
@@ -157,7 +158,7 @@ impl RedisStore {
     ) -> Result<FloorOutcome, StoreError> {
         let mut invocation = FLOOR.prepare_invoke();
         invocation
-            .key(plan::tenant_budget_key(&self.prefix, &floor.tenant))
+            .key(plan::floor_budget_key(&self.prefix, floor))
             .arg(floor.month_id())
             .arg(floor.spent_nano_usd.min(MAX_EXACT));
         let mut connection = self.connection.clone();

@@ -177,7 +177,7 @@ impl Backend {
         }
     }
 
-    /// Raises a tenant's budget counter to the ledger's figure where budgets
+    /// Raises a tenant's (or key's) budget counter to the ledger's figure where budgets
     /// are decided: Redis (once connected) or memory, and also this
     /// replica's store when budgets fall back to it (`local`).
     pub async fn raise_budget_floor(

@@ -1,11 +1,13 @@
 //! Monthly budgets rebuilt from the usage ledger. The budget counters live
 //! in Redis, which can lose them (restart without persistence, failover,
 //! flush): from then on every tenant would start the month again from zero.
-//! The billing service's ledger knows each tenant's month-to-date spend, so
-//! every `budget_sync_secs` this task asks for it (`Ledger.MonthToDateSpend`,
-//! all tenants) and raises each tenant's budget counter to at least that
-//! figure (`max`, never lower: the counter also holds reservations the
-//! ledger does not know yet). Billing or Redis unavailable: the sync is
+//! The billing service's ledger knows each tenant's and each key's
+//! month-to-date spend, so every `budget_sync_secs` this task asks for it
+//! (`Ledger.MonthToDateSpend`, all tenants) and raises each tenant's budget
+//! counter, and each key's, to at least that figure (`max`, never lower: the
+//! counter also holds reservations the ledger does not know yet). Key floors
+//! are raised whether or not the key has a budget: the limits can come with
+//! the request (accounts database), not only from the config. Billing or Redis unavailable: the sync is
 //! counted, logged at most once per interval, retried sooner, and budgets
 //! keep being enforced with what the counters hold.
 
@@ -14,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use llmgw_limiter::{BudgetFloor, FloorOutcome, Month};
+use llmgw_limiter::{BudgetFloor, FloorOutcome, FloorScope, Month};
 use llmgw_proto::billing_v1::MonthToDateSpendRequest;
 use llmgw_proto::billing_v1::ledger_client::LedgerClient;
 use tokio_util::task::AbortOnDropHandle;
@@ -34,7 +36,8 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Failures are logged at most this often (or once per interval, if longer).
 const LOG_EVERY: Duration = Duration::from_secs(60);
-/// One entry per tenant with spend this month: room for a million tenants.
+/// One entry per tenant and per key with spend this month: room for about
+/// a million of them.
 const MAX_RESPONSE_BYTES: usize = 64 << 20;
 
 /// Starts the sync if `billing_url` is set and `budget_sync_secs` is not 0;
@@ -79,6 +82,7 @@ async fn run(mut client: LedgerClient<Channel>, interval: Duration, state: Arc<S
                 tracing::debug!(
                     month = %sync.month,
                     tenants = sync.tenants,
+                    keys = sync.keys,
                     raised = sync.raised,
                     "quota: budgets synced from the usage ledger"
                 );
@@ -102,7 +106,9 @@ struct Synced {
     month: Month,
     /// Tenants with spend this month.
     tenants: usize,
-    /// Of those, whose counter was below the ledger.
+    /// Keys with spend this month.
+    keys: usize,
+    /// Of those tenants and keys, whose counter was below the ledger.
     raised: usize,
 }
 
@@ -139,7 +145,8 @@ impl fmt::Display for Failure {
     }
 }
 
-/// One sync: the ledger's spend of every tenant, then one floor per tenant.
+/// One sync: the ledger's spend of every tenant and key, then one floor per
+/// tenant and one per key.
 async fn sync(client: &mut LedgerClient<Channel>, state: &State) -> Result<Synced, Failure> {
     let call = client.month_to_date_spend(MonthToDateSpendRequest {
         tenant: String::new(),
@@ -159,25 +166,43 @@ async fn sync(client: &mut LedgerClient<Channel>, state: &State) -> Result<Synce
     let mut synced = Synced {
         month,
         tenants: 0,
+        keys: 0,
         raised: 0,
     };
-    for spend in response.tenants {
-        if spend.tenant.is_empty() || spend.cost_nano_usd == 0 {
-            continue;
-        }
-        synced.tenants += 1;
-        let floor = BudgetFloor {
+    let tenants = response
+        .tenants
+        .into_iter()
+        .filter(|spend| !spend.tenant.is_empty() && spend.cost_nano_usd != 0)
+        .map(|spend| BudgetFloor {
             tenant: spend.tenant,
+            scope: FloorScope::Tenant,
             month,
             spent_nano_usd: spend.cost_nano_usd,
-        };
+        });
+    let keys = response
+        .keys
+        .into_iter()
+        .filter(|spend| {
+            !spend.tenant.is_empty() && !spend.key_id.is_empty() && spend.cost_nano_usd != 0
+        })
+        .map(|spend| BudgetFloor {
+            tenant: spend.tenant,
+            scope: FloorScope::Key(spend.key_id),
+            month,
+            spent_nano_usd: spend.cost_nano_usd,
+        });
+    for floor in tenants.chain(keys) {
+        match floor.scope {
+            FloorScope::Tenant => synced.tenants += 1,
+            FloorScope::Key(_) => synced.keys += 1,
+        }
         match state.backend.raise_budget_floor(&floor).await {
             Ok(FloorOutcome::Raised) => {
                 synced.raised += 1;
                 state.metrics.budget_floor_raised();
             }
             Ok(FloorOutcome::Unchanged) => {}
-            // The same for every tenant: ask again for the new month.
+            // The same for every counter: ask again for the new month.
             Ok(FloorOutcome::OtherMonth) => return Err(Failure::OtherMonth(month)),
             Err(error) => return Err(Failure::Store(error.to_string())),
         }

@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 
 use llmgw_proto::billing_v1::ledger_server::{Ledger, LedgerServer};
 use llmgw_proto::billing_v1::{
-    MonthToDateSpendRequest, MonthToDateSpendResponse, RecordUsageRequest, RecordUsageResponse,
-    TenantSpend,
+    KeySpend, MonthToDateSpendRequest, MonthToDateSpendResponse, RecordUsageRequest,
+    RecordUsageResponse, TenantSpend,
 };
 use llmgw_proto::quota_v1::{AcquireRequest, LimitKind, Limits};
 use llmgw_quota::{Config, LimitsConfig};
@@ -28,6 +28,8 @@ const USD: u64 = 1_000_000_000;
 struct FakeLedger {
     month: String,
     tenants: Vec<(&'static str, u64)>,
+    /// (tenant, key id, spend)
+    keys: Vec<(&'static str, &'static str, u64)>,
 }
 
 #[tonic::async_trait]
@@ -51,6 +53,15 @@ impl Ledger for FakeLedger {
                 .iter()
                 .map(|&(tenant, cost_nano_usd)| TenantSpend {
                     tenant: tenant.to_owned(),
+                    cost_nano_usd,
+                })
+                .collect(),
+            keys: self
+                .keys
+                .iter()
+                .map(|&(tenant, key_id, cost_nano_usd)| KeySpend {
+                    tenant: tenant.to_owned(),
+                    key_id: key_id.to_owned(),
                     cost_nano_usd,
                 })
                 .collect(),
@@ -124,6 +135,7 @@ async fn ledger_spend_is_the_floor(redis_url: &str) {
     let billing = start_ledger(FakeLedger {
         month: this_month(),
         tenants: vec![("acme", 7 * USD), ("globex", 9 * USD), ("idle", 0)],
+        keys: vec![],
     })
     .await;
     let service = start(budget_config(redis_url, billing)).await;
@@ -175,11 +187,73 @@ async fn ledger_spend_is_the_floor_in_memory_too() {
     ledger_spend_is_the_floor("").await;
 }
 
+/// Key "kb" of "initech" (no tenant budget) has a budget B_k = 4 USD in
+/// the config and spent S_k = 3 USD: after a sync, 2 USD (fits B_k, not
+/// B_k - S_k) is denied by the key scope, 1 USD is allowed. The tenant's
+/// own spend raises no key's counter, and a zero spend raises nothing.
+async fn ledger_key_spend_is_the_key_floor(redis_url: &str) {
+    let billing = start_ledger(FakeLedger {
+        month: this_month(),
+        tenants: vec![("initech", 3 * USD), ("acme", USD)],
+        keys: vec![
+            ("initech", "kb", 3 * USD),
+            ("initech", "idle", 0),
+            ("acme", "k", USD),
+        ],
+    })
+    .await;
+    let mut config = budget_config(redis_url, billing);
+    config.limits.keys.insert(
+        "kb".into(),
+        LimitsConfig {
+            monthly_budget_usd: Some("4".into()),
+            ..LimitsConfig::default()
+        },
+    );
+    let service = start(config).await;
+    let mut client = service.client.clone();
+    if !redis_url.is_empty() {
+        wait_for_redis(&mut client, Duration::from_secs(10)).await;
+    }
+    wait_for_metric(&service, SYNC_OK).await;
+    // Two tenants and two keys with spend.
+    assert_eq!(metric(&service, FLOORS_RAISED).await, 4);
+
+    let on_kb = |cost_nano_usd| AcquireRequest {
+        cost_nano_usd,
+        ..request("initech", "kb")
+    };
+    let denied = acquire(&mut client, on_kb(2 * USD)).await;
+    assert!(!denied.allowed && !denied.degraded, "{denied:?}");
+    assert_eq!(denied.denied_by(), LimitKind::MonthlyBudget);
+    assert_eq!(denied.denied_scope, "key");
+    assert!(acquire(&mut client, on_kb(USD)).await.allowed);
+    assert!(!acquire(&mut client, on_kb(1)).await.allowed);
+    // acme: 1 USD on the tenant, 9 left of its 10.
+    assert!(
+        !acquire(&mut client, costing("acme", 9 * USD + 1))
+            .await
+            .allowed
+    );
+    assert!(acquire(&mut client, costing("acme", 9 * USD)).await.allowed);
+}
+
+#[tokio::test]
+async fn ledger_key_spend_rebuilds_wiped_redis_key_budgets() {
+    ledger_key_spend_is_the_key_floor(REDIS).await;
+}
+
+#[tokio::test]
+async fn ledger_key_spend_is_the_key_floor_in_memory_too() {
+    ledger_key_spend_is_the_key_floor("").await;
+}
+
 #[tokio::test]
 async fn figures_for_another_month_are_ignored() {
     let billing = start_ledger(FakeLedger {
         month: "2001-01".into(),
         tenants: vec![("acme", 10 * USD)],
+        keys: vec![("acme", "k", 10 * USD)],
     })
     .await;
     let service = start(budget_config(REDIS, billing)).await;

@@ -160,11 +160,21 @@ pub struct TenantSpend {
     pub cost_nano_usd: u64,
 }
 
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeySpend {
+    pub tenant: String,
+    pub key_id: String,
+    pub cost_nano_usd: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MonthSpend {
     pub month: Month,
     /// Tenants with usage in the month, by name.
     pub tenants: Vec<TenantSpend>,
+    /// Keys with usage in the month, by tenant then key id; per tenant they
+    /// sum to its figure in `tenants` (both from one query).
+    pub keys: Vec<KeySpend>,
 }
 
 impl Store {
@@ -252,8 +262,8 @@ impl Store {
         })?)
     }
 
-    /// Each tenant's spend in the current UTC month (or one tenant's, if it
-    /// has any), from the rollup.
+    /// Each tenant's and each key's spend in the current UTC month (or one
+    /// tenant's, if it has any), from the rollup.
     pub async fn month_to_date_spend(
         &self,
         tenant: Option<&str>,
@@ -261,7 +271,9 @@ impl Store {
         self.month_spend(Month::current(), tenant).await
     }
 
-    /// Each tenant's spend in `month` (or one tenant's, if it has any).
+    /// Each tenant's and each key's spend in `month` (or one tenant's, if it
+    /// has any). One query grouped by key: the tenant figures are its sums, so
+    /// both come from the same snapshot.
     pub async fn month_spend(
         &self,
         month: Month,
@@ -269,23 +281,39 @@ impl Store {
     ) -> Result<MonthSpend, StoreError> {
         let from = month.first_day().to_string();
         let to = month.succ().first_day().to_string();
-        let sql = "SELECT tenant, CAST(SUM(cost_nano_usd) AS BIGINT) FROM usage_daily \
+        let sql = "SELECT tenant, key_id, CAST(SUM(cost_nano_usd) AS BIGINT) FROM usage_daily \
              WHERE day >= $1 AND day < $2 AND ($3 IS NULL OR tenant = $3) \
-             GROUP BY tenant ORDER BY tenant";
-        let found: Vec<(String, i64)> = on_pool!(self, pool => sqlx::query_as(sql)
+             GROUP BY tenant, key_id ORDER BY tenant, key_id";
+        let found: Vec<(String, String, i64)> = on_pool!(self, pool => sqlx::query_as(sql)
             .bind(&from)
             .bind(&to)
             .bind(tenant)
             .fetch_all(pool)
             .await)?;
-        let tenants = found
-            .into_iter()
-            .map(|(tenant, cost)| TenantSpend {
+        let mut tenants: Vec<TenantSpend> = Vec::new();
+        let mut keys = Vec::with_capacity(found.len());
+        for (tenant, key_id, cost) in found {
+            let cost_nano_usd = u64::try_from(cost).unwrap_or(0);
+            match tenants.last_mut() {
+                Some(last) if last.tenant == tenant => {
+                    last.cost_nano_usd = last.cost_nano_usd.saturating_add(cost_nano_usd);
+                }
+                _ => tenants.push(TenantSpend {
+                    tenant: tenant.clone(),
+                    cost_nano_usd,
+                }),
+            }
+            keys.push(KeySpend {
                 tenant,
-                cost_nano_usd: u64::try_from(cost).unwrap_or(0),
-            })
-            .collect();
-        Ok(MonthSpend { month, tenants })
+                key_id,
+                cost_nano_usd,
+            });
+        }
+        Ok(MonthSpend {
+            month,
+            tenants,
+            keys,
+        })
     }
 }
 

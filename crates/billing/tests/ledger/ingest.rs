@@ -291,9 +291,17 @@ async fn month_to_date_spend(backend: Backend) {
     let mut c = event("mtd-2", 2, now);
     c.tenant = "globex".to_owned();
     c.cost_nano_usd = 13;
+    // Another key of globex; the same key id under acme is another key.
+    let mut d = event("mtd-3", 1, now);
+    d.tenant = "globex".to_owned();
+    d.key_id = "key-b".to_owned();
+    d.cost_nano_usd = 5;
+    let mut e = event("mtd-4", 1, now);
+    e.key_id = "key-b".to_owned();
+    e.cost_nano_usd = 3;
     // Last year's spend is not this month's.
     let old = event("mtd-old", 1, now - 400 * DAY_MS);
-    record(&mut client, vec![a, b, c, old]).await.unwrap();
+    record(&mut client, vec![a, b, c, d, e, old]).await.unwrap();
 
     let all = client
         .month_to_date_spend(MonthToDateSpendRequest::default())
@@ -306,7 +314,22 @@ async fn month_to_date_spend(backend: Backend) {
         .into_iter()
         .map(|t| (t.tenant, t.cost_nano_usd))
         .collect();
-    assert_eq!(spend, [("acme".to_owned(), 7), ("globex".to_owned(), 24)]);
+    assert_eq!(spend, [("acme".to_owned(), 10), ("globex".to_owned(), 29)]);
+    let keys: Vec<(String, String, u64)> = all
+        .keys
+        .into_iter()
+        .map(|k| (k.tenant, k.key_id, k.cost_nano_usd))
+        .collect();
+    let key = |tenant: &str, key_id: &str, cost| (tenant.to_owned(), key_id.to_owned(), cost);
+    assert_eq!(
+        keys,
+        [
+            key("acme", "key-a", 7),
+            key("acme", "key-b", 3),
+            key("globex", "key-a", 24),
+            key("globex", "key-b", 5),
+        ]
+    );
     let one = client
         .month_to_date_spend(MonthToDateSpendRequest {
             tenant: "globex".to_owned(),
@@ -315,6 +338,15 @@ async fn month_to_date_spend(backend: Backend) {
         .unwrap()
         .into_inner();
     assert_eq!(one.tenants.len(), 1);
-    assert_eq!(one.tenants[0].cost_nano_usd, 24);
+    assert_eq!(one.tenants[0].cost_nano_usd, 29);
+    let one_keys: Vec<(String, String, u64)> = one
+        .keys
+        .into_iter()
+        .map(|k| (k.tenant, k.key_id, k.cost_nano_usd))
+        .collect();
+    assert_eq!(
+        one_keys,
+        [key("globex", "key-a", 24), key("globex", "key-b", 5)]
+    );
     service.stop().await.unwrap();
 }
