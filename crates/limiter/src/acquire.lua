@@ -19,13 +19,41 @@ local function amount(kind)
   return tokens
 end
 
+-- What check() read, by key, so that apply() and the headers do not read
+-- it again (every redis.call is a few microseconds of Redis's one thread).
+-- apply() keeps them current, so a key shared by two limits still sees the
+-- first one's reservation.
+local delays = {}   -- per-minute keys: the delay (us)
+local counts = {}   -- calendar keys: the count in the current window, or
+                    -- false if the key holds another window (or nothing)
+
+local function read_delay(key)
+  local d = delays[key]
+  if d == nil then
+    d = delay(key)
+    delays[key] = d
+  end
+  return d
+end
+
+local function read_count(key, id)
+  local n = counts[key]
+  if n == nil then
+    local v = redis.call('HMGET', key, 'w', 'n')
+    n = false
+    if v[1] and tonumber(v[1]) == id then n = tonumber(v[2]) end
+    counts[key] = n
+  end
+  return n
+end
+
 -- nil if the request fits limit j, else the retry-after in ms.
 local function check(j)
   local key, kind, limit = KEYS[j], tonumber(ARGV[3 + 2 * j]), tonumber(ARGV[4 + 2 * j])
   local c = amount(kind)
   if kind <= 2 then
     if limit == 0 or c > limit then return 60000 end
-    local nd = delay(key) + c * P / limit
+    local nd = read_delay(key) + c * P / limit
     if nd <= P + EPS then return nil end
     return math.max(1, ceil_ms(nd - P - EPS))
   elseif kind == 4 then
@@ -38,7 +66,7 @@ local function check(j)
     return math.min(1000, math.max(1, retry))
   else
     local id, end_us = window(kind)
-    if limit > 0 and used(key, id) + c <= limit then return nil end
+    if limit > 0 and (read_count(key, id) or 0) + c <= limit then return nil end
     return math.max(1, ceil_ms(end_us - now))
   end
 end
@@ -48,8 +76,9 @@ local function apply(j)
   local key, kind, limit = KEYS[j], tonumber(ARGV[3 + 2 * j]), tonumber(ARGV[4 + 2 * j])
   local c = amount(kind)
   if kind <= 2 then
-    local nd = delay(key) + c * P / limit
+    local nd = read_delay(key) + c * P / limit
     store_tat(key, nd)
+    delays[key] = nd
     return nd
   elseif kind == 4 then
     redis.call('ZREMRANGEBYSCORE', key, '-inf', int(now))
@@ -58,13 +87,16 @@ local function apply(j)
     if redis.call('PTTL', key) < ttl_ms then redis.call('PEXPIRE', key, int(ttl_ms)) end
   else
     local id, end_us = window(kind)
-    local w = redis.call('HGET', key, 'w')
-    if w and tonumber(w) == id then
+    local n = read_count(key, id)
+    if n then
+      -- The window's counter got its expiry when the window started.
       redis.call('HINCRBY', key, 'n', int(c))
+      counts[key] = n + c
     else
       redis.call('HSET', key, 'w', int(id), 'n', int(c))
+      redis.call('PEXPIREAT', key, int(end_us / 1000 + MARGIN_MS))
+      counts[key] = c
     end
-    redis.call('PEXPIREAT', key, int(end_us / 1000 + MARGIN_MS))
   end
   return nil
 end
@@ -87,7 +119,7 @@ for j = 1, n do
   if denied == 0 then
     d = apply(j)
   elseif kind <= 2 then
-    d = delay(KEYS[j])
+    d = read_delay(KEYS[j])
   end
   if d then
     local remaining = math.floor((P - d + EPS) * limit / P)

@@ -118,3 +118,63 @@ async fn acquire_and_settle_are_one_command_each() {
     assert!(store.acquire(&free).await.unwrap().allowed);
     assert_eq!(commands.load(Ordering::SeqCst), before);
 }
+
+/// Every key the scripts write expires: namespaced keys never pile up in
+/// Redis. Repeated acquires and settles (which take the paths that skip
+/// re-setting an expiry) leave every key with a TTL, calendar counters
+/// expiring after their window ends.
+#[tokio::test]
+async fn every_key_written_expires() {
+    let prefix = format!("test-{}", uuid::Uuid::new_v4());
+    let mut connection = common::connection().await;
+    let store = RedisStore::new(connection.clone(), prefix.clone());
+    let limits = Limits {
+        requests_per_minute: Some(100),
+        tokens_per_minute: Some(100_000),
+        tokens_per_day: Some(1_000_000),
+        concurrent: Some(10),
+        monthly_budget_nano_usd: Some(1_000_000_000),
+    };
+    let buckets = [
+        bucket(Scope::Key, "k1", limits),
+        bucket(Scope::Tenant, "acme", limits),
+    ];
+    for _ in 0..3 {
+        let request = request(&buckets, 1000, 1000);
+        assert!(store.acquire(&request).await.unwrap().allowed);
+        store
+            .settle(&settle_of(&request, 1500, 1500))
+            .await
+            .unwrap();
+    }
+    let held = request(&buckets, 10, 10);
+    assert!(store.acquire(&held).await.unwrap().allowed);
+
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    // 5 counters per bucket and 3 "settled" markers.
+    assert_eq!(keys.len(), 13, "{keys:?}");
+    let (_, month_end_ms) = llmgw_limiter::Month::current().range_ms();
+    for key in keys {
+        let ttl_ms: i64 = redis::cmd("PTTL")
+            .arg(&key)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        assert!(ttl_ms > 0, "{key} has no expiry ({ttl_ms})");
+        if key.ends_with(":budget") {
+            let expires_at: i64 = redis::cmd("PEXPIRETIME")
+                .arg(&key)
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            assert!(
+                expires_at > month_end_ms,
+                "{key} expires before its month ends"
+            );
+        }
+    }
+}
