@@ -299,6 +299,23 @@ pub struct Settle {
     pub actual_cost_nano_usd: u64,
 }
 
+impl Settle {
+    /// Hands back everything `acquire` reserved (its tokens, its cost, its
+    /// concurrency slot), as for a request that used nothing. Its request
+    /// stays counted in requests/min, which is never refunded.
+    pub fn unused(acquire: &Acquire) -> Settle {
+        Settle {
+            tenant: acquire.tenant.clone(),
+            lease_id: acquire.lease_id.clone(),
+            buckets: acquire.buckets.clone(),
+            reserved_tokens: acquire.tokens,
+            actual_tokens: 0,
+            reserved_cost_nano_usd: acquire.cost_nano_usd,
+            actual_cost_nano_usd: 0,
+        }
+    }
+}
+
 /// Raise a monthly budget counter (a tenant's, or one of its keys') to at
 /// least what was spent in `month` (see "Budget floors" above).
 #[derive(Debug, Clone)]

@@ -2,7 +2,6 @@
 //! and a failure policy, or this process's memory when there is no Redis.
 
 use std::fmt;
-use std::future::Future;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -132,7 +131,7 @@ impl Backend {
             Primary::Redis(slot) => slot,
         };
         let result = match slot.get() {
-            Some(store) => self.bounded("acquire", store.acquire(acquire)).await,
+            Some(store) => self.acquire_on_redis(store, acquire).await,
             None => Err(RedisFailure::NotConnected),
         };
         match result {
@@ -168,7 +167,7 @@ impl Backend {
             return;
         }
         let result = match slot.get() {
-            Some(store) => self.bounded("settle", store.settle(settle)).await,
+            Some(store) => self.settle_on_redis(store, settle).await,
             None => Err(RedisFailure::NotConnected),
         };
         if let Err(error) = result {
@@ -200,19 +199,65 @@ impl Backend {
         }
     }
 
-    /// One Redis call, never longer than `redis_timeout_ms`.
-    async fn bounded<T>(
+    /// One Acquire on Redis, waited for at most `redis_timeout_ms`. A call
+    /// that outlives the wait was sent and may still run: dropping it could
+    /// leave a reservation nobody settles (the request was refused or decided
+    /// locally), holding budget for the rest of the month. So it finishes in
+    /// the background, and whatever it reserved is handed back at once.
+    async fn acquire_on_redis(
         &self,
-        op: &'static str,
-        call: impl Future<Output = Result<T, llmgw_limiter::StoreError>>,
-    ) -> Result<T, RedisFailure> {
+        store: &RedisStore,
+        acquire: &Acquire,
+    ) -> Result<Decision, RedisFailure> {
         let start = Instant::now();
-        let result = tokio::time::timeout(self.timeout, call).await;
-        self.metrics.redis_round_trip(op, start.elapsed());
-        match result {
-            Ok(Ok(value)) => Ok(value),
-            Ok(Err(error)) => Err(RedisFailure::Store(error)),
-            Err(_) => Err(RedisFailure::Timeout(self.timeout)),
+        let mut call = Box::pin({
+            let (store, acquire) = (store.clone(), acquire.clone());
+            async move {
+                let result = store.acquire(&acquire).await;
+                (store, acquire, result)
+            }
+        });
+        let waited = tokio::time::timeout(self.timeout, &mut call).await;
+        self.metrics.redis_round_trip("acquire", start.elapsed());
+        match waited {
+            Ok((_, _, result)) => result.map_err(RedisFailure::Store),
+            Err(_) => {
+                let metrics = self.metrics.clone();
+                tokio::spawn(async move {
+                    let (store, acquire, result) = call.await;
+                    if result.is_ok_and(|decision| decision.allowed) {
+                        metrics.late_acquire_released();
+                        if let Err(error) = store.settle(&Settle::unused(&acquire)).await {
+                            tracing::debug!(%error, lease_id = %acquire.lease_id,
+                                "quota: a late reservation could not be handed back; its lease timeout frees the slot");
+                        }
+                    }
+                });
+                Err(RedisFailure::Timeout(self.timeout))
+            }
+        }
+    }
+
+    /// One Settle on Redis, waited for at most `redis_timeout_ms`; past that
+    /// it finishes in the background rather than being dropped half-sent.
+    async fn settle_on_redis(
+        &self,
+        store: &RedisStore,
+        settle: &Settle,
+    ) -> Result<(), RedisFailure> {
+        let start = Instant::now();
+        let mut call = Box::pin({
+            let (store, settle) = (store.clone(), settle.clone());
+            async move { store.settle(&settle).await }
+        });
+        let waited = tokio::time::timeout(self.timeout, &mut call).await;
+        self.metrics.redis_round_trip("settle", start.elapsed());
+        match waited {
+            Ok(result) => result.map_err(RedisFailure::Store),
+            Err(_) => {
+                tokio::spawn(call);
+                Err(RedisFailure::Timeout(self.timeout))
+            }
         }
     }
 

@@ -38,6 +38,7 @@ pub struct Metrics {
     redis_errors: Family<OpLabels, Counter>,
     budget_syncs: Family<SyncLabels, Counter>,
     budget_floors_raised: Counter,
+    late_acquires_released: Counter,
 }
 
 impl Metrics {
@@ -74,8 +75,14 @@ impl Metrics {
         );
         registry.register(
             "budget_floors_raised",
-            "Tenant budget counters raised to the ledger's month-to-date spend",
+            "Tenant and key budget counters raised to the ledger's month-to-date spend",
             budget_floors_raised.clone(),
+        );
+        let late_acquires_released = Counter::default();
+        registry.register(
+            "late_acquires_released",
+            "Acquires Redis ran after the wait for them ended, whose reservation was handed back",
+            late_acquires_released.clone(),
         );
         Metrics {
             registry,
@@ -84,6 +91,7 @@ impl Metrics {
             redis_errors,
             budget_syncs,
             budget_floors_raised,
+            late_acquires_released,
         }
     }
 
@@ -100,6 +108,10 @@ impl Metrics {
         self.redis_seconds
             .get_or_create(&OpLabels { op })
             .observe(elapsed.as_secs_f64());
+    }
+
+    pub fn late_acquire_released(&self) {
+        self.late_acquires_released.inc();
     }
 
     pub fn redis_error(&self, op: &'static str) {

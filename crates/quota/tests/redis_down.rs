@@ -176,3 +176,56 @@ async fn redis_restart_is_bounded_and_recovers_without_restart() {
     proxy.set_mode(Mode::Forward);
     wait_for_redis(&mut client, Duration::from_secs(5)).await;
 }
+
+/// An Acquire Redis runs after the service stopped waiting for it (sent
+/// just before Redis stalled) was answered "unavailable", so nobody will
+/// settle what it reserved: the service hands it back once Redis answers,
+/// and the tenant's budget and concurrency slot are whole again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_acquire_gives_its_reservation_back() {
+    let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
+    let mut config = config(&format!("redis://{}", proxy.address));
+    // Room for exactly one request (`request` reserves 1 000 nano-USD).
+    config.limits.tenants.insert(
+        "t-budget".into(),
+        LimitsConfig {
+            monthly_budget_usd: Some("0.000001".into()),
+            concurrent: Some(1),
+            ..LimitsConfig::default()
+        },
+    );
+    let service = start(config).await;
+    let mut client = service.client.clone();
+    wait_for_redis(&mut client, Duration::from_secs(10)).await;
+
+    proxy.set_mode(Mode::Hang);
+    let answer = acquire(&mut client, request("t-budget", "k")).await;
+    assert!(answer.degraded && answer.unavailable && !answer.allowed);
+    // Redis now runs the held Acquire (well within the connection's own
+    // 1 s response timeout), then whatever comes next.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    proxy.set_mode(Mode::Forward);
+
+    let start = Instant::now();
+    loop {
+        let answer = acquire(&mut client, request("t-budget", "k")).await;
+        if answer.allowed {
+            assert!(!answer.degraded);
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "the late reservation was never handed back: {answer:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // At least the one above (a poll can also outlive its wait while the
+    // held bytes drain; it is handed back the same way).
+    let metrics = http_get(service.address, "/metrics").await;
+    let released: u64 = metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("llmgw_quota_late_acquires_released_total "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or(0);
+    assert!(released >= 1, "{metrics}");
+}
