@@ -1,6 +1,7 @@
 //! The edge's side of quotas: reserve before calling the router, settle when
 //! the answer ends, and OpenAI's `x-ratelimit-*` headers.
 
+use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -113,11 +114,30 @@ impl Quota {
             key_limits: limits.key,
             tenant_limits: limits.tenant,
         };
-        let answer = tokio::time::timeout(self.timeout, self.client.clone().acquire(request)).await;
-        let answer = match answer {
+        // The settle of this reservation, once its usage is known.
+        let settle = SettleRequest {
+            request_id: request_id.to_owned(),
+            subject: Some(subject),
+            reserved_tokens: tokens,
+            actual_tokens: 0,
+            reserved_cost_nano_usd: cost,
+            actual_cost_nano_usd: 0,
+            degraded: false,
+            // The Acquire's limits, so the same counters are adjusted.
+            key_limits: limits.key,
+            tenant_limits: limits.tenant,
+        };
+        let mut call = Box::pin({
+            let mut client = self.client.clone();
+            async move { client.acquire(request).await }
+        });
+        let answer = match tokio::time::timeout(self.timeout, &mut call).await {
             Ok(Ok(answer)) => answer.into_inner(),
             Ok(Err(status)) => return (self.unreachable(&status.to_string()), HeaderMap::new()),
-            Err(_) => return (self.unreachable("timed out"), HeaderMap::new()),
+            Err(_) => {
+                self.hand_back_if_granted(call, settle);
+                return (self.unreachable("timed out"), HeaderMap::new());
+            }
         };
         let headers = headers(&answer);
         if !answer.allowed {
@@ -136,22 +156,42 @@ impl Quota {
         let lease = Lease {
             client: self.client.clone(),
             request: SettleRequest {
-                request_id: request_id.to_owned(),
-                subject: Some(subject),
-                reserved_tokens: tokens,
-                actual_tokens: 0,
-                reserved_cost_nano_usd: cost,
-                actual_cost_nano_usd: 0,
                 degraded: answer.degraded,
-                // The Acquire's limits, so the same counters are adjusted.
-                key_limits: limits.key,
-                tenant_limits: limits.tenant,
+                ..settle
             },
             input_nano_per_mtok: input,
             output_nano_per_mtok: output,
             prompt_estimate,
         };
         (Ok(Some(lease)), headers)
+    }
+
+    /// An Acquire the edge stopped waiting for still reaches the quota
+    /// service, which may grant it; the request was served without a lease
+    /// (or refused), so nobody would settle it, and its reservation would
+    /// hold budget for the rest of the month. The call goes on in the
+    /// background and whatever it was granted is settled as unused.
+    fn hand_back_if_granted<F>(&self, call: F, settle: SettleRequest)
+    where
+        F: Future<Output = Result<tonic::Response<AcquireResponse>, tonic::Status>>
+            + Send
+            + 'static,
+    {
+        let mut client = self.client.clone();
+        tokio::spawn(async move {
+            let Ok(answer) = call.await else { return };
+            let answer = answer.into_inner();
+            if !answer.allowed || answer.unlimited {
+                return; // Nothing was reserved.
+            }
+            let settle = SettleRequest {
+                degraded: answer.degraded,
+                ..settle
+            };
+            if let Err(status) = client.settle(settle).await {
+                tracing::debug!(error = %status, "quota: a late reservation could not be handed back; the lease timeout will release it");
+            }
+        });
     }
 
     fn unreachable(&self, error: &str) -> Result<Option<Lease>, ApiError> {
