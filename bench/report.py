@@ -191,6 +191,8 @@ def main():
         "direct = load generator -> mock upstream (cpu/rss columns are the mock's);\n"
         "all-in-one / split = through the gateway (cpu/rss = gateway processes only);\n"
         "anthropic = all-in-one with the model served over Anthropic's Messages API;\n"
+        "quota-memory = all-in-one with limits kept in the quota service's memory\n"
+        "  (what the edge -> quota gRPC hop costs);\n"
         "quota = all-in-one with limits in Redis (cpu includes redis-server).\n"
         "+p50_ms = gateway p50 - direct p50 at the same concurrency and mode."
     )

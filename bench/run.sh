@@ -7,7 +7,7 @@
 # Environment knobs (all optional):
 #   BENCH_REQUESTS_SCALE  multiply request counts (0.1 = quick run)      [1]
 #   BENCH_CONCURRENCY     concurrencies to run                           ["1 16 64"]
-#   BENCH_SCENARIOS       subset of "direct all-in-one split anthropic quota"  [all]
+#   BENCH_SCENARIOS       subset of "direct all-in-one split anthropic quota-memory quota"  [all]
 #   BENCH_CHUNKS          chunks the mock upstream emits per response    [20]
 #   BENCH_THREADS         tokio threads of the load generator            [1]
 #   BENCH_PORT_BASE       first port tried when looking for free ports   [18400]
@@ -19,7 +19,7 @@ cd "$ROOT"
 
 SCALE="${BENCH_REQUESTS_SCALE:-1}"
 CONCURRENCIES="${BENCH_CONCURRENCY:-1 16 64}"
-SCENARIOS="${BENCH_SCENARIOS:-direct all-in-one split anthropic quota}"
+SCENARIOS="${BENCH_SCENARIOS:-direct all-in-one split anthropic quota-memory quota}"
 CHUNKS="${BENCH_CHUNKS:-20}"
 THREADS="${BENCH_THREADS:-1}"
 PORT_BASE="${BENCH_PORT_BASE:-18400}"
@@ -224,7 +224,7 @@ if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
 fi
 [[ -x "$LLMGW" && -x "$BENCH" ]] || die "missing $LLMGW or $BENCH (build them first)"
 
-pick_ports 10
+pick_ports 13
 PORT_MOCK="${PORTS[0]}"
 : >"$WORK/idle.tsv"
 : >"$WORK/results.jsonl"
@@ -285,31 +285,43 @@ if has_scenario anthropic; then
     stop_pids "$ANTHROPIC_PID"
 fi
 
-if has_scenario quota; then
-    # all-in-one with limits in Redis (high enough that nothing is denied):
-    # the difference to all-in-one is what quotas cost; Redis's CPU counts.
-    EDGE="${PORTS[7]}" ROUTER="${PORTS[8]}" QUOTA="${PORTS[9]}"
-    write_config "$WORK/quota.yaml" "$EDGE" "$ROUTER" no
-    cat >>"$WORK/quota.yaml" <<EOF
+# quota_scenario LABEL PORT_INDEX REDIS(yes|no): all-in-one with limits high
+# enough that nothing is denied; the difference to all-in-one is what quotas
+# cost. With Redis, redis-server's CPU counts; without, the counters are in
+# the quota service's memory, which isolates the edge -> quota gRPC hop.
+quota_scenario() {
+    local label="$1" redis="$3"
+    local EDGE="${PORTS[$2]}" ROUTER="${PORTS[$(($2 + 1))]}" QUOTA="${PORTS[$(($2 + 2))]}"
+    local config="$WORK/$label.yaml" redis_line="" pid redis_pid=""
+    [[ "$redis" == yes ]] && redis_line="  redis_url: \"${REDIS_URL:-redis://127.0.0.1:6379}\""
+    write_config "$config" "$EDGE" "$ROUTER" no
+    cat >>"$config" <<EOF
 quota:
   listen: "127.0.0.1:$QUOTA"
-  redis_url: "${REDIS_URL:-redis://127.0.0.1:6379}"
+$redis_line
   key_prefix: "llmgw-bench-$STAMP"
   limits:
     default_key: {requests_per_minute: 100000000, tokens_per_minute: 100000000000, concurrent: 100000}
     default_tenant: {monthly_budget_usd: "1000000"}
 EOF
-    REDIS_PID="$(pgrep -x redis-server | head -n 1 || true)"
-    [[ -n "$REDIS_PID" ]] || die "the quota scenario needs a local redis-server"
-    start quota "$LLMGW" --config "$WORK/quota.yaml" all
-    QUOTA_PID="$STARTED"
-    wait_http_ok quota "$QUOTA_PID" "http://127.0.0.1:$EDGE/readyz"
+    if [[ "$redis" == yes ]]; then
+        redis_pid="$(pgrep -x redis-server | head -n 1 || true)"
+        [[ -n "$redis_pid" ]] || die "the $label scenario needs a local redis-server"
+    fi
+    start "$label" "$LLMGW" --config "$config" all
+    pid="$STARTED"
+    wait_http_ok "$label" "$pid" "http://127.0.0.1:$EDGE/readyz"
     sleep 1
-    idle_rss quota llmgw "$QUOTA_PID"
-    run_matrix quota "http://127.0.0.1:$EDGE/v1" "$KEY" -- "$QUOTA_PID" "$REDIS_PID"
-    curl -fsS "http://127.0.0.1:$QUOTA/metrics" >"$WORK/quota-metrics.txt" || true
-    stop_pids "$QUOTA_PID"
-fi
+    idle_rss "$label" llmgw "$pid"
+    run_matrix "$label" "http://127.0.0.1:$EDGE/v1" "$KEY" -- "$pid" $redis_pid
+    if [[ "$redis" == yes ]]; then
+        curl -fsS "http://127.0.0.1:$QUOTA/metrics" >"$WORK/quota-metrics.txt" || true
+    fi
+    stop_pids "$pid"
+}
+
+if has_scenario quota-memory; then quota_scenario quota-memory 10 no; fi
+if has_scenario quota; then quota_scenario quota 7 yes; fi
 
 stop_all
 
