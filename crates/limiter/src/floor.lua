@@ -1,7 +1,7 @@
 -- Raise a monthly budget counter (a tenant's, or one of its keys') to at
--- least what the usage ledger says was spent this month; never lower it (it also holds
--- reservations the ledger does not know yet). Runs after common.lua; mirrors
--- MemoryStore::raise_budget_floor. Semantics: crate docs.
+-- least what the usage ledger says was spent this month; never lower it (it
+-- also holds reservations the ledger does not know yet). Runs after
+-- common.lua; mirrors MemoryStore::raise_budget_floor. Semantics: crate docs.
 --
 -- KEYS[1]   the budget counter: tenant scope or key scope
 -- ARGV[1]   the month the floor is for (year * 12 + month - 1)

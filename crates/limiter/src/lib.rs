@@ -88,8 +88,8 @@
 //! the budget counter of its [`FloorScope`] — the tenant's own (bucket
 //! [`Scope::Tenant`], id = the tenant) or one of its keys' (bucket
 //! [`Scope::Key`], id = the key id) — of the current month to
-//! `max(used, floor)`. It never lowers a
-//! counter, which also holds reservations the ledger does not know yet. A
+//! `max(used, floor)`. It never lowers a counter, which also holds
+//! reservations the ledger does not know yet. A
 //! counter of an older month, or none, starts the current month at the
 //! floor (same expiry as any budget counter). A floor for a month that is
 //! not the current one (the month turned since the figure was computed)

@@ -176,9 +176,9 @@ impl Backend {
         }
     }
 
-    /// Raises a tenant's (or key's) budget counter to the ledger's figure where budgets
-    /// are decided: Redis (once connected) or memory, and also this
-    /// replica's store when budgets fall back to it (`local`).
+    /// Raises a tenant's (or key's) budget counter to the ledger's figure
+    /// where budgets are decided: Redis (once connected) or memory, and also
+    /// this replica's store when budgets fall back to it (`local`).
     pub async fn raise_budget_floor(
         &self,
         floor: &BudgetFloor,

@@ -7,9 +7,10 @@
 //! counter, and each key's, to at least that figure (`max`, never lower: the
 //! counter also holds reservations the ledger does not know yet). Key floors
 //! are raised whether or not the key has a budget: the limits can come with
-//! the request (accounts database), not only from the config. Billing or Redis unavailable: the sync is
-//! counted, logged at most once per interval, retried sooner, and budgets
-//! keep being enforced with what the counters hold.
+//! the request (accounts database), not only from the config. Billing or
+//! Redis unavailable: the sync is counted, logged at most once per interval,
+//! retried sooner, and budgets keep being enforced with what the counters
+//! hold.
 
 use std::fmt;
 use std::sync::Arc;
