@@ -189,6 +189,18 @@ impl Gateway {
         self.chat_raw(Some(KEY), body.to_string()).await
     }
 
+    /// The edge's `GET /metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .expect("reachable")
+            .text()
+            .await
+            .expect("text")
+    }
+
     /// A streaming call, read to the end: the `data:` payloads in order.
     pub async fn stream(&self, body: Value) -> (u16, Vec<String>) {
         let response = self.chat(body).await;

@@ -30,15 +30,7 @@ async fn an_unreachable_quota_service_follows_the_edge_policy() {
         .await;
         let response = gateway.chat(request("mock")).await;
         assert_eq!(response.status(), status, "{policy:?}");
-        let metrics = gateway
-            .client
-            .get(gateway.url("/metrics"))
-            .send()
-            .await
-            .expect("reachable")
-            .text()
-            .await
-            .expect("text");
+        let metrics = gateway.metrics().await;
         assert!(
             metrics.contains("llmgw_edge_quota_unreachable_total 1"),
             "{metrics}"

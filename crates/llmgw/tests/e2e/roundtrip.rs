@@ -131,15 +131,7 @@ async fn health_readiness_and_metrics() {
     }
     assert_eq!(gateway.chat(request("mock")).await.status(), 200);
     assert_eq!(gateway.chat(request("no-such-model")).await.status(), 404);
-    let metrics = gateway
-        .client
-        .get(gateway.url("/metrics"))
-        .send()
-        .await
-        .expect("reachable")
-        .text()
-        .await
-        .expect("text");
+    let metrics = gateway.metrics().await;
     assert!(
         metrics.contains(
             r#"llmgw_edge_requests_total{route="chat_completions",model="mock",status="200"} 1"#
