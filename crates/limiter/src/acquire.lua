@@ -24,8 +24,7 @@ end
 -- apply() keeps them current, so a key shared by two limits still sees the
 -- first one's reservation.
 local delays = {}   -- per-minute keys: the delay (us)
-local counts = {}   -- calendar keys: the count in the current window, or
-                    -- false if the key holds another window (or nothing)
+local counts = {}   -- calendar keys: count() in the current window
 
 local function read_delay(key)
   local d = delays[key]
@@ -39,9 +38,7 @@ end
 local function read_count(key, id)
   local n = counts[key]
   if n == nil then
-    local v = redis.call('HMGET', key, 'w', 'n')
-    n = false
-    if v[1] and tonumber(v[1]) == id then n = tonumber(v[2]) end
+    n = count(key, id)
     counts[key] = n
   end
   return n

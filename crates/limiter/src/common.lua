@@ -65,10 +65,12 @@ local function delay(key)
   return d
 end
 
-local function used(key, id)
+-- The count of a calendar counter in window `id`, or false if the key holds
+-- another window (or nothing), which counts as 0 in this one.
+local function count(key, id)
   local v = redis.call('HMGET', key, 'w', 'n')
   if v[1] and tonumber(v[1]) == id then return tonumber(v[2]) end
-  return 0
+  return false
 end
 
 

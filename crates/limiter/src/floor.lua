@@ -15,7 +15,7 @@ local floor = tonumber(ARGV[2])
 local id, end_us = window(5)
 if id ~= month then return -1 end
 -- An older month's counter (or none) counts as 0 in this month.
-if used(KEYS[1], id) >= floor then return 0 end
+if (count(KEYS[1], id) or 0) >= floor then return 0 end
 redis.call('HSET', KEYS[1], 'w', int(id), 'n', int(floor))
 redis.call('PEXPIREAT', KEYS[1], int(end_us / 1000 + MARGIN_MS))
 return 1

@@ -33,9 +33,9 @@ for j = 1, #KEYS - 1 do
     local delta = kind == 3 and dt or dc
     if delta ~= 0 then
       local id, end_us = window(kind)
-      local v = redis.call('HMGET', key, 'w', 'n')
-      if v[1] and tonumber(v[1]) == id then
-        local n = tonumber(v[2]) + delta
+      local n = count(key, id)
+      if n then
+        n = n + delta
         if n < 0 then n = 0 end
         redis.call('HSET', key, 'n', int(n))
       elseif delta > 0 then

@@ -79,19 +79,24 @@ fn command_len(buf: &[u8]) -> Option<usize> {
     Some(at)
 }
 
+/// One limit of every kind, none of which the tests reach.
+fn every_limit() -> Limits {
+    Limits {
+        requests_per_minute: Some(100),
+        tokens_per_minute: Some(100_000),
+        tokens_per_day: Some(1_000_000),
+        concurrent: Some(10),
+        monthly_budget_nano_usd: Some(1_000_000_000),
+    }
+}
+
 #[tokio::test]
 async fn acquire_and_settle_are_one_command_each() {
     let (url, commands) = counting_proxy().await;
     let client = redis::Client::open(url).unwrap();
     let connection = ConnectionManager::new(client).await.unwrap();
     let store = RedisStore::new(connection, format!("test-{}", uuid::Uuid::new_v4()));
-    let limits = Limits {
-        requests_per_minute: Some(100),
-        tokens_per_minute: Some(100_000),
-        tokens_per_day: Some(1_000_000),
-        concurrent: Some(10),
-        monthly_budget_nano_usd: Some(1_000_000_000),
-    };
+    let limits = every_limit();
     let buckets = [
         bucket(Scope::Key, "k1", limits),
         bucket(Scope::KeyModel, "k1/m", limits),
@@ -128,13 +133,7 @@ async fn every_key_written_expires() {
     let prefix = format!("test-{}", uuid::Uuid::new_v4());
     let mut connection = common::connection().await;
     let store = RedisStore::new(connection.clone(), prefix.clone());
-    let limits = Limits {
-        requests_per_minute: Some(100),
-        tokens_per_minute: Some(100_000),
-        tokens_per_day: Some(1_000_000),
-        concurrent: Some(10),
-        monthly_budget_nano_usd: Some(1_000_000_000),
-    };
+    let limits = every_limit();
     let buckets = [
         bucket(Scope::Key, "k1", limits),
         bucket(Scope::Tenant, "acme", limits),

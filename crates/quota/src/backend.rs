@@ -119,11 +119,13 @@ impl Backend {
         })
     }
 
-    pub async fn acquire(&self, acquire: &Acquire) -> Outcome {
+    /// Shared (`Arc`) so that a Redis call outliving its wait can keep it
+    /// without copying it on every request.
+    pub async fn acquire(&self, acquire: Arc<Acquire>) -> Outcome {
         let slot = match &self.primary {
             Primary::Memory => {
                 return Outcome {
-                    decision: self.local.acquire(acquire),
+                    decision: self.local.acquire(&acquire),
                     degraded: false,
                     unavailable: false,
                 };
@@ -131,7 +133,7 @@ impl Backend {
             Primary::Redis(slot) => slot,
         };
         let result = match slot.get() {
-            Some(store) => self.acquire_on_redis(store, acquire).await,
+            Some(store) => self.acquire_on_redis(store, acquire.clone()).await,
             None => Err(RedisFailure::NotConnected),
         };
         match result {
@@ -143,15 +145,15 @@ impl Backend {
             Err(error) => {
                 self.metrics.redis_error("acquire");
                 self.incidents.degraded(&error);
-                self.degraded_acquire(acquire)
+                self.degraded_acquire(&acquire)
             }
         }
     }
 
     /// Settles where the Acquire was decided: `degraded` ones locally.
-    pub async fn settle(&self, settle: &Settle, degraded: bool) {
+    pub async fn settle(&self, settle: Arc<Settle>, degraded: bool) {
         let slot = match &self.primary {
-            Primary::Memory => return self.local.settle(settle),
+            Primary::Memory => return self.local.settle(&settle),
             Primary::Redis(slot) => slot,
         };
         if degraded {
@@ -207,11 +209,11 @@ impl Backend {
     async fn acquire_on_redis(
         &self,
         store: &RedisStore,
-        acquire: &Acquire,
+        acquire: Arc<Acquire>,
     ) -> Result<Decision, RedisFailure> {
         let start = Instant::now();
         let mut call = Box::pin({
-            let (store, acquire) = (store.clone(), acquire.clone());
+            let store = store.clone();
             async move {
                 let result = store.acquire(&acquire).await;
                 (store, acquire, result)
@@ -225,12 +227,13 @@ impl Backend {
                 let metrics = self.metrics.clone();
                 tokio::spawn(async move {
                     let (store, acquire, result) = call.await;
-                    if result.is_ok_and(|decision| decision.allowed) {
-                        metrics.late_acquire_released();
-                        if let Err(error) = store.settle(&Settle::unused(&acquire)).await {
-                            tracing::debug!(%error, lease_id = %acquire.lease_id,
-                                "quota: a late reservation could not be handed back; its lease timeout frees the slot");
-                        }
+                    if !result.is_ok_and(|decision| decision.allowed) {
+                        return; // Nothing was reserved.
+                    }
+                    match store.settle(&Settle::unused(&acquire)).await {
+                        Ok(()) => metrics.late_acquire_released(),
+                        Err(error) => tracing::debug!(%error, lease_id = %acquire.lease_id,
+                            "quota: a late reservation could not be handed back; its lease timeout frees the slot"),
                     }
                 });
                 Err(RedisFailure::Timeout(self.timeout))
@@ -243,11 +246,11 @@ impl Backend {
     async fn settle_on_redis(
         &self,
         store: &RedisStore,
-        settle: &Settle,
+        settle: Arc<Settle>,
     ) -> Result<(), RedisFailure> {
         let start = Instant::now();
         let mut call = Box::pin({
-            let (store, settle) = (store.clone(), settle.clone());
+            let store = store.clone();
             async move { store.settle(&settle).await }
         });
         let waited = tokio::time::timeout(self.timeout, &mut call).await;

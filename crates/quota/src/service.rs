@@ -67,15 +67,15 @@ impl Quota for QuotaService {
                     unavailable: false,
                 }
             } else {
-                let acquire = Acquire {
+                let acquire = Arc::new(Acquire {
                     tenant: subject.tenant.to_owned(),
                     lease_id: request.request_id.clone(),
                     buckets,
                     tokens: request.tokens,
                     cost_nano_usd: request.cost_nano_usd,
                     lease_ttl_ms: millis(state.lease_timeout),
-                };
-                state.backend.acquire(&acquire).await
+                });
+                state.backend.acquire(acquire).await
             };
             let outcome_label = match (&outcome.decision, outcome.unavailable) {
                 (_, true) => "unavailable",
@@ -124,7 +124,7 @@ impl Quota for QuotaService {
             )?;
             let buckets = state.rules.buckets(&subject);
             if !buckets.is_empty() {
-                let settle = Settle {
+                let settle = Arc::new(Settle {
                     tenant: subject.tenant.to_owned(),
                     lease_id: request.request_id.clone(),
                     buckets,
@@ -132,11 +132,11 @@ impl Quota for QuotaService {
                     actual_tokens: request.actual_tokens,
                     reserved_cost_nano_usd: request.reserved_cost_nano_usd,
                     actual_cost_nano_usd: request.actual_cost_nano_usd,
-                };
+                });
                 // A settle Redis did not take is logged and counted by the
                 // backend; the lease timeout releases it, so the caller has
                 // nothing to retry.
-                state.backend.settle(&settle, request.degraded).await;
+                state.backend.settle(settle, request.degraded).await;
             }
             Ok(Response::new(SettleResponse {}))
         }
