@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use llmgw_proto::router_v1::router_server::RouterServer;
+use llmgw_spool::SpoolConfig;
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
@@ -30,7 +31,7 @@ pub use config::{
 
 use crate::catalog::{Catalog, Defaults};
 use crate::metrics::Metrics;
-use crate::usage::spool::{self, SpoolConfig, UsageSink};
+use crate::usage::spool::{LedgerDelivery, UsageSink};
 
 /// What every call shares.
 pub(crate) struct State {
@@ -124,16 +125,17 @@ async fn start_spool(
         .connect_timeout(Duration::from_secs(1))
         .connect_lazy();
     let spool_config = SpoolConfig {
+        name: "usage",
         dir,
         max_bytes: usage.max_bytes,
         segment_bytes: usage.segment_bytes,
         flush_interval: Duration::from_millis(usage.flush_interval_ms),
         batch_size: usage.batch_size,
     };
-    let (sink, done) = spool::start(
+    let (sink, done) = llmgw_spool::start(
         spool_config,
-        llmgw_proto::billing_v1::ledger_client::LedgerClient::new(channel),
-        metrics.clone(),
+        LedgerDelivery::new(channel),
+        metrics.spool.clone(),
         shutdown,
         Duration::from_secs(usage.drain_timeout_secs),
     )

@@ -123,6 +123,3 @@ pub fn text_tokens(upstream_model: &str, text: &str) -> u64 {
 pub fn prompt_tokens(upstream_model: &str, body: &[u8]) -> u64 {
     crate::usage::tokens::prompt_tokens(upstream_model, body)
 }
-
-/// The usage spool on disk, for `benches/spool.rs`.
-pub use crate::usage::bench as spool;

@@ -1,11 +1,7 @@
 pub mod tokens;
 
-// The durable usage spool and its sender to billing.
-#[doc(hidden)]
-pub mod bench;
-mod segment;
-pub mod sender;
+// The usage spool: the durable spool (`llmgw-spool`) over usage events,
+// delivering to billing's `Ledger`.
 pub mod spool;
 #[cfg(test)]
 mod tests;
-mod writer;

@@ -1,4 +1,4 @@
-//! The writer: one OS thread that turns queued usage events into fsynced
+//! The writer: one OS thread that turns queued events into fsynced
 //! segment records. It runs on its own thread, not the async runtime,
 //! because fsync blocks for milliseconds and must never stall a request.
 //!
@@ -6,7 +6,7 @@
 //! makes it durable with one `fdatasync`, then publishes the new durable
 //! position to the sender. Commits are at most one per `flush_interval`: an
 //! event waits at most that long (plus the fsync) to become durable, and a
-//! busy router does ~50 fsyncs a second however many events it emits.
+//! busy process does ~50 fsyncs a second however many events it emits.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Seek, SeekFrom, Write};
@@ -15,20 +15,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use llmgw_proto::billing_v1::UsageEvent;
 use tokio::sync::mpsc::UnboundedReceiver;
 use tokio::sync::mpsc::error::TryRecvError;
 use tokio::sync::{oneshot, watch};
 
-use super::segment::{self, Position};
 use crate::metrics::SpoolMetrics;
+use crate::segment::{self, Position};
 
 /// What the writer's queue carries.
 // Nearly every message is an event: boxing it to shrink `Stop` would add an
 // allocation to every `emit` and save nothing.
 #[allow(clippy::large_enum_variant)]
-pub enum Msg {
-    Event(UsageEvent),
+pub enum Msg<E> {
+    Event(E),
     /// Write and fsync everything queued before this, then stop.
     Stop,
 }
@@ -40,11 +39,15 @@ const MAX_COMMIT_BYTES: usize = 8 << 20;
 /// events still in memory are given up (shutdown must finish).
 const STOP_TRIES: u32 = 3;
 
-pub struct Writer {
+pub struct Writer<E> {
+    /// The spool's name, for log lines.
+    pub name: &'static str,
+    /// Names an event in log lines (`Delivery::span`).
+    pub span: fn(&E) -> tracing::Span,
     pub dir: PathBuf,
     pub segment_bytes: u64,
     pub flush_interval: Duration,
-    pub rx: UnboundedReceiver<Msg>,
+    pub rx: UnboundedReceiver<Msg<E>>,
     /// The segment being appended to, and its durable length.
     pub file: File,
     pub segment: u64,
@@ -71,7 +74,7 @@ struct Pending {
     stopping: bool,
 }
 
-impl Writer {
+impl<E: prost::Message> Writer<E> {
     /// The thread's body.
     pub fn run(mut self) {
         let mut pending = Pending {
@@ -117,15 +120,17 @@ impl Writer {
         let lost = pending.events + self.rx.len() as u64;
         if lost > 0 {
             tracing::error!(
+                spool = self.name,
                 lost_events = lost,
                 dir = %self.dir.display(),
-                "usage spool writer stopped with events it could not write: they are lost"
+                "spool writer stopped with events it could not write: they are lost"
             );
         }
         tracing::debug!(
+            spool = self.name,
             segment = self.segment,
             len = self.len,
-            "usage spool writer stopped"
+            "spool writer stopped"
         );
         let _ = self.done.send(());
     }
@@ -154,7 +159,7 @@ impl Writer {
 
     /// Encodes one event into the buffer, rotating first if it would not fit
     /// in the current segment. False when the disk failed for good.
-    fn push(&mut self, event: UsageEvent, pending: &mut Pending) -> bool {
+    fn push(&mut self, event: E, pending: &mut Pending) -> bool {
         let len = segment::record_len(&event);
         let used = self.len + pending.buf.len() as u64;
         if used > 0 && used + len > self.segment_bytes {
@@ -166,15 +171,14 @@ impl Writer {
             }
         }
         if let Err(error) = segment::encode_record(&event, &mut pending.buf) {
-            // Billing could never accept it either; keep the rest flowing.
-            tracing::error!(
-                request_id = %event.request_id,
-                attempt = event.attempt,
-                tenant = %event.tenant,
-                cost_nano_usd = event.cost_nano_usd,
-                %error,
-                "usage event too large to spool: not billed"
-            );
+            // The receiver could never accept it either; keep the rest flowing.
+            (self.span)(&event).in_scope(|| {
+                tracing::error!(
+                    spool = self.name,
+                    %error,
+                    "event too large to spool: it is dropped"
+                );
+            });
             self.metrics.events.dec();
             self.metrics
                 .bytes
@@ -230,13 +234,13 @@ impl Writer {
 
     /// Runs `op` until it succeeds, with backoff, logging the failure once
     /// per minute. A full or failing disk thus stops the writer, the queue
-    /// fills, `emit` reports the spool full and the router refuses requests:
-    /// nothing is served that could not be billed. While stopping, gives up
-    /// after a few tries (false).
+    /// fills, `emit` reports the spool full and the owner refuses work it
+    /// could not record (the router: requests it could not bill). While
+    /// stopping, gives up after a few tries (false).
     fn retrying(
         &mut self,
         stopping: bool,
-        mut op: impl FnMut(&mut Writer) -> io::Result<()>,
+        mut op: impl FnMut(&mut Writer<E>) -> io::Result<()>,
     ) -> bool {
         let mut tries = 0u32;
         let mut logged: Option<Instant> = None;
@@ -245,9 +249,10 @@ impl Writer {
                 Ok(()) => {
                     if tries > 0 {
                         tracing::info!(
+                            spool = self.name,
                             tries,
                             segment = self.segment,
-                            "usage spool writes succeed again"
+                            "spool writes succeed again"
                         );
                     }
                     return true;
@@ -257,11 +262,12 @@ impl Writer {
             tries += 1;
             if logged.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
                 tracing::error!(
+                    spool = self.name,
                     %error,
                     tries,
                     segment = self.segment,
                     dir = %self.dir.display(),
-                    "usage spool cannot write; retrying (emits fail once the spool is full)"
+                    "spool cannot write; retrying (emits fail once the spool is full)"
                 );
                 logged = Some(Instant::now());
             }

@@ -2,10 +2,11 @@
 
 use std::fs::OpenOptions;
 use std::io::Write as _;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::super::segment::{self, Position, Reader};
-use super::{Billing, Running, TempDir, config, free_addr, request_id, segments, wait_until};
+use super::{Received, Running, TempDir, TestEvent, config, down, id, segments, wait_until};
+use crate::segment::{self, Position, Reader};
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -17,10 +18,10 @@ fn runtime() -> tokio::runtime::Runtime {
 
 /// Starts a spool, retrying while a crashed predecessor's threads still
 /// hold the lock (a real crash releases it with the process).
-async fn start_after_crash(dir: &std::path::Path, billing: std::net::SocketAddr) -> Running {
+async fn start_after_crash(dir: &std::path::Path, receiver: &Arc<Received>) -> Running {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match Running::start(config(dir), billing).await {
+        match Running::start(config(dir), receiver).await {
             Ok(running) => return running,
             Err(error) if format!("{error:#}").contains("locked") && Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -34,13 +35,12 @@ async fn start_after_crash(dir: &std::path::Path, billing: std::net::SocketAddr)
 fn a_crash_loses_nothing_durable_and_a_restart_delivers_it_once() {
     let dir = TempDir::new("crash");
     let first = runtime();
-    let down = first.block_on(free_addr());
     let running = first
-        .block_on(Running::start(config(dir.path()), down))
+        .block_on(Running::start(config(dir.path()), &down()))
         .expect("start");
     running.emit_range(0..500);
     first.block_on(wait_until("500 events durable", 10, || {
-        running.metrics.spool.spooled.get() == 500
+        running.metrics.spooled.get() == 500
     }));
     assert!(segments(dir.path()).len() > 1, "small segments rotated");
     // The crash: no shutdown, the stop future never runs, tasks vanish.
@@ -49,23 +49,19 @@ fn a_crash_loses_nothing_durable_and_a_restart_delivers_it_once() {
 
     let second = runtime();
     second.block_on(async {
-        let billing = Billing::start().await;
-        let running = start_after_crash(dir.path(), billing.addr).await;
+        let receiver = Arc::new(Received::default());
+        let running = start_after_crash(dir.path(), &receiver).await;
         assert_eq!(running.depth().0, 500, "replayed backlog counted");
-        wait_until("replayed events delivered", 20, || {
-            billing.state.unique() == 500
-        })
-        .await;
+        wait_until("replayed events delivered", 20, || receiver.unique() == 500).await;
         wait_until("depth back to zero", 10, || running.depth() == (0, 0)).await;
-        assert_eq!(billing.state.duplicates(), 0);
+        assert_eq!(receiver.duplicates(), 0);
         running.stop().await;
     });
 }
 
-/// Writes `count` events to a spool whose billing is down, and stops it.
+/// Writes `count` events to a spool whose receiver is down, and stops it.
 async fn spool_undelivered(dir: &std::path::Path, count: u64) {
-    let down = free_addr().await;
-    let running = Running::start_draining(config(dir), down, Duration::from_millis(100))
+    let running = Running::start_draining(config(dir), &down(), Duration::from_millis(100))
         .await
         .expect("start");
     running.emit_range(0..count);
@@ -105,14 +101,14 @@ async fn a_torn_tail_record_is_cut_off_and_the_rest_replayed() {
     assert_eq!((scan.valid_len, scan.events_total), (intact, 10));
     assert_eq!(scan.corruption, Some("torn record"));
 
-    let billing = Billing::start().await;
-    let running = Running::start(config(dir.path()), billing.addr)
+    let receiver = Arc::new(Received::default());
+    let running = Running::start(config(dir.path()), &receiver)
         .await
         .expect("restart");
     assert_eq!(running.depth().0, 10);
-    wait_until("10 events delivered", 10, || billing.state.unique() == 10).await;
+    wait_until("10 events delivered", 10, || receiver.unique() == 10).await;
     running.stop().await;
-    assert_eq!(billing.state.duplicates(), 0);
+    assert_eq!(receiver.duplicates(), 0);
 }
 
 #[tokio::test]
@@ -125,14 +121,14 @@ async fn a_corrupt_last_record_ends_the_segment() {
     bytes[last] ^= 0xFF;
     std::fs::write(&path, &bytes).expect("write");
 
-    let billing = Billing::start().await;
-    let running = Running::start(config(dir.path()), billing.addr)
+    let receiver = Arc::new(Received::default());
+    let running = Running::start(config(dir.path()), &receiver)
         .await
         .expect("restart");
     assert_eq!(running.depth().0, 9, "the damaged record is gone");
-    wait_until("9 events delivered", 10, || billing.state.unique() == 9).await;
+    wait_until("9 events delivered", 10, || receiver.unique() == 9).await;
     running.stop().await;
-    assert!(!billing.state.has(&request_id(9)));
+    assert!(!receiver.has(&id(9)));
 }
 
 #[test]
@@ -169,23 +165,54 @@ fn zero_filled_tails_and_bad_cursors_are_not_records() {
         segment: 1,
         offset: first_len,
     };
-    let batch = reader.read_batch(durable, 10).expect("read");
+    let batch = reader.read_batch::<TestEvent>(durable, 10).expect("read");
     assert_eq!((batch.events.len(), batch.end), (1, durable));
+}
+
+#[tokio::test]
+async fn delivery_resumes_at_the_cursor() {
+    let dir = TempDir::new("cursor");
+    spool_undelivered(dir.path(), 10).await;
+    let path = last_nonempty_segment(dir.path());
+    let id_of_segment = segments(dir.path())
+        .into_iter()
+        .find(|&id| segment::segment_path(dir.path(), id) == path)
+        .expect("segment id");
+    // A previous run had the first 4 events acknowledged.
+    let record = segment::record_len(&super::event(0));
+    segment::write_cursor(
+        dir.path(),
+        Position {
+            segment: id_of_segment,
+            offset: 4 * record,
+        },
+    )
+    .expect("write cursor");
+
+    let receiver = Arc::new(Received::default());
+    let running = Running::start(config(dir.path()), &receiver)
+        .await
+        .expect("restart");
+    assert_eq!(running.depth(), (6, 6 * record as i64));
+    wait_until("6 events delivered", 10, || receiver.unique() == 6).await;
+    running.stop().await;
+    assert!((0..4).all(|n| !receiver.has(&id(n))));
+    assert!((4..10).all(|n| receiver.has(&id(n))));
 }
 
 #[tokio::test]
 async fn a_second_spool_on_the_same_dir_fails_to_start() {
     let dir = TempDir::new("lock");
-    let down = free_addr().await;
-    let first = Running::start_draining(config(dir.path()), down, Duration::from_millis(50))
+    let down = down();
+    let first = Running::start_draining(config(dir.path()), &down, Duration::from_millis(50))
         .await
         .expect("first start");
-    let second = Running::start(config(dir.path()), down).await;
+    let second = Running::start(config(dir.path()), &down).await;
     let error = format!("{:#}", second.err().expect("second start must fail"));
     assert!(error.contains("locked by another process"), "{error}");
     first.stop().await;
     // Released with the first spool.
-    let third = Running::start_draining(config(dir.path()), down, Duration::from_millis(50))
+    let third = Running::start_draining(config(dir.path()), &down, Duration::from_millis(50))
         .await
         .expect("start after stop");
     third.stop().await;

@@ -3,7 +3,7 @@
 //! A segment is an append-only file named by its id
 //! (`00000000000000000001.seg`) holding records:
 //! `u32 payload length | u32 CRC-32 of the payload | payload`, both integers
-//! little-endian, the payload a prost-encoded `UsageEvent`. Records are never
+//! little-endian, the payload one prost-encoded event. Records are never
 //! rewritten in place, so a crash can only leave a torn record at the very
 //! end of the segment being written; replay cuts it off.
 //!
@@ -14,16 +14,15 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use llmgw_proto::billing_v1::UsageEvent;
-use prost::Message as _;
+use prost::Message;
 
 pub const HEADER_BYTES: u64 = 8;
 /// An event is a few hundred bytes; a length above this is corruption (and
-/// the writer refuses such an event: billing's 4 MiB gRPC limit would refuse
-/// it forever anyway).
+/// the writer refuses such an event: a receiver behind gRPC's 4 MiB default
+/// message limit would refuse it forever anyway).
 pub const MAX_PAYLOAD: usize = 1 << 20;
-/// A batch read for one RecordUsage call stays under this many bytes, far
-/// from gRPC's 4 MiB default message limit.
+/// A batch read for one delivery stays under this many bytes, far from
+/// gRPC's 4 MiB default message limit.
 const MAX_BATCH_BYTES: u64 = 1 << 20;
 const CURSOR: &str = "cursor";
 const CURSOR_TMP: &str = "cursor.tmp";
@@ -60,16 +59,16 @@ pub fn list_segments(dir: &Path) -> io::Result<Vec<u64>> {
 }
 
 /// Size of the record `event` becomes, header included.
-pub fn record_len(event: &UsageEvent) -> u64 {
+pub fn record_len(event: &impl Message) -> u64 {
     HEADER_BYTES + event.encoded_len() as u64
 }
 
 #[derive(Debug, thiserror::Error)]
-#[error("usage event of {0} bytes exceeds the {MAX_PAYLOAD}-byte record limit")]
+#[error("event of {0} bytes exceeds the {MAX_PAYLOAD}-byte record limit")]
 pub struct TooLarge(pub usize);
 
 /// Appends `event` as one record to `buf`.
-pub fn encode_record(event: &UsageEvent, buf: &mut Vec<u8>) -> Result<(), TooLarge> {
+pub fn encode_record(event: &impl Message, buf: &mut Vec<u8>) -> Result<(), TooLarge> {
     let len = event.encoded_len();
     let Ok(len32) = u32::try_from(len) else {
         return Err(TooLarge(len));
@@ -202,7 +201,7 @@ pub fn truncate(path: &Path, len: u64) -> io::Result<()> {
 }
 
 /// The persisted delivery position; `None` when there is none or it cannot
-/// be read (then delivery starts at the oldest segment: billing dedupes).
+/// be read (then delivery starts at the oldest segment: the receiver dedupes).
 pub fn read_cursor(dir: &Path) -> Option<Position> {
     let text = fs::read_to_string(dir.join(CURSOR)).ok()?;
     let mut fields = text.split_whitespace();
@@ -215,7 +214,7 @@ pub fn read_cursor(dir: &Path) -> Option<Position> {
 }
 
 /// Replaces the cursor atomically. Not fsynced: losing it to a power cut
-/// only redelivers (at most the oldest segment), which billing dedupes.
+/// only redelivers (at most the oldest segment), which the receiver dedupes.
 pub fn write_cursor(dir: &Path, at: Position) -> io::Result<()> {
     let tmp = dir.join(CURSOR_TMP);
     fs::write(&tmp, format!("v1 {} {}\n", at.segment, at.offset))?;
@@ -235,10 +234,9 @@ pub fn append_rejected(dir: &Path, name: &str, records: &[u8]) -> io::Result<Pat
 }
 
 /// Events read for one delivery, all from one segment.
-#[derive(Default)]
-pub struct Batch {
-    pub events: Vec<UsageEvent>,
-    /// Records whose checksum holds but that do not decode as a UsageEvent
+pub struct Batch<E> {
+    pub events: Vec<E>,
+    /// Records whose checksum holds but that do not decode as an event
     /// (header included): they can never be delivered, so they are rejected.
     pub undecodable: Vec<u8>,
     pub undecodable_count: u64,
@@ -275,10 +273,20 @@ impl Reader {
     /// Reads up to `max_events` records from the read position, never past
     /// `durable` (what the writer has fsynced): segments before
     /// `durable.segment` are complete and read to their end.
-    pub fn read_batch(&mut self, durable: Position, max_events: usize) -> io::Result<Batch> {
+    pub fn read_batch<E: Message + Default>(
+        &mut self,
+        durable: Position,
+        max_events: usize,
+    ) -> io::Result<Batch<E>> {
         let mut batch = Batch {
+            events: Vec::new(),
+            undecodable: Vec::new(),
+            undecodable_count: 0,
             start: self.at,
-            ..Batch::default()
+            end: self.at,
+            bytes: 0,
+            skipped_bytes: 0,
+            finished: Vec::new(),
         };
         loop {
             let sealed = self.at.segment < durable.segment;
@@ -305,7 +313,7 @@ impl Reader {
             }
             match read_record(reader, &mut self.payload)? {
                 Next::Record(len) => {
-                    match UsageEvent::decode(self.payload.as_slice()) {
+                    match E::decode(self.payload.as_slice()) {
                         Ok(event) => batch.events.push(event),
                         Err(_) => {
                             batch
@@ -332,9 +340,7 @@ impl Reader {
                 }
                 // Only reachable if the file shrank under us.
                 Next::End => {
-                    return Err(io::Error::other(
-                        "usage spool segment is shorter than written",
-                    ));
+                    return Err(io::Error::other("spool segment is shorter than written"));
                 }
                 Next::Corrupt(why) if sealed => {
                     // Deliver what came before first; the next call skips.
@@ -347,18 +353,19 @@ impl Reader {
                     let dropped_bytes = len.saturating_sub(self.at.offset);
                     batch.skipped_bytes += dropped_bytes;
                     tracing::error!(
+                        dir = %self.dir.display(),
                         segment = self.at.segment,
                         offset = self.at.offset,
                         dropped_bytes,
                         why,
-                        "usage spool segment damaged: the rest of it is skipped"
+                        "spool segment damaged: the rest of it is skipped"
                     );
                     self.next_segment(durable, &mut batch)?;
                 }
                 Next::Corrupt(why) => {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
-                        format!("usage spool record at {:?}: {why}", self.at),
+                        format!("spool record at {:?}: {why}", self.at),
                     ));
                 }
             }
@@ -368,7 +375,7 @@ impl Reader {
     }
 
     /// Moves to the next segment after a complete one, noting it finished.
-    fn next_segment(&mut self, durable: Position, batch: &mut Batch) -> io::Result<()> {
+    fn next_segment<E>(&mut self, durable: Position, batch: &mut Batch<E>) -> io::Result<()> {
         let done = self.at.segment;
         let next = list_segments(&self.dir)?
             .into_iter()

@@ -1,40 +1,35 @@
-//! The sender: delivers spooled usage events to billing's `Ledger` in
-//! batches, reading them back from disk (one code path for a live router and
-//! for a restart), and acknowledges them in the spool only once billing has
-//! recorded them. Billing dedupes on (request_id, attempt), so every failure
-//! path errs on the side of sending again.
+//! The sender: delivers spooled events through the owner's `Delivery` in
+//! batches, reading them back from disk (one code path for a live process
+//! and for a restart), and acknowledges them in the spool only once the
+//! receiver has recorded them. The receiver dedupes, so every failure path
+//! errs on the side of sending again.
 
 use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use llmgw_proto::billing_v1::ledger_client::LedgerClient;
-use llmgw_proto::billing_v1::{RecordUsageRequest, UsageEvent};
 use tokio::sync::watch;
-use tonic::transport::Channel;
-use tonic::{Code, Status};
 
-use super::segment::{self, Batch, Position, Reader};
-use crate::metrics::SpoolMetrics;
+use crate::delivery::{DELIVERY_TIMEOUT, Delivery, DeliveryError};
+use crate::metrics::{SpoolMetrics, now_ms};
+use crate::outage::Outage;
+use crate::segment::{self, Batch, Position, Reader};
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
-/// One RecordUsage call; a hung billing must not hold a batch forever.
-const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// An outage is logged when it starts, then at most this often.
-const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(60);
-
-pub struct Sender {
-    pub client: LedgerClient<Channel>,
+pub struct Sender<D> {
+    /// The spool's name, for log lines.
+    pub name: &'static str,
+    pub delivery: D,
     /// `None` only while a blocking read has it.
     pub reader: Option<Reader>,
     pub dir: PathBuf,
     /// What the writer has made durable; closed when the writer stops.
     pub durable: watch::Receiver<Position>,
-    /// Flips to true when the router shuts down: the backoff is cut short so
+    /// Flips to true when the owner shuts down: the backoff is cut short so
     /// a last delivery is tried within the drain deadline.
     pub drain: watch::Receiver<bool>,
     pub metrics: SpoolMetrics,
@@ -43,12 +38,12 @@ pub struct Sender {
     pub lock: Arc<File>,
 }
 
-impl Sender {
+impl<D: Delivery> Sender<D> {
     /// Delivers until the writer has stopped and everything it wrote is
     /// acknowledged. Retries forever otherwise: the spool's owner aborts the
     /// task at the drain deadline, leaving the rest on disk.
     pub async fn run(mut self) {
-        let mut outage = Outage::default();
+        let mut outage = Outage::new(self.name);
         let mut draining = false;
         let mut writer_open = true;
         let mut read_failures = 0u32;
@@ -59,7 +54,7 @@ impl Sender {
                 Err(ReadError::Lost) => return,
                 Err(ReadError::Io(error)) => {
                     read_failures += 1;
-                    tracing::error!(%error, dir = %self.dir.display(), "usage spool read failed; retrying");
+                    tracing::error!(spool = self.name, %error, dir = %self.dir.display(), "spool read failed; retrying");
                     backoff(read_failures, &mut self.drain, &mut draining).await;
                     continue;
                 }
@@ -83,7 +78,7 @@ impl Sender {
         }
     }
 
-    async fn read(&mut self, durable: Position) -> Result<Batch, ReadError> {
+    async fn read(&mut self, durable: Position) -> Result<Batch<D::Event>, ReadError> {
         let Some(mut reader) = self.reader.take() else {
             return Err(ReadError::Lost);
         };
@@ -102,7 +97,7 @@ impl Sender {
             Err(error) => {
                 // Only a panic gets here: a bug. Stop delivering; what is on
                 // disk waits for the next start.
-                tracing::error!(%error, "usage spool reader panicked; delivery stopped");
+                tracing::error!(spool = self.name, %error, "spool reader panicked; delivery stopped");
                 Err(ReadError::Lost)
             }
         }
@@ -110,17 +105,24 @@ impl Sender {
 
     /// Gets every event of `batch` recorded or rejected; returns how many
     /// were recorded. Transient failures are retried without end.
-    async fn deliver(&mut self, batch: &Batch, outage: &mut Outage, draining: &mut bool) -> u64 {
+    async fn deliver(
+        &mut self,
+        batch: &Batch<D::Event>,
+        outage: &mut Outage,
+        draining: &mut bool,
+    ) -> u64 {
         if let Some(first) = batch.events.first() {
-            self.metrics.oldest.set(event_time_ms(first));
+            self.metrics
+                .oldest
+                .set(D::occurred_at_ms(first).unwrap_or_else(now_ms));
         }
         if !batch.undecodable.is_empty() {
             self.reject_raw(batch).await;
         }
-        // An invalid event makes billing refuse its whole batch (all or
+        // An invalid event makes the receiver refuse its whole batch (all or
         // nothing): split the batch until the invalid events are isolated,
         // so the valid ones still get recorded. Resending the valid halves
-        // is harmless (billing dedupes).
+        // is harmless (the receiver dedupes).
         let events = &batch.events;
         let mut delivered = 0u64;
         let mut todo: Vec<Range<usize>> = Vec::with_capacity(16);
@@ -132,14 +134,13 @@ impl Sender {
             let slice = &events[range.clone()];
             match self.send(slice, outage, draining).await {
                 Ok(()) => delivered += slice.len() as u64,
-                Err(status) if slice.len() == 1 => {
-                    self.reject(&slice[0], batch.start, &status).await
-                }
-                Err(status) => {
+                Err(error) if slice.len() == 1 => self.reject(&slice[0], batch.start, &error).await,
+                Err(error) => {
                     tracing::warn!(
+                        spool = self.name,
                         events = slice.len(),
-                        error = status.message(),
-                        "billing refused a usage batch as invalid; splitting it to isolate the bad events"
+                        error,
+                        "the receiver refused a batch as invalid; splitting it to isolate the bad events"
                     );
                     let mid = range.start + range.len() / 2;
                     todo.push(mid..range.end);
@@ -150,39 +151,37 @@ impl Sender {
         delivered
     }
 
-    /// One RecordUsage, retried until billing records it (Ok) or refuses it
-    /// as invalid (Err: retrying would never succeed).
+    /// One delivery, retried until the receiver records it (Ok) or refuses
+    /// it as invalid (Err with the reason: retrying would never succeed).
     async fn send(
         &mut self,
-        events: &[UsageEvent],
+        events: &[D::Event],
         outage: &mut Outage,
         draining: &mut bool,
-    ) -> Result<(), Status> {
+    ) -> Result<(), String> {
         let mut failures = 0u32;
         loop {
-            let mut request = tonic::Request::new(RecordUsageRequest {
-                events: events.to_vec(),
-            });
-            // The header tells billing; the timer bounds a billing that
-            // never answers (tonic does not enforce the header itself).
-            request.set_timeout(CALL_TIMEOUT);
-            let call = self.client.record_usage(request);
-            let answer = tokio::time::timeout(CALL_TIMEOUT, call)
+            // The timer bounds a receiver that never answers.
+            let answer = tokio::time::timeout(DELIVERY_TIMEOUT, self.delivery.deliver(events))
                 .await
-                .unwrap_or_else(|_| Err(Status::deadline_exceeded("RecordUsage timed out")));
-            let status = match answer {
-                Ok(_) => {
+                .unwrap_or_else(|_| {
+                    Err(DeliveryError::RetryLater(format!(
+                        "no answer within {DELIVERY_TIMEOUT:?}"
+                    )))
+                });
+            let error = match answer {
+                Ok(()) => {
                     outage.resumed(&self.metrics);
                     return Ok(());
                 }
-                Err(status) if status.code() == Code::InvalidArgument => {
+                Err(DeliveryError::Invalid(reason)) => {
                     outage.resumed(&self.metrics);
-                    return Err(status);
+                    return Err(reason);
                 }
-                Err(status) => status,
+                Err(error) => error,
             };
             self.metrics.failures.inc();
-            outage.failed(&status, &self.metrics);
+            outage.failed(&error, &self.metrics);
             failures += 1;
             if backoff(failures, &mut self.drain, draining).await {
                 // Shutdown began: retry at once, then back off from the start.
@@ -192,7 +191,7 @@ impl Sender {
     }
 
     /// Moves one invalid event to `rejected/`.
-    async fn reject(&self, event: &UsageEvent, origin: Position, status: &Status) {
+    async fn reject(&self, event: &D::Event, origin: Position, error: &str) {
         let mut record = Vec::new();
         // It was decoded from a record, so it fits in one.
         let encoded = segment::encode_record(event, &mut record);
@@ -201,43 +200,44 @@ impl Sender {
             Err(error) => Err(io::Error::other(error)),
         };
         self.metrics.rejected.inc();
+        let _span = D::span(event).entered();
         match written {
             Ok(path) => tracing::error!(
-                request_id = %event.request_id,
-                attempt = event.attempt,
-                tenant = %event.tenant,
-                cost_nano_usd = event.cost_nano_usd,
-                error = status.message(),
+                spool = self.name,
+                error,
                 file = %path.display(),
-                "billing rejected a usage event as invalid; moved to the spool's rejected/"
+                "the receiver rejected an event as invalid; moved to the spool's rejected/"
             ),
             // The log line is then the only copy: it carries the whole event.
-            Err(error) => tracing::error!(
+            Err(write_error) => tracing::error!(
+                spool = self.name,
                 ?event,
-                error = status.message(),
-                write_error = %error,
-                "billing rejected a usage event as invalid and it could not be saved to rejected/"
+                error,
+                %write_error,
+                "the receiver rejected an event as invalid and it could not be saved to rejected/: lost"
             ),
         }
     }
 
-    /// Records that passed their checksum but do not decode as a UsageEvent
+    /// Records that passed their checksum but do not decode as an event
     /// (a bug or a foreign file): kept aside, never retried.
-    async fn reject_raw(&self, batch: &Batch) {
+    async fn reject_raw(&self, batch: &Batch<D::Event>) {
         self.metrics.rejected.inc_by(batch.undecodable_count);
         let written = self
             .write_rejected(batch.start, batch.undecodable.clone())
             .await;
         match written {
             Ok(path) => tracing::error!(
+                spool = self.name,
                 events = batch.undecodable_count,
                 file = %path.display(),
-                "undecodable usage spool records moved to rejected/"
+                "undecodable spool records moved to rejected/"
             ),
             Err(error) => tracing::error!(
+                spool = self.name,
                 events = batch.undecodable_count,
                 %error,
-                "undecodable usage spool records could not be saved to rejected/: lost"
+                "undecodable spool records could not be saved to rejected/: lost"
             ),
         }
     }
@@ -256,7 +256,7 @@ impl Sender {
 
     /// Marks `batch` done: the depth gauges drop, the cursor moves past it
     /// and segments read to their end are deleted.
-    async fn ack(&mut self, batch: &Batch, delivered: u64) {
+    async fn ack(&mut self, batch: &Batch<D::Event>, delivered: u64) {
         let events = batch.events.len() as u64 + batch.undecodable_count;
         // The next read sets the age again if more is waiting.
         self.metrics.oldest.clear();
@@ -285,8 +285,8 @@ impl Sender {
         .await
         .map_err(io::Error::other);
         if let Err(error) | Ok(Err(error)) = persisted {
-            // Costs only redelivery after a restart (billing dedupes).
-            tracing::warn!(%error, "usage spool could not persist its delivery position");
+            // Costs only redelivery after a restart (the receiver dedupes).
+            tracing::warn!(spool = self.name, %error, "spool could not persist its delivery position");
         }
     }
 }
@@ -319,76 +319,6 @@ async fn backoff(failures: u32, drain: &mut watch::Receiver<bool>, draining: &mu
     }
 }
 
-/// When the event happened, for the age of the spool's backlog.
-fn event_time_ms(event: &UsageEvent) -> i64 {
-    if event.ended_at_ms > 0 {
-        event.ended_at_ms
-    } else if event.started_at_ms > 0 {
-        event.started_at_ms
-    } else {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |now| to_i64(now.as_millis() as u64))
-    }
-}
-
 fn to_i64(value: u64) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
-}
-
-/// Logs a billing outage once when it starts, at most once a minute while it
-/// lasts, and once when it ends: during an outage every call fails the same
-/// way, and a line per retry would bury everything else.
-#[derive(Default)]
-struct Outage {
-    since: Option<Instant>,
-    logged: Option<Instant>,
-    failed_calls: u64,
-}
-
-impl Outage {
-    fn failed(&mut self, status: &Status, metrics: &SpoolMetrics) {
-        self.failed_calls += 1;
-        let now = Instant::now();
-        let Some(since) = self.since else {
-            self.since = Some(now);
-            self.logged = Some(now);
-            tracing::warn!(
-                code = ?status.code(),
-                error = status.message(),
-                backlog_events = metrics.events.get(),
-                backlog_bytes = metrics.bytes.get(),
-                "usage delivery to billing failing; events stay in the spool and are retried"
-            );
-            return;
-        };
-        if self
-            .logged
-            .is_some_and(|at| at.elapsed() >= OUTAGE_LOG_EVERY)
-        {
-            self.logged = Some(now);
-            tracing::warn!(
-                code = ?status.code(),
-                error = status.message(),
-                outage_secs = since.elapsed().as_secs(),
-                failed_calls = self.failed_calls,
-                backlog_events = metrics.events.get(),
-                backlog_bytes = metrics.bytes.get(),
-                "usage delivery to billing still failing"
-            );
-        }
-    }
-
-    fn resumed(&mut self, metrics: &SpoolMetrics) {
-        if let Some(since) = self.since.take() {
-            tracing::info!(
-                outage_secs = since.elapsed().as_secs_f64(),
-                failed_calls = self.failed_calls,
-                backlog_events = metrics.events.get(),
-                backlog_bytes = metrics.bytes.get(),
-                "usage delivery to billing resumed"
-            );
-            self.failed_calls = 0;
-        }
-    }
 }
