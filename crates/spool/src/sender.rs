@@ -20,6 +20,7 @@ use crate::segment::{self, Batch, Position, Reader};
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
 pub struct Sender<D> {
     /// The spool's name, for log lines.
     pub name: &'static str,
@@ -54,7 +55,12 @@ impl<D: Delivery> Sender<D> {
                 Err(ReadError::Lost) => return,
                 Err(ReadError::Io(error)) => {
                     read_failures += 1;
-                    tracing::error!(spool = self.name, %error, dir = %self.dir.display(), "spool read failed; retrying");
+                    tracing::error!(
+                        spool = self.name,
+                        %error,
+                        dir = %self.dir.display(),
+                        "spool read failed; retrying"
+                    );
                     backoff(read_failures, &mut self.drain, &mut draining).await;
                     continue;
                 }
@@ -97,7 +103,11 @@ impl<D: Delivery> Sender<D> {
             Err(error) => {
                 // Only a panic gets here: a bug. Stop delivering; what is on
                 // disk waits for the next start.
-                tracing::error!(spool = self.name, %error, "spool reader panicked; delivery stopped");
+                tracing::error!(
+                    spool = self.name,
+                    %error,
+                    "spool reader panicked; delivery stopped"
+                );
                 Err(ReadError::Lost)
             }
         }
@@ -286,7 +296,11 @@ impl<D: Delivery> Sender<D> {
         .map_err(io::Error::other);
         if let Err(error) | Ok(Err(error)) = persisted {
             // Costs only redelivery after a restart (the receiver dedupes).
-            tracing::warn!(spool = self.name, %error, "spool could not persist its delivery position");
+            tracing::warn!(
+                spool = self.name,
+                %error,
+                "spool could not persist its delivery position"
+            );
         }
     }
 }
