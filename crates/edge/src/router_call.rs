@@ -31,10 +31,14 @@ pub struct RouterCall {
     events: Option<Streaming<ChatEvent>>,
     /// The edge's half of the call; sending on it reaches the replica
     /// serving this call (one gRPC stream, whatever the load balancing).
-    inputs: mpsc::Sender<ChatInput>,
+    /// Dropped (the half closed) once the final event is in, so the call
+    /// ends cleanly on both sides rather than by a reset.
+    inputs: Option<mpsc::Sender<ChatInput>>,
     settlement: Option<Settlement>,
     /// The final event arrived (or the stream broke): nothing to cancel.
     finished: bool,
+    /// The request's span: a cancel is logged in it.
+    span: tracing::Span,
 }
 
 impl RouterCall {
@@ -63,9 +67,10 @@ impl RouterCall {
         }
         Ok(RouterCall {
             events: Some(events),
-            inputs,
+            inputs: Some(inputs),
             settlement,
             finished: false,
+            span: tracing::Span::current(),
         })
     }
 
@@ -80,13 +85,17 @@ impl RouterCall {
             Ok(Some(event)) => {
                 if let Some(billed) = event.billed {
                     self.finished = true;
+                    self.inputs = None;
                     if let Some(settlement) = &mut self.settlement {
                         settlement.billed(billed);
                     }
                 }
             }
             // The answer is cut: the router has dropped the call.
-            Ok(None) | Err(_) => self.finished = true,
+            Ok(None) | Err(_) => {
+                self.finished = true;
+                self.inputs = None;
+            }
         }
         message
     }
@@ -115,12 +124,11 @@ impl Drop for RouterCall {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return; // The process is exiting; the lease timeout settles.
         };
-        let Some(mut events) = self.events.take() else {
+        let (Some(mut events), Some(inputs)) = (self.events.take(), self.inputs.take()) else {
             return;
         };
-        let inputs = self.inputs.clone();
         let mut settlement = self.settlement.take();
-        let span = tracing::Span::current();
+        let span = self.span.clone();
         runtime.spawn(
             async move {
                 let _ = inputs.try_send(ChatInput {
@@ -139,6 +147,9 @@ impl Drop for RouterCall {
                     }
                 })
                 .await;
+                // The edge's half closes before the trailers are read, so the
+                // call ends cleanly on both sides.
+                drop(inputs);
                 match billed {
                     Ok(Some(billed)) => {
                         if let Some(settlement) = &mut settlement {
@@ -152,7 +163,6 @@ impl Drop for RouterCall {
                         "the router did not answer a cancel with its bill; settling the reservation as reserved"
                     ),
                 }
-                drop(inputs);
                 drop(settlement);
             }
             .instrument(span),

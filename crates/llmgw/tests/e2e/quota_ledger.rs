@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use sqlx::Connection as _;
 
 use crate::accounts::scratch_dir;
 use crate::harness::Gateway;
@@ -168,6 +169,20 @@ async fn quota_counters_equal_the_ledger_cancelled_streams_included() {
         assert_eq!(last["estimated"], true, "{last}");
         assert!(last["completion_tokens"].as_u64() > Some(0), "{last}");
     }
+    // The abandoned JSON calls too: the edge cancelled them at the router.
+    let mut db = sqlx::PgConnection::connect(&database.url)
+        .await
+        .expect("ledger database");
+    let cancelled_rows: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM usage_events WHERE client_cancelled")
+            .fetch_one(&mut db)
+            .await
+            .expect("count cancelled rows");
+    assert_eq!(
+        cancelled_rows, 6,
+        "3 cancelled streams + 3 abandoned JSON calls"
+    );
+    drop(db);
     drop(gateway);
     billing.stop().await;
     let _: () = redis::cmd("EVAL")
