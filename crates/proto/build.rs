@@ -6,6 +6,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
     let files = [
         "llmgw/error/v1/error.proto",
+        "llmgw/limits/v1/limits.proto",
         "llmgw/router/v1/router.proto",
         "llmgw/quota/v1/quota.proto",
         "llmgw/billing/v1/accounts.proto",

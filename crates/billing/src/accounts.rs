@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use axum::response::{IntoResponse as _, Response};
 use llmgw_proto::billing_v1::accounts_server::Accounts;
-use llmgw_proto::billing_v1::{KeyInfo, Limits, LookupKeyRequest, LookupKeyResponse};
+use llmgw_proto::billing_v1::{KeyInfo, LookupKeyRequest, LookupKeyResponse};
+use llmgw_proto::limits_v1::Limits;
 use tonic::service::Routes;
 use tonic::{Request, Status};
 use tracing::Instrument as _;
@@ -70,8 +71,12 @@ impl Accounts for AccountsService {
                     tenant: info.tenant,
                     allowed_models: info.allowed_models,
                     expires_at_unix_ms: expires_at_unix_ms(info.expires_at),
-                    limits: limits(&info.limits),
-                    tenant_monthly_budget_nano_usd: info.tenant_monthly_budget_nano_usd,
+                    key_limits: key_limits(&info.limits),
+                    // A budget of 0 is a budget (nothing may be spent).
+                    tenant_limits: info.tenant_monthly_budget_nano_usd.map(|budget| Limits {
+                        monthly_budget_nano_usd: Some(budget),
+                        ..Limits::default()
+                    }),
                 }),
             }))
         }
@@ -80,13 +85,15 @@ impl Accounts for AccountsService {
     }
 }
 
-/// Absent when the database sets none: the edge then sends none on.
-fn limits(limits: &crate::store::Limits) -> Option<Limits> {
+/// The stored limits (the admin API's JSON) on the wire; absent when the
+/// database sets none: the edge then sends none on.
+fn key_limits(limits: &crate::store::Limits) -> Option<Limits> {
     (*limits != crate::store::Limits::default()).then_some(Limits {
         requests_per_minute: limits.requests_per_minute,
         tokens_per_minute: limits.tokens_per_minute,
         tokens_per_day: limits.tokens_per_day,
         concurrent: limits.concurrent,
+        monthly_budget_nano_usd: None,
     })
 }
 

@@ -4,7 +4,7 @@
 
 mod support;
 
-use llmgw_proto::billing_v1::Limits;
+use llmgw_proto::limits_v1::Limits;
 use serde_json::{Value, json};
 use support::{Backend, Service, now_ms, start, unique};
 
@@ -42,14 +42,20 @@ async fn lookup_gives_effective_limits_and_budget(backend: Backend) {
         .unwrap()
         .expect("key found");
     assert_eq!(
-        found.limits,
+        found.key_limits,
         Some(Limits {
             requests_per_minute: Some(3),
             tokens_per_day: Some(0),
             ..Limits::default()
         })
     );
-    assert_eq!(found.tenant_monthly_budget_nano_usd, Some(2_000));
+    assert_eq!(
+        found.tenant_limits,
+        Some(Limits {
+            monthly_budget_nano_usd: Some(2_000),
+            ..Limits::default()
+        })
+    );
 
     let bare = unique("bare");
     service.tenant(&bare).await;
@@ -59,8 +65,8 @@ async fn lookup_gives_effective_limits_and_budget(backend: Backend) {
         .await
         .unwrap()
         .expect("key found");
-    assert_eq!(found.limits, None);
-    assert_eq!(found.tenant_monthly_budget_nano_usd, None);
+    assert_eq!(found.key_limits, None);
+    assert_eq!(found.tenant_limits, None);
 }
 
 /// Key ids in a `{"data": [...]}` listing.
@@ -142,14 +148,20 @@ async fn key_lifecycle(backend: Backend) {
     assert_eq!(found.expires_at_unix_ms, u64::try_from(expires_at).unwrap());
     // No limits of its own: its tenant's defaults for its keys.
     assert_eq!(
-        found.limits,
+        found.key_limits,
         Some(Limits {
             requests_per_minute: Some(60),
             concurrent: Some(5),
             ..Limits::default()
         })
     );
-    assert_eq!(found.tenant_monthly_budget_nano_usd, Some(12_500_000_000));
+    assert_eq!(
+        found.tenant_limits,
+        Some(Limits {
+            monthly_budget_nano_usd: Some(12_500_000_000),
+            ..Limits::default()
+        })
+    );
 
     // Listed by name and by id, never with the secret.
     for tenant_ref in [tenant_name.as_str(), tenant["id"].as_str().unwrap()] {

@@ -22,7 +22,7 @@ use http::HeaderMap;
 use llmgw_proto::ErrorCode;
 use llmgw_proto::billing_v1::accounts_client::AccountsClient;
 use llmgw_proto::billing_v1::{KeyInfo, LookupKeyRequest};
-use llmgw_proto::quota_v1::Limits;
+use llmgw_proto::limits_v1::Limits;
 use tonic::transport::Channel;
 
 use crate::config::ApiKeyConfig;
@@ -54,19 +54,11 @@ pub struct AccountLimits {
 }
 
 impl AccountLimits {
+    /// The lookup's limits, as the quota service takes them (one type).
     fn of(key: &KeyInfo) -> AccountLimits {
         AccountLimits {
-            key: key.limits.map(|limits| Limits {
-                requests_per_minute: limits.requests_per_minute,
-                tokens_per_minute: limits.tokens_per_minute,
-                tokens_per_day: limits.tokens_per_day,
-                concurrent: limits.concurrent,
-                monthly_budget_nano_usd: None,
-            }),
-            tenant: key.tenant_monthly_budget_nano_usd.map(|budget| Limits {
-                monthly_budget_nano_usd: Some(budget),
-                ..Limits::default()
-            }),
+            key: key.key_limits,
+            tenant: key.tenant_limits,
         }
     }
 }
@@ -251,8 +243,6 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 
 #[cfg(test)]
 mod tests {
-    use llmgw_proto::billing_v1;
-
     use super::*;
 
     #[test]
@@ -263,12 +253,15 @@ mod tests {
             ..KeyInfo::default()
         };
         assert_eq!(AccountLimits::of(&key), AccountLimits::default());
-        key.limits = Some(billing_v1::Limits {
+        key.key_limits = Some(Limits {
             requests_per_minute: Some(2),
             concurrent: Some(0),
-            ..billing_v1::Limits::default()
+            ..Limits::default()
         });
-        key.tenant_monthly_budget_nano_usd = Some(0);
+        key.tenant_limits = Some(Limits {
+            monthly_budget_nano_usd: Some(0),
+            ..Limits::default()
+        });
         let limits = AccountLimits::of(&key);
         assert_eq!(
             limits.key,

@@ -1,6 +1,7 @@
 //! The edge's copy of the router's model catalog: which aliases exist and
 //! their limits, so bad requests are refused here without a router call.
-//! Re-read periodically; a failed refresh keeps the last good copy.
+//! Re-read periodically; a failed refresh keeps the last good copy. Prices
+//! are parsed here, once per refresh, for the quota reservation estimate.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -13,24 +14,75 @@ use tonic::transport::Channel;
 
 pub type Models = Arc<HashMap<String, Model>>;
 
+/// A model's prices, in nano-USD per million tokens.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Prices {
+    pub input_nano_per_mtok: u64,
+    pub output_nano_per_mtok: u64,
+}
+
+impl Prices {
+    /// The router validated the prices at start, so an unparsable one
+    /// (never expected) counts as free.
+    fn of(model: &Model) -> Prices {
+        let parse = |text: &str| llmgw_usd::parse_usd(text).unwrap_or(0);
+        Prices {
+            input_nano_per_mtok: parse(&model.input_price_per_mtok),
+            output_nano_per_mtok: parse(&model.output_price_per_mtok),
+        }
+    }
+
+    pub fn cost_nano_usd(&self, prompt_tokens: u64, completion_tokens: u64) -> u64 {
+        llmgw_usd::cost_nano_usd(prompt_tokens, self.input_nano_per_mtok)
+            + llmgw_usd::cost_nano_usd(completion_tokens, self.output_nano_per_mtok)
+    }
+}
+
+/// One read of the router's catalog.
+#[derive(Debug)]
+struct Snapshot {
+    models: Models,
+    prices: HashMap<String, Prices>,
+}
+
 #[derive(Debug, Default)]
 pub struct Catalog {
     /// `None` until the first successful read: the edge is not ready then.
-    models: RwLock<Option<Models>>,
+    snapshot: RwLock<Option<Arc<Snapshot>>>,
 }
 
 impl Catalog {
     pub fn current(&self) -> Option<Models> {
-        self.models.read().ok().and_then(|models| models.clone())
+        self.snapshot
+            .read()
+            .ok()
+            .and_then(|snapshot| snapshot.as_ref().map(|snapshot| snapshot.models.clone()))
+    }
+
+    /// The prices of `alias` (free if the catalog does not know it).
+    pub fn prices(&self, alias: &str) -> Prices {
+        self.snapshot
+            .read()
+            .ok()
+            .and_then(|snapshot| snapshot.as_ref()?.prices.get(alias).copied())
+            .unwrap_or_default()
     }
 
     fn replace(&self, list: Vec<Model>) {
+        let prices = list
+            .iter()
+            .map(|model| (model.alias.clone(), Prices::of(model)))
+            .collect();
         let models = list
             .into_iter()
             .map(|model| (model.alias.clone(), model))
             .collect();
-        if let Ok(mut slot) = self.models.write() {
-            *slot = Some(Arc::new(models));
+        let snapshot = Snapshot {
+            models: Arc::new(models),
+            prices,
+        };
+        if let Ok(mut slot) = self.snapshot.write() {
+            *slot = Some(Arc::new(snapshot));
         }
     }
 

@@ -13,12 +13,13 @@ use http_body_util::{BodyExt as _, LengthLimitError, Limited};
 use llmgw_proto::ErrorCode;
 use llmgw_proto::quota_v1::Subject;
 use llmgw_proto::router_v1::{ChatEvent, ChatRequest, Done, Envelope, chat_event::Event};
-use tonic::Streaming;
 use tracing::Instrument as _;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::outcome::Outcome;
+use crate::quota::Demand;
+use crate::router_call::RouterCall;
 use crate::{sse, validate};
 
 pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -54,7 +55,7 @@ enum Answer {
         /// `None` when the first token was slow and the stream started
         /// with keep-alives.
         first: Option<Bytes>,
-        events: Streaming<ChatEvent>,
+        call: Box<RouterCall>,
     },
     Json {
         completion: Bytes,
@@ -85,7 +86,7 @@ async fn respond(
             )
                 .into_response()
         }
-        Ok(Answer::Stream { first, events }) => {
+        Ok(Answer::Stream { first, call }) => {
             if first.is_some() {
                 outcome
                     .metrics()
@@ -94,7 +95,7 @@ async fn respond(
             outcome.streaming();
             let body = sse::body(
                 first,
-                events,
+                *call,
                 outcome,
                 state.drain_expired.clone(),
                 keepalive(&state.config),
@@ -156,6 +157,8 @@ async fn call_router(
     span.record("model", valid.model.alias.as_str());
     span.record("stream", valid.stream);
 
+    // The quota reservation, settled when the router call ends.
+    let mut settlement = None;
     if let Some(quota) = &state.quota {
         let subject = Subject {
             tenant: principal.tenant.clone(),
@@ -167,13 +170,16 @@ async fn call_router(
                 request_id,
                 subject,
                 principal.limits,
-                &valid.model,
-                valid.prompt_chars,
-                valid.max_tokens,
+                Demand {
+                    model: &valid.model,
+                    prices: state.catalog.prices(&valid.model.alias),
+                    prompt_chars: valid.prompt_chars,
+                    max_tokens: valid.max_tokens,
+                },
             )
             .await;
         outcome.rate_headers = headers;
-        outcome.lease = lease?;
+        settlement = lease?;
     }
     let envelope = Envelope {
         request_id: request_id.to_owned(),
@@ -184,38 +190,33 @@ async fn call_router(
         deadline_unix_ms: crate::unix_ms() + state.config.request_timeout_secs * 1000,
         include_usage: valid.include_usage,
     };
-    let mut call = tonic::Request::new(ChatRequest {
+    let request = ChatRequest {
         envelope: Some(envelope),
         openai_request: body,
-    });
-    call.set_timeout(Duration::from_secs(state.config.request_timeout_secs));
-    llmgw_telemetry::inject_context(call.metadata_mut().as_mut());
-    let mut events = state
-        .router
-        .clone()
-        .chat(call)
+    };
+    let timeout = Duration::from_secs(state.config.request_timeout_secs);
+    let mut call = RouterCall::start(&state.router, request, timeout, settlement)
         .await
-        .map_err(|status| ApiError::from_status(&status))?
-        .into_inner();
+        .map_err(|status| ApiError::from_status(&status))?;
 
     // A slow first token: start the stream anyway and send keep-alives (an
     // error after that arrives as an SSE error event, not a status code).
-    // `Streaming::message` is cancel-safe, so losing the race loses nothing.
+    // `RouterCall::message` is cancel-safe, so losing the race loses nothing.
     let first = match keepalive(&state.config) {
         Some(interval) if valid.stream => tokio::select! {
-            first = next_event(&mut events) => first?,
-            () = tokio::time::sleep(interval) => return Ok(Answer::Stream { first: None, events }),
+            first = next_event(&mut call) => first?,
+            () = tokio::time::sleep(interval) => return Ok(Answer::Stream { first: None, call: Box::new(call) }),
         },
-        _ => next_event(&mut events).await?,
+        _ => next_event(&mut call).await?,
     };
     match (valid.stream, first) {
         (true, Event::Chunk(first)) => Ok(Answer::Stream {
             first: Some(first),
-            events,
+            call: Box::new(call),
         }),
-        (false, Event::Completion(completion)) => match next_event(&mut events).await? {
+        (false, Event::Completion(completion)) => match next_event(&mut call).await? {
             Event::Done(done) => {
-                sse::read_trailers(&mut events).await;
+                call.read_trailers().await;
                 Ok(Answer::Json { completion, done })
             }
             other => Err(unexpected(&other)),
@@ -229,13 +230,16 @@ fn keepalive(config: &crate::Config) -> Option<Duration> {
 }
 
 /// The next event; a typed error from the router becomes the client's error.
-async fn next_event(events: &mut Streaming<ChatEvent>) -> Result<Event, ApiError> {
-    match events.message().await {
+async fn next_event(call: &mut RouterCall) -> Result<Event, ApiError> {
+    match call.message().await {
         Ok(Some(ChatEvent {
             event: Some(Event::Error(error)),
+            ..
         })) => Err(ApiError::from_proto(error)),
-        Ok(Some(ChatEvent { event: Some(event) })) => Ok(event),
-        Ok(Some(ChatEvent { event: None }) | None) => Err(ApiError::new(
+        Ok(Some(ChatEvent {
+            event: Some(event), ..
+        })) => Ok(event),
+        Ok(Some(ChatEvent { event: None, .. }) | None) => Err(ApiError::new(
             ErrorCode::UpstreamError,
             "the answer ended unexpectedly",
         )),

@@ -9,6 +9,7 @@ mod error;
 mod metrics;
 mod outcome;
 mod quota;
+mod router_call;
 mod sse;
 mod throttle;
 mod validate;

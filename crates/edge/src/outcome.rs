@@ -1,5 +1,6 @@
 //! The record of one request, written when it ends: metrics and one access
 //! log line. A guard, so a stream cut by the client is recorded too (as 499).
+//! Settling the request's quota is not its business: see `quota::Settlement`.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -8,7 +9,6 @@ use http::HeaderMap;
 use llmgw_proto::router_v1::Done;
 
 use crate::metrics::Metrics;
-use crate::quota::Lease;
 
 pub struct Outcome {
     metrics: Arc<Metrics>,
@@ -21,12 +21,8 @@ pub struct Outcome {
     pub status: u16,
     pub done: Option<Done>,
     stream: bool,
-    /// The quota reservation, settled when the request ends.
-    pub lease: Option<Lease>,
     /// `x-ratelimit-*` headers for the response.
     pub rate_headers: HeaderMap,
-    /// Chunks forwarded, the usage estimate if the stream is cut.
-    pub chunks_sent: u64,
 }
 
 impl Outcome {
@@ -40,9 +36,7 @@ impl Outcome {
             status: 499,
             done: None,
             stream: false,
-            lease: None,
             rate_headers: HeaderMap::new(),
-            chunks_sent: 0,
         }
     }
 
@@ -68,9 +62,6 @@ impl Outcome {
 impl Drop for Outcome {
     fn drop(&mut self) {
         let _entered = self.span.enter();
-        if let Some(lease) = self.lease.take() {
-            lease.settle(self.done.as_ref(), self.chunks_sent);
-        }
         if self.stream {
             self.metrics.open_streams.dec();
         }

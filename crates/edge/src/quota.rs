@@ -1,5 +1,6 @@
 //! The edge's side of quotas: reserve before calling the router, settle when
-//! the answer ends, and OpenAI's `x-ratelimit-*` headers.
+//! the answer ends (with what the router billed, so quota counters and the
+//! ledger agree), and OpenAI's `x-ratelimit-*` headers.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,12 +12,13 @@ use llmgw_proto::quota_v1::quota_client::QuotaClient;
 use llmgw_proto::quota_v1::{
     AcquireRequest, AcquireResponse, LimitKind, SettleRequest, Subject, Window,
 };
-use llmgw_proto::router_v1::{Done, Model};
+use llmgw_proto::router_v1::{Billed, Model};
 use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
 use tonic::transport::Channel;
 
 use crate::auth::AccountLimits;
+use crate::catalog::Prices;
 use crate::error::ApiError;
 use crate::throttle::Throttle;
 
@@ -35,13 +37,33 @@ pub enum Unreachable {
 /// Output tokens reserved when neither the request nor the model caps them.
 const DEFAULT_MAX_TOKENS: u64 = 4_096;
 
-/// A reservation held for one request, settled when the request ends.
-pub struct Lease {
+/// What a request may use, for its reservation.
+pub struct Demand<'a> {
+    pub model: &'a Model,
+    /// The model's prices, parsed once per catalog refresh.
+    pub prices: Prices,
+    pub prompt_chars: u64,
+    /// The request's own cap on output tokens.
+    pub max_tokens: Option<u64>,
+}
+
+/// The quota reservation held for one request. A guard: it settles exactly
+/// once, when dropped, with what is known of the request's usage by then.
+pub struct Settlement {
     client: QuotaClient<Channel>,
     request: SettleRequest,
-    input_nano_per_mtok: u64,
-    output_nano_per_mtok: u64,
-    prompt_estimate: u64,
+    used: Used,
+}
+
+/// What a request is known to have used.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Used {
+    /// The router was not (successfully) called: nothing.
+    Nothing,
+    /// The router is working on it, or its answer was lost.
+    Unknown,
+    /// The router's bill, summed over all attempts.
+    Billed(Billed),
 }
 
 pub struct Quota {
@@ -87,10 +109,14 @@ impl Quota {
         request_id: &str,
         subject: Subject,
         limits: AccountLimits,
-        model: &Model,
-        prompt_chars: u64,
-        max_tokens: Option<u64>,
-    ) -> (Result<Option<Lease>, ApiError>, HeaderMap) {
+        demand: Demand<'_>,
+    ) -> (Result<Option<Settlement>, ApiError>, HeaderMap) {
+        let Demand {
+            model,
+            prices,
+            prompt_chars,
+            max_tokens,
+        } = demand;
         // Nothing can limit this request: no call at all (two loopback
         // gRPC calls are most of what a quota check costs).
         let carries_none = limits == AccountLimits::default();
@@ -101,11 +127,8 @@ impl Quota {
         let max_tokens = max_tokens
             .or((model.max_output_tokens > 0).then_some(model.max_output_tokens))
             .unwrap_or(DEFAULT_MAX_TOKENS);
-        let input = price(&model.input_price_per_mtok);
-        let output = price(&model.output_price_per_mtok);
         let tokens = prompt_estimate + max_tokens;
-        let cost = llmgw_usd::cost_nano_usd(prompt_estimate, input)
-            + llmgw_usd::cost_nano_usd(max_tokens, output);
+        let cost = prices.cost_nano_usd(prompt_estimate, max_tokens);
         let request = AcquireRequest {
             request_id: request_id.to_owned(),
             subject: Some(subject.clone()),
@@ -153,17 +176,15 @@ impl Quota {
             // Nothing was reserved: nothing to settle.
             return (Ok(None), headers);
         }
-        let lease = Lease {
+        let settlement = Settlement {
             client: self.client.clone(),
             request: SettleRequest {
                 degraded: answer.degraded,
                 ..settle
             },
-            input_nano_per_mtok: input,
-            output_nano_per_mtok: output,
-            prompt_estimate,
+            used: Used::Nothing,
         };
-        (Ok(Some(lease)), headers)
+        (Ok(Some(settlement)), headers)
     }
 
     /// An Acquire the edge stopped waiting for still reaches the quota
@@ -194,7 +215,7 @@ impl Quota {
         });
     }
 
-    fn unreachable(&self, error: &str) -> Result<Option<Lease>, ApiError> {
+    fn unreachable(&self, error: &str) -> Result<Option<Settlement>, ApiError> {
         self.unreachable_total.inc();
         if self.outage_log.ready() {
             tracing::warn!(error, policy = ?self.on_unreachable, "quota service unreachable (logged once a minute)");
@@ -209,27 +230,44 @@ impl Quota {
     }
 }
 
-impl Lease {
-    /// Replaces the reservation with what was used. `done` is the router's
-    /// final event; without it (an error, or the client left), the usage is
-    /// the prompt estimate plus the chunks already sent.
-    pub fn settle(mut self, done: Option<&Done>, chunks_sent: u64) {
-        let (prompt, completion) = match done.and_then(|done| done.usage) {
-            Some(usage) => (usage.prompt_tokens, usage.completion_tokens),
-            None if chunks_sent > 0 => (self.prompt_estimate, chunks_sent),
-            None => (0, 0),
+impl Settlement {
+    /// The router has the request: until its bill arrives, the usage is
+    /// unknown.
+    pub fn router_called(&mut self) {
+        self.used = Used::Unknown;
+    }
+
+    /// The router's bill for the request.
+    pub fn billed(&mut self, billed: Billed) {
+        self.used = Used::Billed(billed);
+    }
+}
+
+/// Replaces the reservation with what was used: the router's bill; nothing
+/// if the router was never reached; and when the bill never came (the
+/// router's answer was cut), the reservation itself, which is what the
+/// quota service would keep once the lease times out, settled now so the
+/// concurrency slot is freed at once.
+impl Drop for Settlement {
+    fn drop(&mut self) {
+        let request = &mut self.request;
+        (request.actual_tokens, request.actual_cost_nano_usd) = match self.used {
+            Used::Nothing => (0, 0),
+            Used::Unknown => (request.reserved_tokens, request.reserved_cost_nano_usd),
+            Used::Billed(billed) => (
+                billed.prompt_tokens + billed.completion_tokens,
+                billed.cost_nano_usd,
+            ),
         };
-        self.request.actual_tokens = prompt + completion;
-        self.request.actual_cost_nano_usd =
-            llmgw_usd::cost_nano_usd(prompt, self.input_nano_per_mtok)
-                + llmgw_usd::cost_nano_usd(completion, self.output_nano_per_mtok);
         // Off the response path; a lost settle is repaired by the lease
         // timeout. No runtime (the process is exiting): the same.
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
+        let mut client = self.client.clone();
+        let request = std::mem::take(&mut self.request);
         runtime.spawn(async move {
-            if let Err(status) = self.client.settle(self.request).await {
+            if let Err(status) = client.settle(request).await {
                 tracing::debug!(error = %status, "quota settle failed; the lease timeout will release it");
             }
         });
@@ -303,10 +341,4 @@ fn headers(answer: &AcquireResponse) -> HeaderMap {
         }
     }
     headers
-}
-
-/// A catalog price in nano-USD per million tokens; the router validated the
-/// prices at start, so an unparsable one (never expected) counts as free.
-fn price(text: &str) -> u64 {
-    llmgw_usd::parse_usd(text).unwrap_or(0)
 }

@@ -11,11 +11,11 @@ use llmgw_proto::ErrorCode;
 use llmgw_proto::router_v1::{ChatEvent, chat_event::Event};
 use tokio::time::Sleep;
 use tokio_util::sync::CancellationToken;
-use tonic::Streaming;
 use tracing::Instrument as _;
 
 use crate::error::ApiError;
 use crate::outcome::Outcome;
+use crate::router_call::RouterCall;
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
 /// An SSE comment: clients ignore it, proxies see traffic.
@@ -29,21 +29,13 @@ pub fn data_frame(payload: &[u8]) -> Bytes {
     frame.freeze()
 }
 
-/// Reads the end of a router stream after its final event. Dropping the
-/// stream before its trailers arrive resets the HTTP/2 stream, and a server
-/// that sees thousands of resets a second takes it for an attack (the HTTP/2
-/// "rapid reset" defence) and closes the whole connection, failing every call
-/// on it. The trailers follow the final event at once; the bound is a guard
-/// against a misbehaving router.
-pub async fn read_trailers(events: &mut Streaming<ChatEvent>) {
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), events.message()).await;
-}
-
 struct State {
     /// The first frame, already framed.
     first: Option<Bytes>,
     keepalive: Option<(Duration, Pin<Box<Sleep>>)>,
-    events: Streaming<ChatEvent>,
+    /// Dropped before its final event (the client left), it cancels the
+    /// router call and settles the quota with the router's bill.
+    call: RouterCall,
     outcome: Outcome,
     /// Cancelled when the shutdown drain deadline passes.
     drain_expired: CancellationToken,
@@ -54,7 +46,7 @@ struct State {
 /// a keep-alive), `events` the rest.
 pub fn body(
     first: Option<Bytes>,
-    events: Streaming<ChatEvent>,
+    call: RouterCall,
     outcome: Outcome,
     drain_expired: CancellationToken,
     keepalive: Option<Duration>,
@@ -64,7 +56,7 @@ pub fn body(
             first.map_or_else(|| Bytes::from_static(KEEPALIVE), |chunk| data_frame(&chunk)),
         ),
         keepalive: keepalive.map(|every| (every, Box::pin(tokio::time::sleep(every)))),
-        events,
+        call,
         outcome,
         drain_expired,
         finished: false,
@@ -95,7 +87,7 @@ async fn next_frame(state: &mut State) -> Option<Bytes> {
         () = state.drain_expired.cancelled() => {
             return Some(fail(state, ApiError::new(ErrorCode::Unavailable, "the gateway is shutting down; retry the request")));
         }
-        message = state.events.message() => message,
+        message = state.call.message() => message,
         () = keepalive => {
             if let Some((every, sleep)) = &mut state.keepalive {
                 sleep.as_mut().reset(tokio::time::Instant::now() + *every);
@@ -108,8 +100,10 @@ async fn next_frame(state: &mut State) -> Option<Bytes> {
         sleep.as_mut().reset(tokio::time::Instant::now() + *every);
     }
     let event = match message {
-        Ok(Some(ChatEvent { event: Some(event) })) => event,
-        Ok(Some(ChatEvent { event: None })) | Ok(None) => {
+        Ok(Some(ChatEvent {
+            event: Some(event), ..
+        })) => event,
+        Ok(Some(ChatEvent { event: None, .. })) | Ok(None) => {
             return Some(fail(
                 state,
                 ApiError::new(ErrorCode::UpstreamError, "the answer ended unexpectedly"),
@@ -118,19 +112,16 @@ async fn next_frame(state: &mut State) -> Option<Bytes> {
         Err(status) => return Some(fail(state, ApiError::from_status(&status))),
     };
     Some(match event {
-        Event::Chunk(chunk) => {
-            state.outcome.chunks_sent += 1;
-            data_frame(&chunk)
-        }
+        Event::Chunk(chunk) => data_frame(&chunk),
         Event::Done(done) => {
-            read_trailers(&mut state.events).await;
+            state.call.read_trailers().await;
             state.outcome.status = 200;
             state.outcome.done = Some(done);
             state.finished = true;
             Bytes::from_static(DONE)
         }
         Event::Error(error) => {
-            read_trailers(&mut state.events).await;
+            state.call.read_trailers().await;
             fail(state, ApiError::from_proto(error))
         }
         Event::Completion(_) => fail(

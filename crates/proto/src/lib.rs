@@ -11,6 +11,11 @@ pub mod llmgw {
             tonic::include_proto!("llmgw.error.v1");
         }
     }
+    pub mod limits {
+        pub mod v1 {
+            tonic::include_proto!("llmgw.limits.v1");
+        }
+    }
     pub mod router {
         pub mod v1 {
             tonic::include_proto!("llmgw.router.v1");
@@ -31,5 +36,6 @@ pub mod llmgw {
 pub use error::ErrorCode;
 pub use llmgw::billing::v1 as billing_v1;
 pub use llmgw::error::v1 as error_v1;
+pub use llmgw::limits::v1 as limits_v1;
 pub use llmgw::quota::v1 as quota_v1;
 pub use llmgw::router::v1 as router_v1;

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use llmgw_limiter::{Acquire, Decision, Kind, Settle};
 use llmgw_proto::ErrorCode;
+use llmgw_proto::limits_v1::Limits;
 use llmgw_proto::quota_v1::quota_server::Quota;
 use llmgw_proto::quota_v1::{
-    AcquireRequest, AcquireResponse, LimitKind, Limits, SettleRequest, SettleResponse, Subject,
-    Window,
+    AcquireRequest, AcquireResponse, LimitKind, SettleRequest, SettleResponse, Subject, Window,
 };
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;

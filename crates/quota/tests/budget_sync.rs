@@ -15,7 +15,8 @@ use llmgw_proto::billing_v1::{
     KeySpend, MonthToDateSpendRequest, MonthToDateSpendResponse, RecordUsageRequest,
     RecordUsageResponse, TenantSpend,
 };
-use llmgw_proto::quota_v1::{AcquireRequest, LimitKind, Limits};
+use llmgw_proto::limits_v1::Limits;
+use llmgw_proto::quota_v1::{AcquireRequest, LimitKind};
 use llmgw_quota::{Config, LimitsConfig};
 use support::*;
 use tokio::net::TcpListener;

@@ -7,7 +7,8 @@ mod support;
 
 use std::time::Duration;
 
-use llmgw_proto::quota_v1::{AcquireRequest, LimitKind, Limits, SettleRequest};
+use llmgw_proto::limits_v1::Limits;
+use llmgw_proto::quota_v1::{AcquireRequest, LimitKind, SettleRequest};
 use llmgw_quota::LimitsConfig;
 use support::*;
 use tokio::task::JoinSet;

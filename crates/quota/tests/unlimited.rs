@@ -6,7 +6,7 @@
 
 mod support;
 
-use llmgw_proto::quota_v1::Limits;
+use llmgw_proto::limits_v1::Limits;
 use llmgw_quota::Config;
 use support::*;
 

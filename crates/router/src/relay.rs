@@ -12,6 +12,8 @@ pub(crate) mod tally;
 mod usage_event;
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -20,7 +22,9 @@ use eventsource_stream::EventStream;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt as _};
 use llmgw_proto::ErrorCode;
-use llmgw_proto::router_v1::{ChatEvent, Done, Envelope, chat_event::Event};
+use llmgw_proto::router_v1::{
+    Billed, ChatEvent, Done, Envelope, Usage, UsageSource, chat_event::Event,
+};
 use tokio::time::Instant;
 use tonic::Status;
 
@@ -70,6 +74,8 @@ struct Relay {
     served_by: Option<Arc<Deployment>>,
     /// The upstream call in progress, until its usage event is emitted.
     current: Option<AttemptRecord>,
+    /// What the attempts closed so far were billed.
+    billed: Billed,
     /// The final event was produced; dropping the relay earlier means the
     /// edge went away.
     finished: bool,
@@ -77,13 +83,15 @@ struct Relay {
 }
 
 /// The events of one call; `span` is the call's span (events are polled by
-/// the gRPC server, outside it).
+/// the gRPC server, outside it). `cancel` completes when the edge asks to
+/// stop.
 pub fn relay(
     state: Arc<State>,
     route: Arc<Route>,
     envelope: Envelope,
     body: Bytes,
     span: tracing::Span,
+    cancel: impl Future<Output = ()> + Send + 'static,
 ) -> impl Stream<Item = Result<ChatEvent, Status>> + Send + 'static {
     let relay = Relay {
         state,
@@ -97,14 +105,43 @@ pub fn relay(
         attempts: 0,
         served_by: None,
         current: None,
+        billed: Billed::default(),
         finished: false,
         span,
     };
-    futures_util::stream::unfold(relay, |mut relay| async move {
-        let span = relay.span.clone();
-        let event = tracing::Instrument::instrument(relay.next_event(), span).await?;
-        Some((Ok(ChatEvent { event: Some(event) }), relay))
-    })
+    let cancel: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(cancel);
+    futures_util::stream::unfold(
+        (relay, Some(cancel)),
+        |(mut relay, mut cancel)| async move {
+            let span = relay.span.clone();
+            let next = async {
+                let Some(asked) = &mut cancel else {
+                    return relay.next_event().await;
+                };
+                // Dropping `next_event` mid-way drops the upstream call at once;
+                // the attempt it was making is still open, and `cancelled`
+                // closes it.
+                let stop = tokio::select! {
+                    biased;
+                    () = asked.as_mut() => true,
+                    event = relay.next_event() => return event,
+                };
+                debug_assert!(stop);
+                cancel = None;
+                Some(relay.cancelled().await)
+            };
+            let event = tracing::Instrument::instrument(next, span).await?;
+            let last = matches!(event, Event::Done(_) | Event::Error(_));
+            let billed = last.then_some(relay.billed);
+            Some((
+                Ok(ChatEvent {
+                    billed,
+                    event: Some(event),
+                }),
+                (relay, cancel),
+            ))
+        },
+    )
 }
 
 impl Relay {
@@ -218,6 +255,33 @@ impl Relay {
         self.tally.finish_reason = Some("stop".to_owned());
         let (id, created, model) = self.tally.first.take().unwrap_or_default();
         Ok(Some(openai::finish_chunk(&id, created, &model, "stop")))
+    }
+
+    /// The edge asked to stop: the upstream call is already dropped; bill
+    /// what it generated, and answer with a cancellation.
+    async fn cancelled(&mut self) -> Event {
+        self.phase = Phase::Ended;
+        self.finished = true;
+        self.close_attempt(Outcome::Cancelled).await;
+        tracing::info!(
+            attempts = self.attempts,
+            elapsed_ms = self.started.elapsed().as_millis() as u64,
+            cost_nano_usd = self.billed.cost_nano_usd,
+            "chat cancelled by the client; upstream call dropped"
+        );
+        Event::Error(
+            ProviderError::new(ErrorCode::Cancelled, "the client cancelled the request")
+                .into_proto(),
+        )
+    }
+
+    /// Adds one closed attempt to the request's bill.
+    fn bill(&mut self, usage: &Usage, cost_nano_usd: u64) {
+        let billed = &mut self.billed;
+        billed.prompt_tokens += usage.prompt_tokens;
+        billed.completion_tokens += usage.completion_tokens;
+        billed.cost_nano_usd += cost_nano_usd;
+        billed.estimated |= usage.source() == UsageSource::Estimated;
     }
 
     async fn finish(&mut self, result: Result<(), ProviderError>) -> Event {

@@ -7,9 +7,10 @@ use futures_util::stream::BoxStream;
 use llmgw_proto::ErrorCode;
 use llmgw_proto::router_v1::router_server::Router;
 use llmgw_proto::router_v1::{
-    ChatEvent, ChatRequest, ListModelsRequest, ListModelsResponse, chat_event::Event,
+    Billed, ChatEvent, ChatInput, ChatRequest, ListModelsRequest, ListModelsResponse,
+    chat_event::Event, chat_input::Input,
 };
-use tonic::{Request, Response, Status};
+use tonic::{Request, Response, Status, Streaming};
 
 use crate::State;
 use crate::provider::ProviderError;
@@ -25,13 +26,23 @@ impl Router for RouterService {
 
     async fn chat(
         &self,
-        request: Request<ChatRequest>,
+        request: Request<Streaming<ChatInput>>,
     ) -> Result<Response<Self::ChatStream>, Status> {
         let headers = request.metadata().as_ref().clone();
-        let ChatRequest {
-            envelope,
-            openai_request,
-        } = request.into_inner();
+        let mut inputs = request.into_inner();
+        let Some(ChatInput {
+            input:
+                Some(Input::Request(ChatRequest {
+                    envelope,
+                    openai_request,
+                })),
+        }) = inputs.message().await?
+        else {
+            return Err(Status::new(
+                ErrorCode::InvalidRequest.grpc_code(),
+                "the first message of a chat must be its request",
+            ));
+        };
         let envelope = envelope.ok_or_else(|| {
             Status::new(ErrorCode::InvalidRequest.grpc_code(), "missing envelope")
         })?;
@@ -71,6 +82,7 @@ impl Router for RouterService {
             envelope,
             openai_request,
             span,
+            cancel_asked(inputs),
         );
         Ok(Response::new(events.boxed()))
     }
@@ -85,9 +97,25 @@ impl Router for RouterService {
     }
 }
 
-/// A call answered by one error event.
+/// Completes when the edge sends a cancel. An edge that closes its side
+/// without one, or breaks the stream, never asks: a broken stream drops the
+/// whole call anyway.
+async fn cancel_asked(mut inputs: Streaming<ChatInput>) {
+    loop {
+        match inputs.message().await {
+            Ok(Some(ChatInput {
+                input: Some(Input::Cancel(_)),
+            })) => return,
+            Ok(Some(_)) => {}
+            Ok(None) | Err(_) => std::future::pending::<()>().await,
+        }
+    }
+}
+
+/// A call answered by one error event (nothing was billed).
 fn error_event(code: ErrorCode, message: String) -> ChatEvent {
     ChatEvent {
+        billed: Some(Billed::default()),
         event: Some(Event::Error(ProviderError::new(code, message).into_proto())),
     }
 }

@@ -26,13 +26,13 @@ const INPUT_NANO_PER_MTOK: u64 = 150_000_000;
 const OUTPUT_NANO_PER_MTOK: u64 = 600_000_000;
 
 /// A fresh Postgres database, dropped at the end of the test.
-struct Database {
+pub(crate) struct Database {
     name: String,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Database {
-    async fn new() -> Database {
+    pub(crate) async fn new() -> Database {
         let name = format!("llmgw_e2e_{}", uuid_like());
         let mut admin = sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres"))
             .await
@@ -115,7 +115,7 @@ fn uuid_like() -> String {
 /// Routes for these tests: `mock`, and `flaky` (always 429) falling back to
 /// `mock`; retries are quick and breakers never open, so every flaky request
 /// makes the same attempts.
-fn ledger_models(config: &mut GatewayConfig) {
+pub(crate) fn ledger_models(config: &mut GatewayConfig) {
     let base = config.router.models[0]
         .base_url
         .clone()
@@ -133,15 +133,15 @@ fn ledger_models(config: &mut GatewayConfig) {
 
 /// The billing service alone (its own gRPC and admin ports), as the tests
 /// that stop it need.
-struct Billing {
-    grpc: SocketAddr,
-    admin: SocketAddr,
+pub(crate) struct Billing {
+    pub(crate) grpc: SocketAddr,
+    pub(crate) admin: SocketAddr,
     stop: CancellationToken,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Billing {
-    async fn start(database_url: &str, dir: &Path, grpc: Option<SocketAddr>) -> Billing {
+    pub(crate) async fn start(database_url: &str, dir: &Path, grpc: Option<SocketAddr>) -> Billing {
         let config = llmgw_billing::Config {
             database_url: Some(database_url.to_owned()),
             data_dir: dir.to_path_buf(),
@@ -171,7 +171,7 @@ impl Billing {
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.stop.cancel();
         let _ = self.task.await;
     }
@@ -191,14 +191,14 @@ async fn gateway_billing_to(billing_grpc: SocketAddr, dir: &Path) -> Gateway {
 
 /// What the client was told about one request.
 #[derive(Debug, Clone)]
-struct Seen {
-    request_id: String,
+pub(crate) struct Seen {
+    pub(crate) request_id: String,
     /// Usage the client saw (JSON answers, and streams with include_usage).
     usage: Option<(u64, u64)>,
     cancelled: bool,
 }
 
-async fn json_call(gateway: &Gateway, model: &str, words: usize) -> Seen {
+pub(crate) async fn json_call(gateway: &Gateway, model: &str, words: usize) -> Seen {
     let response = gateway
         .chat(json!({
             "model": model,
@@ -215,7 +215,7 @@ async fn json_call(gateway: &Gateway, model: &str, words: usize) -> Seen {
     }
 }
 
-async fn stream_call(gateway: &Gateway, words: usize) -> Seen {
+pub(crate) async fn stream_call(gateway: &Gateway, words: usize) -> Seen {
     let response = gateway
         .chat(json!({
             "model": "mock", "stream": true, "stream_options": {"include_usage": true},
@@ -251,7 +251,7 @@ async fn json_and_streams(gateway: &Gateway, n: usize) -> Vec<Seen> {
 }
 
 /// A slow stream the client abandons after its first chunks.
-async fn cancelled_stream(gateway: &Gateway) -> Seen {
+pub(crate) async fn cancelled_stream(gateway: &Gateway) -> Seen {
     let response = gateway
         .chat(json!({
             "model": "mock", "stream": true, "max_tokens": 200,
@@ -292,20 +292,20 @@ fn usage_of(usage: &Value) -> (u64, u64) {
 }
 
 /// The admin API of a billing service.
-struct Ledger {
+pub(crate) struct Ledger {
     url: String,
     client: reqwest::Client,
 }
 
 impl Ledger {
-    fn at(admin: SocketAddr) -> Ledger {
+    pub(crate) fn at(admin: SocketAddr) -> Ledger {
         Ledger {
             url: format!("http://{admin}"),
             client: reqwest::Client::new(),
         }
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         let response = self
             .client
             .get(format!("{}{path}", self.url))
@@ -318,7 +318,7 @@ impl Ledger {
     }
 
     /// One request's attempts, ordered by attempt number.
-    async fn attempts(&self, request_id: &str) -> Vec<Value> {
+    pub(crate) async fn attempts(&self, request_id: &str) -> Vec<Value> {
         let (status, body) = self
             .get(&format!("/admin/v1/usage/requests/{request_id}"))
             .await;
@@ -330,7 +330,11 @@ impl Ledger {
     }
 
     /// Waits until every request has a finished attempt in the ledger.
-    async fn wait_for(&self, seen: &[Seen], within: Duration) -> HashMap<String, Vec<Value>> {
+    pub(crate) async fn wait_for(
+        &self,
+        seen: &[Seen],
+        within: Duration,
+    ) -> HashMap<String, Vec<Value>> {
         let deadline = tokio::time::Instant::now() + within;
         let mut found = HashMap::new();
         loop {

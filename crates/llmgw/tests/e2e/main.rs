@@ -11,6 +11,7 @@ mod ledger;
 mod passthrough;
 mod process;
 mod quota;
+mod quota_ledger;
 mod quota_outage;
 mod roundtrip;
 mod routing;

@@ -87,15 +87,6 @@ impl Billed {
             }
         }
     }
-
-    async fn count_off_workers(self) -> Usage {
-        match self {
-            Billed::Known(usage) => usage,
-            estimate => tokio::task::spawn_blocking(move || estimate.count())
-                .await
-                .unwrap_or_default(),
-        }
-    }
 }
 
 /// An attempt's event, waiting for its token counts.
@@ -106,7 +97,8 @@ struct Draft {
 }
 
 impl Draft {
-    fn emit(mut self, usage: &Usage) {
+    /// Sends the event; returns the cost it bills.
+    fn emit(mut self, usage: &Usage) -> u64 {
         let event = &mut self.event;
         event.prompt_tokens = usage.prompt_tokens;
         event.completion_tokens = usage.completion_tokens;
@@ -118,7 +110,9 @@ impl Draft {
             .cost_nano_usd(usage.prompt_tokens, usage.completion_tokens);
         // A refusal (spool full or stopped) is counted and logged, with the
         // event's identity and cost, by the spool itself.
+        let cost = event.cost_nano_usd;
         let _ = self.sink.emit(self.event);
+        cost
     }
 }
 
@@ -136,12 +130,26 @@ impl Relay {
         });
     }
 
-    /// Emits the event of the attempt in progress (if one is) and returns
-    /// the usage it was billed.
+    /// Emits the event of the attempt in progress (if one is), adds it to
+    /// the request's bill, and returns the usage it was billed.
     pub(super) async fn close_attempt(&mut self, outcome: Outcome) -> Option<Usage> {
         let (draft, billed) = self.draft(outcome)?;
-        let usage = billed.count_off_workers().await;
-        draft.emit(&usage);
+        let (usage, cost) = match billed {
+            Billed::Known(usage) => {
+                let cost = draft.emit(&usage);
+                (usage, cost)
+            }
+            // Counted and emitted by one blocking task, so the event is
+            // sent even if this future is dropped (the edge cancelled).
+            estimate => tokio::task::spawn_blocking(move || {
+                let usage = estimate.count();
+                let cost = draft.emit(&usage);
+                (usage, cost)
+            })
+            .await
+            .unwrap_or_default(),
+        };
+        self.bill(&usage, cost);
         Some(usage)
     }
 
@@ -152,7 +160,9 @@ impl Relay {
         let Some((draft, billed)) = self.draft(outcome) else {
             return;
         };
-        let finish = move || draft.emit(&billed.count());
+        let finish = move || {
+            draft.emit(&billed.count());
+        };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn_blocking(finish)),
             Err(_) => finish(),
