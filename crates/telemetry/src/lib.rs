@@ -7,6 +7,7 @@
 
 mod metrics_route;
 mod propagation;
+mod trace_layers;
 
 use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
@@ -20,6 +21,10 @@ use tracing_subscriber::{
 
 pub use metrics_route::{OPENMETRICS_CONTENT_TYPE, metrics_response, with_metrics_route};
 pub use propagation::{extract_context, inject_context, set_parent_from};
+pub use trace_layers::{
+    ExtractTraceContext, ExtractTraceContextLayer, InjectTraceContext, InjectTraceContextLayer,
+    ServerKind,
+};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
