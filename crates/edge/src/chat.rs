@@ -34,8 +34,9 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Reque
         model = tracing::field::Empty,
         stream = tracing::field::Empty,
     );
-    llmgw_telemetry::set_parent_from(&span, request.headers());
-    let outcome = Outcome::new(state.metrics.clone(), "chat_completions", started);
+    // In the request's span: the settle it sends at the end joins its trace.
+    let outcome =
+        span.in_scope(|| Outcome::new(state.metrics.clone(), "chat_completions", started));
     let mut response = respond(&state, request, &request_id, outcome)
         .instrument(span)
         .await;
@@ -189,7 +190,6 @@ async fn call_router(
         openai_request: body,
     });
     call.set_timeout(Duration::from_secs(state.config.request_timeout_secs));
-    llmgw_telemetry::inject_context(call.metadata_mut().as_mut());
     let mut events = state
         .router
         .clone()

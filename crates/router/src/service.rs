@@ -27,7 +27,6 @@ impl Router for RouterService {
         &self,
         request: Request<ChatRequest>,
     ) -> Result<Response<Self::ChatStream>, Status> {
-        let headers = request.metadata().as_ref().clone();
         let ChatRequest {
             envelope,
             openai_request,
@@ -43,7 +42,6 @@ impl Router for RouterService {
             model = %envelope.model,
             stream = envelope.stream,
         );
-        llmgw_telemetry::set_parent_from(&span, &headers);
 
         // A call whose usage could not be recorded is not served.
         if !self.state.usage.has_room() {

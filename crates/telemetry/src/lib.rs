@@ -6,6 +6,7 @@
 //! one process, so they share it).
 
 mod metrics_route;
+mod outage_log;
 mod propagation;
 mod trace_layers;
 
@@ -20,7 +21,8 @@ use tracing_subscriber::{
 };
 
 pub use metrics_route::{OPENMETRICS_CONTENT_TYPE, metrics_response, with_metrics_route};
-pub use propagation::{extract_context, inject_context, set_parent_from};
+pub use outage_log::{OutageLog, Recovered};
+pub use propagation::inject_context;
 pub use trace_layers::{
     ExtractTraceContext, ExtractTraceContextLayer, InjectTraceContext, InjectTraceContextLayer,
     ServerKind,

@@ -27,8 +27,7 @@ impl SpoolBench {
     /// enough for the run) delivering to `billing_url`, which is connected
     /// lazily: an address nothing listens on measures the writer alone.
     pub async fn open(dir: &Path, billing_url: &str) -> anyhow::Result<SpoolBench> {
-        let channel =
-            tonic::transport::Endpoint::from_shared(billing_url.to_owned())?.connect_lazy();
+        let channel = llmgw_grpc::channel(billing_url)?;
         let metrics = Arc::new(Metrics::new());
         let (stop, stopping) = oneshot::channel::<()>();
         let mut config = SpoolConfig::new(dir);

@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use llmgw_grpc::Channel;
 use llmgw_proto::billing_v1::ledger_client::LedgerClient;
 use llmgw_proto::billing_v1::{RecordUsageRequest, UsageEvent};
 use tokio::sync::watch;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 use super::segment::{self, Batch, Position, Reader};

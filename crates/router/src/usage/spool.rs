@@ -16,11 +16,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
+use llmgw_grpc::Channel;
 use llmgw_proto::billing_v1::UsageEvent;
 use llmgw_proto::billing_v1::ledger_client::LedgerClient;
 use tokio::sync::mpsc::{self, UnboundedSender};
 use tokio::sync::{oneshot, watch};
-use tonic::transport::Channel;
 
 use super::segment::{self, Position, Reader};
 use super::sender::Sender;

@@ -207,8 +207,7 @@ impl Running {
         billing: SocketAddr,
         drain_deadline: Duration,
     ) -> anyhow::Result<Running> {
-        let channel =
-            tonic::transport::Endpoint::from_shared(format!("http://{billing}"))?.connect_lazy();
+        let channel = llmgw_grpc::channel(&format!("http://{billing}"))?;
         let metrics = Arc::new(Metrics::new());
         let (stop, stopping) = oneshot::channel::<()>();
         let (sink, stopped) = spool::start(
