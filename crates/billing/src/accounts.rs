@@ -32,7 +32,6 @@ impl Accounts for AccountsService {
             found = tracing::field::Empty,
             key_id = tracing::field::Empty,
         );
-        llmgw_telemetry::set_parent_from(&span, request.metadata().as_ref());
         async move {
             let request = request.into_inner();
             let Ok(digest) = <&[u8; 32]>::try_from(&request.key_digest[..]) else {

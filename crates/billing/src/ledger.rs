@@ -37,7 +37,6 @@ impl Ledger for LedgerService {
             inserted = tracing::field::Empty,
             duplicates = tracing::field::Empty,
         );
-        llmgw_telemetry::set_parent_from(&span, request.metadata().as_ref());
         async move {
             let events = request.into_inner().events;
             let span = tracing::Span::current();
@@ -81,7 +80,6 @@ impl Ledger for LedgerService {
         request: Request<MonthToDateSpendRequest>,
     ) -> Result<Response<MonthToDateSpendResponse>, Status> {
         let span = tracing::info_span!("billing.month_to_date_spend");
-        llmgw_telemetry::set_parent_from(&span, request.metadata().as_ref());
         async move {
             let tenant = request.into_inner().tenant;
             let tenant = (!tenant.is_empty()).then_some(tenant.as_str());

@@ -28,7 +28,6 @@ use sqlx::Connection as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 
 pub use config::Config;
 
@@ -50,10 +49,11 @@ const LEDGER_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// migrations fail, or the admin token is unreadable or too short.
 pub async fn run(
     config: Config,
-    grpc: TcpListener,
+    grpc: impl Into<llmgw_grpc::Listener>,
     admin: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let grpc = grpc.into();
     let admin_token = config::load_admin_token(&config)?;
     let database_url = config.resolve_database_url()?;
     let store = connect(&database_url).await?;
@@ -104,16 +104,9 @@ pub async fn run(
         let metrics = metrics.clone();
         move || metrics.render()
     };
-    let mut routes = llmgw_telemetry::with_metrics_route(routes, render);
+    let mut routes = routes;
     accounts::answer_404_to_plain_http(&mut routes);
-    let grpc_server = tonic::transport::Server::builder()
-        .accept_http1(true)
-        .add_routes(routes)
-        // Lookups sit on the edge's cold path for a key: no Nagle delay.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(grpc).with_nodelay(Some(true)),
-            signal(stopped.clone()),
-        );
+    let grpc_server = llmgw_grpc::serve(routes, render, grpc, signal(stopped.clone()));
 
     let app = admin::router(AdminState {
         store,

@@ -19,15 +19,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use http::HeaderMap;
+use llmgw_grpc::Channel;
 use llmgw_proto::ErrorCode;
 use llmgw_proto::billing_v1::accounts_client::AccountsClient;
 use llmgw_proto::billing_v1::{KeyInfo, LookupKeyRequest};
 use llmgw_proto::limits_v1::Limits;
-use tonic::transport::Channel;
+use llmgw_telemetry::OutageLog;
 
 use crate::config::ApiKeyConfig;
 use crate::error::ApiError;
-use crate::throttle::Throttle;
 
 /// Who is calling.
 #[derive(Debug, Clone)]
@@ -88,7 +88,7 @@ pub struct Keys {
     ttl: Duration,
     negative_ttl: Duration,
     /// Billing outages are logged once a minute, not per request.
-    outage_log: Throttle,
+    outage_log: OutageLog,
 }
 
 impl Keys {
@@ -126,7 +126,7 @@ impl Keys {
             cache: Mutex::new(HashMap::new()),
             ttl,
             negative_ttl,
-            outage_log: Throttle::new(Duration::from_secs(60)),
+            outage_log: OutageLog::new(Duration::from_secs(60)),
         })
     }
 
@@ -164,6 +164,13 @@ impl Keys {
                 .await;
         match answer {
             Ok(Ok(answer)) => {
+                if let Some(outage) = self.outage_log.recovered() {
+                    tracing::info!(
+                        failures = outage.failures,
+                        outage_secs = outage.lasted.as_secs(),
+                        "billing reachable again: API keys are checked again"
+                    );
+                }
                 let answer = answer.into_inner();
                 let principal = answer.key.filter(|_| answer.found).map(|key| Principal {
                     limits: AccountLimits::of(&key),
@@ -218,9 +225,10 @@ impl Keys {
 
     /// Billing is unreachable: a key we knew keeps working; others get 503.
     fn billing_down(&self, stale: Option<Principal>, error: &str) -> Result<Principal, ApiError> {
-        if self.outage_log.ready() {
+        if let Some(failures) = self.outage_log.failed() {
             tracing::warn!(
                 error,
+                failures,
                 "billing unreachable: serving cached keys, unknown keys get 503 (logged once a minute)"
             );
         }

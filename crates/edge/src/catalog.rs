@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use llmgw_grpc::Channel;
 use llmgw_proto::router_v1::router_client::RouterClient;
 use llmgw_proto::router_v1::{ListModelsRequest, Model};
+use llmgw_telemetry::OutageLog;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 pub type Models = Arc<HashMap<String, Model>>;
 
@@ -44,6 +45,8 @@ struct Snapshot {
     models: Models,
     prices: HashMap<String, Prices>,
 }
+/// A router outage is logged when it starts, then at most this often.
+const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Default)]
 pub struct Catalog {
@@ -94,26 +97,26 @@ impl Catalog {
         every: Duration,
         stop: CancellationToken,
     ) {
-        let mut logged_failure = false;
+        // Not once per attempt: every 200 ms while the catalog is missing.
+        let outage_log = OutageLog::new(OUTAGE_LOG_EVERY);
         loop {
             let wait = match router.list_models(ListModelsRequest {}).await {
                 Ok(response) => {
                     let models = response.into_inner().models;
-                    if self.current().is_none() || logged_failure {
+                    let recovered = outage_log.recovered();
+                    if self.current().is_none() || recovered.is_some() {
                         tracing::info!(
                             models = models.len(),
+                            failures = recovered.map(|outage| outage.failures),
                             "model catalog loaded from the router"
                         );
                     }
-                    logged_failure = false;
                     self.replace(models);
                     every
                 }
                 Err(status) => {
-                    // Once per outage, not once per attempt.
-                    if !logged_failure {
-                        tracing::warn!(grpc_code = ?status.code(), error = %status.message(), "cannot read the model catalog from the router; keeping the last copy");
-                        logged_failure = true;
+                    if let Some(failures) = outage_log.failed() {
+                        tracing::warn!(grpc_code = ?status.code(), error = %status.message(), failures, "cannot read the model catalog from the router; keeping the last copy");
                     }
                     if self.current().is_none() {
                         Duration::from_millis(200)

@@ -35,8 +35,9 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Reque
         model = tracing::field::Empty,
         stream = tracing::field::Empty,
     );
-    llmgw_telemetry::set_parent_from(&span, request.headers());
-    let outcome = Outcome::new(state.metrics.clone(), "chat_completions", started);
+    // In the request's span: the settle it sends at the end joins its trace.
+    let outcome =
+        span.in_scope(|| Outcome::new(state.metrics.clone(), "chat_completions", started));
     let mut response = respond(&state, request, &request_id, outcome)
         .instrument(span)
         .await;

@@ -11,7 +11,6 @@ mod outcome;
 mod quota;
 mod router_call;
 mod sse;
-mod throttle;
 mod validate;
 
 use std::future::{Future, IntoFuture as _};
@@ -25,14 +24,15 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt as _;
 use http::StatusCode;
+use llmgw_grpc::Channel;
 use llmgw_openai::{ModelList, ModelObject};
 use llmgw_proto::ErrorCode;
 use llmgw_proto::billing_v1::accounts_client::AccountsClient;
 use llmgw_proto::quota_v1::quota_client::QuotaClient;
 use llmgw_proto::router_v1::router_client::RouterClient;
+use llmgw_telemetry::{ExtractTraceContextLayer, ServerKind};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
 
 pub use config::{ApiKeyConfig, Config};
 pub use quota::Unreachable as QuotaUnreachable;
@@ -138,15 +138,11 @@ pub async fn run(
     }
 }
 
-/// A gRPC channel to another service: connected on first use (the edge
-/// starts, and stays alive, whether or not the service is up yet), with
-/// small frames sent at once.
+/// A gRPC channel to another service (`llmgw_grpc::channel`: connected on
+/// first use, so the edge starts, and stays alive, whether or not the
+/// service is up yet).
 fn channel(url: &str, setting: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_owned())
-        .with_context(|| format!("invalid {setting} {url:?}"))?
-        .tcp_nodelay(true)
-        .connect_timeout(Duration::from_secs(1))
-        .connect_lazy())
+    llmgw_grpc::channel(url).with_context(|| format!("invalid {setting} {url:?}"))
 }
 
 /// Milliseconds since the Unix epoch (deadlines and key expiry).
@@ -165,6 +161,8 @@ fn routes(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .fallback(not_found)
         .with_state(state)
+        // A client's `traceparent` becomes the parent of the request's spans.
+        .layer(ExtractTraceContextLayer::new(ServerKind::Http))
 }
 
 async fn list_models(State(state): State<Arc<AppState>>, request: Request) -> Response {
@@ -231,7 +229,6 @@ pub mod microbench {
 
     use http::{HeaderMap, HeaderValue};
     use llmgw_proto::billing_v1::accounts_client::AccountsClient;
-    use tonic::transport::Endpoint;
 
     pub struct Auth(crate::auth::Keys);
 
@@ -239,8 +236,7 @@ pub mod microbench {
         /// Database keys through the billing service at `billing_url`, with
         /// the default cache lifetimes.
         pub fn new(billing_url: &str) -> anyhow::Result<Auth> {
-            let accounts =
-                AccountsClient::new(Endpoint::from_shared(billing_url.to_owned())?.connect_lazy());
+            let accounts = AccountsClient::new(llmgw_grpc::channel(billing_url)?);
             let keys = crate::auth::Keys::new(
                 &[],
                 Some(accounts),

@@ -7,20 +7,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use llmgw_grpc::Channel;
 use llmgw_proto::ErrorCode;
 use llmgw_proto::quota_v1::quota_client::QuotaClient;
 use llmgw_proto::quota_v1::{
     AcquireRequest, AcquireResponse, LimitKind, SettleRequest, Subject, Window,
 };
 use llmgw_proto::router_v1::{Billed, Model};
+use llmgw_telemetry::OutageLog;
 use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
-use tonic::transport::Channel;
+use tracing::Instrument as _;
 
 use crate::auth::AccountLimits;
 use crate::catalog::Prices;
 use crate::error::ApiError;
-use crate::throttle::Throttle;
 
 /// What the edge does when the quota service cannot be reached in time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -71,7 +72,7 @@ pub struct Quota {
     timeout: Duration,
     on_unreachable: Unreachable,
     /// An unreachable quota service is logged once a minute, not per request.
-    outage_log: Throttle,
+    outage_log: OutageLog,
     /// Every decision taken without the quota service.
     unreachable_total: Counter,
     /// Until when (unix ms) requests carrying no limits of their own skip
@@ -94,7 +95,7 @@ impl Quota {
             client,
             timeout,
             on_unreachable,
-            outage_log: Throttle::new(Duration::from_secs(60)),
+            outage_log: OutageLog::new(Duration::from_secs(60)),
             unreachable_total,
             nobody_limited_until_ms: AtomicU64::new(0),
         }
@@ -155,7 +156,16 @@ impl Quota {
             async move { client.acquire(request).await }
         });
         let answer = match tokio::time::timeout(self.timeout, &mut call).await {
-            Ok(Ok(answer)) => answer.into_inner(),
+            Ok(Ok(answer)) => {
+                if let Some(outage) = self.outage_log.recovered() {
+                    tracing::info!(
+                        failures = outage.failures,
+                        outage_secs = outage.lasted.as_secs(),
+                        "quota service reachable again"
+                    );
+                }
+                answer.into_inner()
+            }
             Ok(Err(status)) => return (self.unreachable(&status.to_string()), HeaderMap::new()),
             Err(_) => {
                 self.hand_back_if_granted(call, settle);
@@ -212,13 +222,13 @@ impl Quota {
             if let Err(status) = client.settle(settle).await {
                 tracing::debug!(error = %status, "quota: a late reservation could not be handed back; the lease timeout will release it");
             }
-        });
+        }.in_current_span());
     }
 
     fn unreachable(&self, error: &str) -> Result<Option<Settlement>, ApiError> {
         self.unreachable_total.inc();
-        if self.outage_log.ready() {
-            tracing::warn!(error, policy = ?self.on_unreachable, "quota service unreachable (logged once a minute)");
+        if let Some(failures) = self.outage_log.failed() {
+            tracing::warn!(error, failures, policy = ?self.on_unreachable, "quota service unreachable (logged once a minute)");
         }
         match self.on_unreachable {
             Unreachable::Open => Ok(None),
@@ -266,11 +276,15 @@ impl Drop for Settlement {
         };
         let mut client = self.client.clone();
         let request = std::mem::take(&mut self.request);
-        runtime.spawn(async move {
+        runtime.spawn(
+            async move {
             if let Err(status) = client.settle(request).await {
                 tracing::debug!(error = %status, "quota settle failed; the lease timeout will release it");
             }
-        });
+            }
+            // The request's span: the settle is part of its trace.
+            .in_current_span(),
+        );
     }
 }
 

@@ -9,10 +9,10 @@
 
 use std::time::Duration;
 
+use llmgw_grpc::Channel;
 use llmgw_proto::router_v1::router_client::RouterClient;
 use llmgw_proto::router_v1::{Cancel, ChatEvent, ChatInput, ChatRequest, chat_input::Input};
 use tokio::sync::mpsc;
-use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 use tracing::Instrument as _;
 
@@ -60,7 +60,6 @@ impl RouterCall {
         });
         let mut call = tonic::Request::new(outgoing);
         call.set_timeout(timeout);
-        llmgw_telemetry::inject_context(call.metadata_mut().as_mut());
         let events = router.clone().chat(call).await?.into_inner();
         if let Some(settlement) = &mut settlement {
             settlement.router_called();

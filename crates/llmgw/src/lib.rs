@@ -1,6 +1,9 @@
 //! The `llmgw` binary's library: configuration loading and wiring the
-//! services together. `llmgw all` runs every service in one process, and they
-//! still talk gRPC over loopback, exactly as in a distributed deployment.
+//! services together. `llmgw all` runs every service in one process; they
+//! still talk gRPC to each other through the same clients, servers and
+//! layers as in a distributed deployment, over an in-process transport
+//! (`inproc://` addresses, no sockets) instead of loopback TCP. Each service
+//! also listens on its TCP port, for `/metrics` and outside callers.
 
 pub mod admin_cli;
 pub mod config;
@@ -10,6 +13,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use llmgw_grpc::{InProcessListener, Listener};
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
@@ -107,7 +111,10 @@ pub async fn start_all(
 
     let router_listener = bind(config.router.listen, "router").await?;
     let router = router_listener.local_addr()?;
-    config.edge.router_url = format!("http://{router}");
+    // The services started here call each other in process.
+    let router_in_process = InProcessListener::bind("router");
+    config.edge.router_url = router_in_process.url();
+    let router_listener = Listener::new(router_listener, Some(router_in_process));
     // Billing: accounts (API keys) in Postgres with DATABASE_URL, else in a
     // SQLite file under billing.data_dir; migrated at start. Not started when
     // the edge is pointed at a billing service elsewhere.
@@ -116,7 +123,9 @@ pub async fn start_all(
         let grpc = bind(config.billing.listen, "billing").await?;
         let admin = bind(config.billing.admin_listen, "billing admin API").await?;
         let addresses = (grpc.local_addr()?, admin.local_addr()?);
-        config.edge.billing_url = Some(format!("http://{}", addresses.0));
+        let in_process = InProcessListener::bind("billing");
+        config.edge.billing_url = Some(in_process.url());
+        let grpc = Listener::new(grpc, Some(in_process));
         let shutdown = stop.clone().cancelled_owned();
         let billing_config = config.billing.clone();
         tasks.spawn(async move {
@@ -149,7 +158,9 @@ pub async fn start_all(
     if config.edge.quota_url.is_none() {
         let listener = bind(config.quota.listen, "quota").await?;
         let address = listener.local_addr()?;
-        config.edge.quota_url = Some(format!("http://{address}"));
+        let in_process = InProcessListener::bind("quota");
+        config.edge.quota_url = Some(in_process.url());
+        let listener = Listener::new(listener, Some(in_process));
         let shutdown = stop.clone().cancelled_owned();
         let quota_config = config.quota.clone();
         tasks.spawn(async move {

@@ -14,14 +14,15 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
+use llmgw_grpc::Channel;
 use llmgw_limiter::{BudgetFloor, FloorOutcome, FloorScope, Month};
 use llmgw_proto::billing_v1::MonthToDateSpendRequest;
 use llmgw_proto::billing_v1::ledger_client::LedgerClient;
+use llmgw_telemetry::OutageLog;
 use tokio_util::task::AbortOnDropHandle;
-use tonic::transport::{Channel, Endpoint};
 
 use crate::config::Config;
 use crate::service::State;
@@ -34,7 +35,6 @@ const FIRST_SYNC_AFTER: Duration = Duration::from_secs(1);
 const RETRY_AFTER: Duration = Duration::from_secs(10);
 /// Bound on the whole `MonthToDateSpend` call.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// Failures are logged at most this often (or once per interval, if longer).
 const LOG_EVERY: Duration = Duration::from_secs(60);
 /// One entry per tenant and per key with spend this month: room for about
@@ -56,10 +56,8 @@ pub(crate) fn start(
         return Ok(None);
     }
     // Lazy: connected on the first sync, reconnected after billing restarts.
-    let channel = Endpoint::from_shared(url.to_owned())
-        .with_context(|| format!("invalid quota.billing_url {url:?}"))?
-        .connect_timeout(CONNECT_TIMEOUT)
-        .connect_lazy();
+    let channel =
+        llmgw_grpc::channel(url).with_context(|| format!("invalid quota.billing_url {url:?}"))?;
     let client = LedgerClient::new(channel).max_decoding_message_size(MAX_RESPONSE_BYTES);
     let interval = Duration::from_secs(config.budget_sync_secs);
     Ok(Some(AbortOnDropHandle::new(tokio::spawn(run(
@@ -69,7 +67,7 @@ pub(crate) fn start(
 
 /// Syncs every `interval` (every `RETRY_AFTER` after a failure) until aborted.
 async fn run(mut client: LedgerClient<Channel>, interval: Duration, state: Arc<State>) {
-    let mut log = FailureLog::default();
+    let log = OutageLog::new(interval.max(LOG_EVERY));
     tokio::time::sleep(FIRST_SYNC_AFTER.min(interval)).await;
     loop {
         let result = sync(&mut client, &state).await;
@@ -79,7 +77,9 @@ async fn run(mut client: LedgerClient<Channel>, interval: Duration, state: Arc<S
         });
         let wait = match result {
             Ok(sync) => {
-                log.succeeded();
+                if log.recovered().is_some() {
+                    tracing::info!("quota: budgets are synced from the usage ledger again");
+                }
                 tracing::debug!(
                     month = %sync.month,
                     tenants = sync.tenants,
@@ -94,7 +94,14 @@ async fn run(mut client: LedgerClient<Channel>, interval: Duration, state: Arc<S
                 interval.min(RETRY_AFTER)
             }
             Err(failure) => {
-                log.failed(&failure, interval.max(LOG_EVERY));
+                if let Some(failures) = log.failed() {
+                    tracing::warn!(
+                        error = %failure,
+                        failures,
+                        "quota: cannot rebuild budgets from the usage ledger; enforcing them with \
+                         the counters as they are, retrying"
+                    );
+                }
                 interval.min(RETRY_AFTER)
             }
         };
@@ -209,36 +216,4 @@ async fn sync(client: &mut LedgerClient<Channel>, state: &State) -> Result<Synce
         }
     }
     Ok(synced)
-}
-
-/// Logs the first failure at once, then at most one line per period with
-/// the count since the last one, and the recovery.
-#[derive(Default)]
-struct FailureLog {
-    unlogged: u64,
-    last_logged: Option<Instant>,
-}
-
-impl FailureLog {
-    fn failed(&mut self, failure: &Failure, every: Duration) {
-        self.unlogged += 1;
-        if self.last_logged.is_some_and(|last| last.elapsed() < every) {
-            return;
-        }
-        tracing::warn!(
-            error = %failure,
-            failures = self.unlogged,
-            "quota: cannot rebuild budgets from the usage ledger; enforcing them with the \
-             counters as they are, retrying"
-        );
-        self.unlogged = 0;
-        self.last_logged = Some(Instant::now());
-    }
-
-    fn succeeded(&mut self) {
-        if self.last_logged.take().is_some() {
-            tracing::info!("quota: budgets are synced from the usage ledger again");
-        }
-        self.unlogged = 0;
-    }
 }

@@ -20,9 +20,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use llmgw_proto::quota_v1::quota_server::QuotaServer;
-use tokio::net::TcpListener;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 
 pub use config::{Config, FailMode, FailurePolicy, LimitTables, LimitsConfig};
 
@@ -37,9 +35,10 @@ use crate::service::{QuotaService, State};
 /// service starts, degrades per policy and connects when Redis answers.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listener: impl Into<llmgw_grpc::Listener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let listener = listener.into();
     anyhow::ensure!(
         config.redis_timeout_ms > 0,
         "quota.redis_timeout_ms must be at least 1"
@@ -68,15 +67,7 @@ pub async fn run(
         "quota listening"
     );
     let routes = Routes::new(QuotaServer::new(QuotaService { state }));
-    let routes = llmgw_telemetry::with_metrics_route(routes, move || metrics.render());
-    tonic::transport::Server::builder()
-        .accept_http1(true)
-        .add_routes(routes)
-        // Answers are tiny and on every request's critical path: no Nagle.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+    llmgw_grpc::serve(routes, move || metrics.render(), listener, shutdown)
         .await
         .context("quota server failed")
 }

@@ -48,7 +48,6 @@ impl Quota for QuotaService {
                 degraded = tracing::field::Empty,
             )
         };
-        llmgw_telemetry::set_parent_from(&span, request.metadata().as_ref());
         let state = self.state.clone();
         async move {
             let request = request.into_inner();
@@ -112,7 +111,6 @@ impl Quota for QuotaService {
                 degraded = body.degraded,
             )
         };
-        llmgw_telemetry::set_parent_from(&span, request.metadata().as_ref());
         let state = self.state.clone();
         async move {
             let request = request.into_inner();

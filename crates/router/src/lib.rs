@@ -20,9 +20,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use llmgw_proto::router_v1::router_server::RouterServer;
 use llmgw_spool::SpoolConfig;
-use tokio::net::TcpListener;
 use tonic::service::Routes;
-use tonic::transport::server::TcpIncoming;
 
 pub use config::{
     BreakerConfig, Config, DeploymentConfig, FallbackOn, ModelConfig, Provider, Retries, Strategy,
@@ -48,9 +46,10 @@ pub(crate) struct State {
 /// `GET /metrics` over HTTP/1.
 pub async fn run(
     config: Config,
-    listener: TcpListener,
+    listener: impl Into<llmgw_grpc::Listener>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    let listener = listener.into();
     let metrics = Arc::new(Metrics::new());
     let catalog = Catalog::from_config(
         &config.models,
@@ -85,15 +84,7 @@ pub async fn run(
     let address = listener.local_addr()?;
     tracing::info!(%address, models = state.catalog.models().len(), "router listening");
     let routes = Routes::new(RouterServer::new(service::RouterService { state }));
-    let routes = llmgw_telemetry::with_metrics_route(routes, move || metrics.render());
-    let served = tonic::transport::Server::builder()
-        .accept_http1(true)
-        .add_routes(routes)
-        // Small frames (one chunk each) must leave at once, not wait for Nagle.
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
-        )
+    let served = llmgw_grpc::serve(routes, move || metrics.render(), listener, shutdown)
         .await
         .context("router server failed");
     let _ = spool_stop.send(());
@@ -120,10 +111,8 @@ async fn start_spool(
         .clone()
         .unwrap_or_else(|| "./data/spool".into());
     // Lazy: the router starts, and serves, while billing is down.
-    let channel = tonic::transport::Endpoint::from_shared(billing_url.clone())
-        .with_context(|| format!("billing_url {billing_url:?}"))?
-        .connect_timeout(Duration::from_secs(1))
-        .connect_lazy();
+    let channel = llmgw_grpc::channel(billing_url)
+        .with_context(|| format!("router.billing_url {billing_url:?}"))?;
     let spool_config = SpoolConfig {
         name: "usage",
         dir,

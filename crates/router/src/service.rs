@@ -28,7 +28,6 @@ impl Router for RouterService {
         &self,
         request: Request<Streaming<ChatInput>>,
     ) -> Result<Response<Self::ChatStream>, Status> {
-        let headers = request.metadata().as_ref().clone();
         let mut inputs = request.into_inner();
         let Some(ChatInput {
             input:
@@ -54,7 +53,6 @@ impl Router for RouterService {
             model = %envelope.model,
             stream = envelope.stream,
         );
-        llmgw_telemetry::set_parent_from(&span, &headers);
 
         // A call whose usage could not be recorded is not served.
         if !self.state.usage.has_room() {

@@ -6,7 +6,9 @@
 //! one process, so they share it).
 
 mod metrics_route;
+mod outage_log;
 mod propagation;
+mod trace_layers;
 
 use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
@@ -19,7 +21,12 @@ use tracing_subscriber::{
 };
 
 pub use metrics_route::{OPENMETRICS_CONTENT_TYPE, metrics_response, with_metrics_route};
-pub use propagation::{extract_context, inject_context, set_parent_from};
+pub use outage_log::{OutageLog, Recovered};
+pub use propagation::inject_context;
+pub use trace_layers::{
+    ExtractTraceContext, ExtractTraceContextLayer, InjectTraceContext, InjectTraceContextLayer,
+    ServerKind,
+};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]

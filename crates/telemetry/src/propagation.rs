@@ -1,6 +1,7 @@
 //! W3C trace context (`traceparent`/`tracestate`) in and out of header maps.
-//! gRPC metadata is a header map too (`MetadataMap: AsRef<HeaderMap>`), so the
-//! same two functions serve the HTTP edge, the gRPC hop and the upstream call.
+//! Services do not call these by hand on their own hops: the layers in
+//! `trace_layers` do, on every gRPC call and every edge request. The router
+//! injects by hand only into its upstream HTTP calls.
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::propagation::{Extractor, Injector};
@@ -38,16 +39,8 @@ pub fn inject_context(headers: &mut HeaderMap) {
 }
 
 /// Reads a caller's trace context from `headers`.
-pub fn extract_context(headers: &HeaderMap) -> opentelemetry::Context {
+pub(crate) fn extract_context(headers: &HeaderMap) -> opentelemetry::Context {
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&HeaderExtractor(headers))
     })
-}
-
-/// Makes `span` a child of the caller's trace, when the caller sent one.
-pub fn set_parent_from(span: &tracing::Span, headers: &HeaderMap) {
-    if headers.contains_key("traceparent") {
-        // Fails only when no OpenTelemetry layer is installed: nothing to join.
-        let _ = span.set_parent(extract_context(headers));
-    }
 }

@@ -5,11 +5,11 @@
 //! billing's answers map to "retry" or "invalid"), and how an event is named
 //! in log lines.
 
+use llmgw_grpc::Channel;
 use llmgw_proto::billing_v1::ledger_client::LedgerClient;
 use llmgw_proto::billing_v1::{RecordUsageRequest, UsageEvent};
 use llmgw_spool::{DELIVERY_TIMEOUT, Delivery, DeliveryError};
 use tonic::Code;
-use tonic::transport::Channel;
 
 /// Where the relay sends usage events. Cheap to clone.
 pub type UsageSink = llmgw_spool::Sink<UsageEvent>;

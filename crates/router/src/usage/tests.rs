@@ -111,9 +111,7 @@ async fn usage_reaches_billing_over_grpc_retried_while_down_invalid_events_set_a
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("local addr");
     drop(listener);
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .expect("endpoint")
-        .connect_lazy();
+    let channel = llmgw_grpc::channel(&format!("http://{addr}")).expect("channel");
     let metrics = Metrics::new();
     let mut config = SpoolConfig::new("usage", &dir);
     config.flush_interval = Duration::from_millis(2);

@@ -1,0 +1,142 @@
+//! W3C trace context carried across every hop without per-call code: a
+//! client layer that writes the current span's context into each outgoing
+//! request, and a server layer that reads the caller's context and makes it
+//! the parent of everything the handler does. The gRPC plumbing
+//! (`llmgw-grpc`) and the edge's HTTP router both use them.
+
+use std::task::{Context, Poll};
+
+use opentelemetry::trace::TraceContextExt as _;
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument as _;
+use tracing::instrument::Instrumented;
+use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::propagation::{extract_context, inject_context};
+
+/// Client side: every request leaves with the trace context of the span it
+/// was sent from (nothing when trace export is off).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct InjectTraceContextLayer;
+
+impl<S> Layer<S> for InjectTraceContextLayer {
+    type Service = InjectTraceContext<S>;
+
+    fn layer(&self, inner: S) -> InjectTraceContext<S> {
+        InjectTraceContext { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct InjectTraceContext<S> {
+    inner: S,
+}
+
+impl<S> InjectTraceContext<S> {
+    pub fn new(inner: S) -> InjectTraceContext<S> {
+        InjectTraceContext { inner }
+    }
+}
+
+impl<S, B> Service<http::Request<B>> for InjectTraceContext<S>
+where
+    S: Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: http::Request<B>) -> S::Future {
+        // `call` runs in the caller's task, under the caller's span.
+        inject_context(request.headers_mut());
+        self.inner.call(request)
+    }
+}
+
+/// Which kind of server a span stands for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ServerKind {
+    /// A gRPC call: span `grpc.server`, field `rpc` (`/package.Service/Method`).
+    Grpc,
+    /// An HTTP request: span `http.server`, fields `method` and `path`.
+    Http,
+}
+
+/// Server side: a request that carries a caller's trace context is handled
+/// inside a server span whose parent is that context, so every span the
+/// handler opens joins the caller's trace. A request without one (or a
+/// process without trace export, where nothing can be extracted) gets no
+/// span at all: it would cost CPU on every request for nobody.
+#[derive(Debug, Clone, Copy)]
+pub struct ExtractTraceContextLayer {
+    kind: ServerKind,
+}
+
+impl ExtractTraceContextLayer {
+    pub fn new(kind: ServerKind) -> ExtractTraceContextLayer {
+        ExtractTraceContextLayer { kind }
+    }
+}
+
+impl<S> Layer<S> for ExtractTraceContextLayer {
+    type Service = ExtractTraceContext<S>;
+
+    fn layer(&self, inner: S) -> ExtractTraceContext<S> {
+        ExtractTraceContext {
+            inner,
+            kind: self.kind,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ExtractTraceContext<S> {
+    inner: S,
+    kind: ServerKind,
+}
+
+impl<S, B> Service<http::Request<B>> for ExtractTraceContext<S>
+where
+    S: Service<http::Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Instrumented<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: http::Request<B>) -> Self::Future {
+        let span = server_span(self.kind, &request);
+        // The inner service may do work in `call` already (tonic's routes
+        // do): it belongs to the span too.
+        let future = span.in_scope(|| self.inner.call(request));
+        future.instrument(span)
+    }
+}
+
+fn server_span<B>(kind: ServerKind, request: &http::Request<B>) -> tracing::Span {
+    if !request.headers().contains_key("traceparent") {
+        return tracing::Span::none();
+    }
+    let parent = extract_context(request.headers());
+    if !parent.span().span_context().is_valid() {
+        return tracing::Span::none();
+    }
+    let path = request.uri().path();
+    let span = match kind {
+        ServerKind::Grpc => tracing::info_span!("grpc.server", rpc = path),
+        ServerKind::Http => {
+            tracing::info_span!("http.server", method = %request.method(), path)
+        }
+    };
+    // Fails only when no OpenTelemetry layer is installed: nothing to join.
+    let _ = span.set_parent(parent);
+    span
+}
