@@ -212,13 +212,28 @@ impl Answer {
         self.json["error"]["param"].as_str()
     }
 
+    /// An error answer with this status, in OpenAI's shape (exactly
+    /// `message`, `type`, `param`, `code`), with the `type` and `code` the
+    /// gateway uses for that status everywhere.
     pub fn assert_error(&self, status: u16, param: Option<&str>) {
         assert_eq!(self.status, status, "{self:?}");
-        assert!(
-            self.json["error"]["message"].is_string(),
-            "not an error body: {self:?}"
-        );
-        assert!(self.json["error"]["type"].is_string(), "{self:?}");
+        let error = self.json["error"]
+            .as_object()
+            .unwrap_or_else(|| panic!("not an error body: {self:?}"));
+        let mut fields: Vec<&str> = error.keys().map(String::as_str).collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["code", "message", "param", "type"], "{self:?}");
+        assert!(error["message"].is_string(), "{self:?}");
+        let (kind, code) = match status {
+            400 | 404 | 405 => ("invalid_request_error", None),
+            401 => ("invalid_request_error", Some("invalid_admin_token")),
+            409 => ("invalid_request_error", Some("conflict")),
+            500 => ("server_error", Some("internal_error")),
+            503 => ("server_error", Some("service_unavailable")),
+            other => panic!("no error shape known for {other}"),
+        };
+        assert_eq!(error["type"], kind, "{self:?}");
+        assert_eq!(error["code"].as_str(), code, "{self:?}");
         assert_eq!(self.param(), param, "{self:?}");
     }
 }
