@@ -1,9 +1,9 @@
 //! Usage-ledger ingest throughput into Postgres:
 //! `cargo bench -p llmgw-billing --bench ingest`.
 //!
-//! Creates its own database on `LLMGW_BENCH_POSTGRES` (default
-//! `postgres://postgres@127.0.0.1:5432`) and drops it afterwards, even on
-//! failure. Two runs, each with several concurrent senders sending batches
+//! Creates its own database (`llmgw-testdb`: on `LLMGW_TEST_POSTGRES`,
+//! default `postgres://postgres@127.0.0.1:5432`) and drops it afterwards,
+//! even on failure. Two runs, each with several concurrent senders sending batches
 //! of 1000 events, as the routers' spools do: straight through the store
 //! (`Store::record_usage`), then through the real gRPC service
 //! (`Ledger.RecordUsage`), which adds protobuf and HTTP/2 on loopback.
@@ -16,7 +16,7 @@ use anyhow::Context as _;
 use llmgw_billing::store::Store;
 use llmgw_proto::billing_v1::ledger_client::LedgerClient;
 use llmgw_proto::billing_v1::{RecordUsageRequest, UsageEvent};
-use sqlx::Connection as _;
+use llmgw_testdb::{SERVER_ENV, TestDatabase};
 
 const BATCH: usize = 1_000;
 const SENDERS: usize = 4;
@@ -24,22 +24,12 @@ const BATCHES_PER_SENDER: usize = 25;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let server = std::env::var("LLMGW_BENCH_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_owned());
-    let name = format!("llmgw_bench_ingest_{}", uuid::Uuid::new_v4().simple());
-    let mut admin = sqlx::PgConnection::connect(&format!("{server}/postgres"))
+    let database = TestDatabase::create("billing_bench_ingest")
         .await
-        .with_context(|| format!("connecting to {server} (set LLMGW_BENCH_POSTGRES)"))?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-        .execute(&mut admin)
-        .await?;
-    let result = bench(&format!("{server}/{name}")).await;
+        .with_context(|| format!("creating a database (set {SERVER_ENV})"))?;
+    let result = bench(database.url()).await;
     // FORCE ends the pools' sessions (the service's included).
-    let dropped = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await;
+    let dropped = database.drop_database().await;
     result?;
     dropped?;
     Ok(())

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::response::{IntoResponse as _, Response};
+use llmgw_proto::ErrorCode;
 use llmgw_proto::billing_v1::accounts_server::Accounts;
 use llmgw_proto::billing_v1::{KeyInfo, LookupKeyRequest, LookupKeyResponse};
 use llmgw_proto::limits_v1::Limits;
@@ -35,7 +36,7 @@ impl Accounts for AccountsService {
         async move {
             let request = request.into_inner();
             let Ok(digest) = <&[u8; 32]>::try_from(&request.key_digest[..]) else {
-                return Err(Status::invalid_argument(format!(
+                return Err(ErrorCode::InvalidRequest.status(format!(
                     "key_digest must be the 32-byte SHA-256 of the key, got {} bytes",
                     request.key_digest.len()
                 )));
@@ -48,7 +49,9 @@ impl Accounts for AccountsService {
                     // Unavailable tells the edge to fall back to its cache
                     // and to answer unknown keys 503, not 401: the key may
                     // well be valid.
-                    return Err(Status::unavailable("the accounts database is unavailable"));
+                    return Err(
+                        ErrorCode::Unavailable.status("the accounts database is unavailable")
+                    );
                 }
             };
             let span = tracing::Span::current();
@@ -117,6 +120,8 @@ pub(crate) fn answer_404_to_plain_http(routes: &mut Routes) {
             .and_then(|value| value.to_str().ok())
             .is_some_and(|value| value.starts_with("application/grpc"));
         if grpc {
+            // gRPC's own answer to an unknown method, not an ErrorCode:
+            // clients' stubs recognise UNIMPLEMENTED as exactly that.
             Status::unimplemented("").into_http::<axum::body::Body>()
         } else {
             (

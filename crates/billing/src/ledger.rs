@@ -1,14 +1,16 @@
 //! The `llmgw.billing.v1.Ledger` gRPC service: the routers deliver usage
 //! events here from their spools, in batches, possibly more than once.
 //!
-//! Status codes are what the sender acts on: `INVALID_ARGUMENT` means the
-//! batch can never be recorded as it is (retrying will not help);
-//! `UNAVAILABLE` means nothing was recorded and the same batch should be
-//! sent again later, which is always safe.
+//! Status codes are what the sender acts on: `InvalidRequest`
+//! (`INVALID_ARGUMENT`) means the batch can never be recorded as it is
+//! (retrying will not help); `Unavailable` (`UNAVAILABLE`) means nothing was
+//! recorded and the same batch should be sent again later, which is always
+//! safe.
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use llmgw_proto::ErrorCode;
 use llmgw_proto::billing_v1::ledger_server::Ledger;
 use llmgw_proto::billing_v1::{
     KeySpend, MonthToDateSpendRequest, MonthToDateSpendResponse, RecordUsageRequest,
@@ -62,7 +64,7 @@ impl Ledger for LedgerService {
                 Err(StoreError::Invalid(message)) => {
                     self.metrics.ledger_batch("invalid", 0, 0, seconds);
                     tracing::warn!(error = %message, "usage batch refused");
-                    Err(Status::invalid_argument(message))
+                    Err(ErrorCode::InvalidRequest.status(message))
                 }
                 Err(error) => {
                     self.metrics.ledger_batch("error", 0, 0, seconds);
@@ -120,5 +122,5 @@ impl Ledger for LedgerService {
 /// Driver messages can carry host names and SQL: they go to the log, the
 /// caller gets this.
 fn unavailable() -> Status {
-    Status::unavailable("the billing database is unavailable; retry later")
+    ErrorCode::Unavailable.status("the billing database is unavailable; retry later")
 }

@@ -421,5 +421,18 @@ async fn openapi_document_is_served(backend: Backend) {
     assert_eq!(document.status, 200, "{document:?}");
     assert!(document.json["openapi"].as_str().unwrap().starts_with("3."));
     assert!(document.json["paths"]["/admin/v1/keys/{key}/rotate"].is_object());
+    // The error shape, with the codes the answers carry.
+    let tenants = &document.json["paths"]["/admin/v1/tenants"]["post"]["responses"];
+    assert_eq!(tenants["409"]["$ref"], "#/components/responses/Error");
+    let error = &document.json["components"]["schemas"]["Error"]["properties"]["error"];
+    assert_eq!(
+        error["required"],
+        serde_json::json!(["message", "type", "param", "code"])
+    );
+    let codes = error["properties"]["code"]["enum"].as_array().unwrap();
+    for code in ["conflict", "invalid_admin_token", "service_unavailable"] {
+        assert!(codes.iter().any(|c| c == code), "{code} in {codes:?}");
+    }
+    assert!(codes.contains(&serde_json::Value::Null), "{codes:?}");
     service.stop().await.unwrap();
 }

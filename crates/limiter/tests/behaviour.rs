@@ -3,10 +3,10 @@
 //! exact; `memory.rs` pins exact times with a fake clock).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod support;
 
-use common::{bucket, request, rpm, settle_of};
 use llmgw_limiter::{Kind, Limits, Scope, Store, Window};
+use support::{bucket, request, rpm, settle_of};
 
 /// Generates `memory::<test>` and `redis::<test>` for each suite function.
 macro_rules! both_stores {
@@ -14,13 +14,13 @@ macro_rules! both_stores {
         mod memory {
             $(#[tokio::test]
             async fn $name() {
-                super::$name(super::common::store("memory").await).await;
+                super::$name(super::support::store("memory").await).await;
             })*
         }
         mod redis {
             $(#[tokio::test]
             async fn $name() {
-                super::$name(super::common::store("redis").await).await;
+                super::$name(super::support::store("redis").await).await;
             })*
         }
     };

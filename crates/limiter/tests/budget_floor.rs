@@ -3,12 +3,12 @@
 //! a figure for another month.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod support;
 
-use common::{bucket, memory_at, request};
 use llmgw_limiter::{
     BudgetFloor, FloorOutcome, FloorScope, Kind, Limits, Month, RedisStore, Scope, Store,
 };
+use support::{bucket, memory_at, request};
 
 const JAN_1_2026: u64 = 1_767_225_600;
 /// A budget of 10 (units of nano-USD, small to keep numbers readable).
@@ -83,12 +83,12 @@ async fn raises_never_lowers_and_checks_the_month(store: Store) {
 
 #[tokio::test]
 async fn memory_raises_never_lowers_and_checks_the_month() {
-    raises_never_lowers_and_checks_the_month(common::store("memory").await).await;
+    raises_never_lowers_and_checks_the_month(support::store("memory").await).await;
 }
 
 #[tokio::test]
 async fn redis_raises_never_lowers_and_checks_the_month() {
-    raises_never_lowers_and_checks_the_month(common::store("redis").await).await;
+    raises_never_lowers_and_checks_the_month(support::store("redis").await).await;
 }
 
 #[tokio::test]
@@ -120,7 +120,7 @@ async fn memory_older_month_restarts_at_the_floor() {
 #[tokio::test]
 async fn redis_older_month_restarts_at_the_floor_with_an_expiry() {
     let prefix = format!("test-{}", uuid::Uuid::new_v4());
-    let mut connection = common::connection().await;
+    let mut connection = support::connection().await;
     let store = Store::Redis(RedisStore::new(connection.clone(), prefix.clone()));
     let key = format!("{prefix}:{{acme}}:tenant:acme:budget");
     // A counter left over from an older month, nearly full, no expiry.
@@ -195,7 +195,7 @@ async fn redis_older_month_restarts_at_the_floor_with_an_expiry() {
 
 #[tokio::test]
 async fn redis_floor_above_2_53_is_held_at_2_53() {
-    let store = common::store("redis").await;
+    let store = support::store("redis").await;
     let huge = floor(Month::current(), u64::MAX);
     assert_eq!(
         store.raise_budget_floor(&huge).await.unwrap(),
@@ -279,12 +279,12 @@ async fn key_scope_raises_never_lowers_and_checks_the_month(store: Store) {
 
 #[tokio::test]
 async fn memory_key_scope_raises_never_lowers_and_checks_the_month() {
-    key_scope_raises_never_lowers_and_checks_the_month(common::store("memory").await).await;
+    key_scope_raises_never_lowers_and_checks_the_month(support::store("memory").await).await;
 }
 
 #[tokio::test]
 async fn redis_key_scope_raises_never_lowers_and_checks_the_month() {
-    key_scope_raises_never_lowers_and_checks_the_month(common::store("redis").await).await;
+    key_scope_raises_never_lowers_and_checks_the_month(support::store("redis").await).await;
 }
 
 #[tokio::test]
@@ -309,7 +309,7 @@ async fn memory_key_scope_older_month_restarts_at_the_floor() {
 #[tokio::test]
 async fn redis_key_scope_floor_sets_the_key_counter_with_an_expiry() {
     let prefix = format!("test-{}", uuid::Uuid::new_v4());
-    let mut connection = common::connection().await;
+    let mut connection = support::connection().await;
     let store = Store::Redis(RedisStore::new(connection.clone(), prefix.clone()));
     let key = format!("{prefix}:{{acme}}:key:k1:budget");
     let tenant_key = format!("{prefix}:{{acme}}:tenant:acme:budget");

@@ -1,10 +1,10 @@
 //! The memory store on a fake clock: exact numbers at exact instants.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod support;
 
-use common::{bucket, memory_at, request, rpm, settle_of};
 use llmgw_limiter::{Kind, Limits, Scope, Window};
+use support::{bucket, memory_at, request, rpm, settle_of};
 
 /// Mid-day, with microseconds, so absolute times are realistic.
 const NOON: u64 = 1_767_225_600 + 12 * 3600;

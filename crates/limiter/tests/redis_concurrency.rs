@@ -3,13 +3,13 @@
 //! atomicity must admit exactly what fits.
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 
-use common::{bucket, connection, request, rpm, settle_of};
 use llmgw_limiter::{Acquire, Decision, Kind, Limits, RedisStore, Scope};
 use redis::AsyncCommands;
+use support::{bucket, connection, request, rpm, settle_of};
 
 const REPLICAS: usize = 4;
 

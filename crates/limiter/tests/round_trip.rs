@@ -3,14 +3,14 @@
 //! commandstats would also count the other tests running in parallel).
 #![allow(clippy::unwrap_used)]
 
-mod common;
+mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use common::{bucket, request, settle_of};
 use llmgw_limiter::{Limits, RedisStore, Scope};
 use redis::aio::ConnectionManager;
+use support::{bucket, request, settle_of};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -131,7 +131,7 @@ async fn acquire_and_settle_are_one_command_each() {
 #[tokio::test]
 async fn every_key_written_expires() {
     let prefix = format!("test-{}", uuid::Uuid::new_v4());
-    let mut connection = common::connection().await;
+    let mut connection = support::connection().await;
     let store = RedisStore::new(connection.clone(), prefix.clone());
     let limits = every_limit();
     let buckets = [

@@ -6,8 +6,8 @@ use futures_util::StreamExt;
 use llmgw_mock_upstream::Config;
 use serde_json::{Value, json};
 
-mod common;
-use common::{Server, hello_text};
+mod support;
+use support::{Server, hello_text};
 
 fn messages(server: &Server, body: &Value) -> reqwest::RequestBuilder {
     server
@@ -17,7 +17,7 @@ fn messages(server: &Server, body: &Value) -> reqwest::RequestBuilder {
         .json(body)
 }
 
-/// The Anthropic twin of `common::hello`: same prompt, so the same answer.
+/// The Anthropic twin of `support::hello`: same prompt, so the same answer.
 fn hello(extra: Value) -> Value {
     let mut body = json!({
         "model": "mock",

@@ -6,8 +6,8 @@ use futures_util::StreamExt;
 use llmgw_mock_upstream::Config;
 use serde_json::{Value, json};
 
-mod common;
-use common::{Server, hello, sse_data};
+mod support;
+use support::{Server, hello, sse_data};
 
 #[tokio::test]
 async fn status_faults() {

@@ -14,8 +14,10 @@ impl ErrorCode {
             ErrorCode::InvalidRequest | ErrorCode::ContextLengthExceeded => {
                 tonic::Code::InvalidArgument
             }
-            ErrorCode::InvalidApiKey => tonic::Code::Unauthenticated,
+            ErrorCode::InvalidApiKey | ErrorCode::InvalidAdminToken => tonic::Code::Unauthenticated,
             ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
+            ErrorCode::Conflict => tonic::Code::AlreadyExists,
+            ErrorCode::MethodNotAllowed => tonic::Code::Unimplemented,
             ErrorCode::ModelNotFound | ErrorCode::NotFound => tonic::Code::NotFound,
             ErrorCode::RequestTooLarge => tonic::Code::OutOfRange,
             ErrorCode::RateLimited
@@ -27,6 +29,13 @@ impl ErrorCode {
             ErrorCode::Cancelled => tonic::Code::Cancelled,
             ErrorCode::Internal | ErrorCode::Unspecified => tonic::Code::Internal,
         }
+    }
+
+    /// The `Status` a gRPC handler answers with for this failure. `message`
+    /// reaches the caller, so it must be safe to show (no driver errors,
+    /// host names or SQL).
+    pub fn status(self, message: impl Into<String>) -> tonic::Status {
+        tonic::Status::new(self.grpc_code(), message)
     }
 
     /// The code for a gRPC failure that carried no typed error (transport
@@ -45,8 +54,11 @@ impl ErrorCode {
             tonic::Code::Unavailable | tonic::Code::Aborted => ErrorCode::Unavailable,
             tonic::Code::Cancelled => ErrorCode::Cancelled,
             tonic::Code::Unknown => ErrorCode::UpstreamError,
+            tonic::Code::AlreadyExists => ErrorCode::Conflict,
+            // A peer that does not implement a method we call is our
+            // deployment's bug (mismatched versions), not the client's
+            // wrong HTTP method: a 500, not a 405.
             tonic::Code::Ok
-            | tonic::Code::AlreadyExists
             | tonic::Code::Unimplemented
             | tonic::Code::Internal
             | tonic::Code::DataLoss => ErrorCode::Internal,
@@ -57,8 +69,10 @@ impl ErrorCode {
     pub fn http_status(self) -> StatusCode {
         match self {
             ErrorCode::InvalidRequest | ErrorCode::ContextLengthExceeded => StatusCode::BAD_REQUEST,
-            ErrorCode::InvalidApiKey => StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidApiKey | ErrorCode::InvalidAdminToken => StatusCode::UNAUTHORIZED,
             ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::ModelNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::RateLimited
@@ -84,7 +98,10 @@ impl ErrorCode {
             | ErrorCode::ModelNotFound
             | ErrorCode::NotFound
             | ErrorCode::RequestTooLarge
-            | ErrorCode::Cancelled => "invalid_request_error",
+            | ErrorCode::Cancelled
+            | ErrorCode::Conflict
+            | ErrorCode::InvalidAdminToken
+            | ErrorCode::MethodNotAllowed => "invalid_request_error",
             ErrorCode::RateLimited | ErrorCode::UpstreamRateLimited => "requests",
             ErrorCode::InsufficientQuota => "insufficient_quota",
             ErrorCode::UpstreamError
@@ -98,7 +115,9 @@ impl ErrorCode {
     /// OpenAI's `error.code` for this failure; `None` where OpenAI sends null.
     pub fn openai_code(self) -> Option<&'static str> {
         match self {
-            ErrorCode::InvalidRequest | ErrorCode::NotFound => None,
+            ErrorCode::InvalidRequest | ErrorCode::NotFound | ErrorCode::MethodNotAllowed => None,
+            ErrorCode::Conflict => Some("conflict"),
+            ErrorCode::InvalidAdminToken => Some("invalid_admin_token"),
             ErrorCode::ContextLengthExceeded => Some("context_length_exceeded"),
             ErrorCode::InvalidApiKey => Some("invalid_api_key"),
             ErrorCode::PermissionDenied => Some("model_not_allowed"),
@@ -120,17 +139,56 @@ impl ErrorCode {
 mod tests {
     use super::*;
 
+    /// Every value the proto declares: `try_from` fails past the last one.
+    fn every_code() -> Vec<ErrorCode> {
+        (0..)
+            .map_while(|raw| ErrorCode::try_from(raw).ok())
+            .collect()
+    }
+
     #[test]
     fn every_code_round_trips_through_grpc_to_the_same_http_status() {
-        for raw in 0..=15 {
-            let code = ErrorCode::try_from(raw).expect("code in range");
+        let codes = every_code();
+        assert!(codes.contains(&ErrorCode::MethodNotAllowed), "{codes:?}");
+        for code in codes {
             let back = ErrorCode::from_grpc(code.grpc_code());
+            // The one code only an HTTP surface produces: over gRPC, the
+            // same code means a peer lacks a method, which is our fault.
+            let expected = match code {
+                ErrorCode::MethodNotAllowed => StatusCode::INTERNAL_SERVER_ERROR,
+                _ => code.http_status(),
+            };
             assert_eq!(
                 back.http_status(),
-                code.http_status(),
+                expected,
                 "{code:?} -> {:?} -> {back:?}",
                 code.grpc_code()
             );
         }
+    }
+
+    #[test]
+    fn admin_codes_render_as_the_admin_api_always_has() {
+        let cases = [
+            (ErrorCode::Conflict, 409, Some("conflict")),
+            (
+                ErrorCode::InvalidAdminToken,
+                401,
+                Some("invalid_admin_token"),
+            ),
+            (ErrorCode::MethodNotAllowed, 405, None),
+        ];
+        for (code, status, openai_code) in cases {
+            assert_eq!(code.http_status().as_u16(), status, "{code:?}");
+            assert_eq!(code.openai_type(), "invalid_request_error", "{code:?}");
+            assert_eq!(code.openai_code(), openai_code, "{code:?}");
+        }
+    }
+
+    #[test]
+    fn status_carries_the_grpc_code_and_message() {
+        let status = ErrorCode::Unavailable.status("retry later");
+        assert_eq!(status.code(), tonic::Code::Unavailable);
+        assert_eq!(status.message(), "retry later");
     }
 }

@@ -1,34 +1,47 @@
-//! Admin API errors, in the OpenAI error shape the rest of the gateway
-//! speaks: `{"error": {"message", "type", "param", "code"}}`.
+//! Admin API errors: a shared [`ErrorCode`] and a message, rendered in the
+//! OpenAI error shape the rest of the gateway speaks,
+//! `{"error": {"message", "type", "param", "code"}}`, with the HTTP status,
+//! `type` and `code` the enum assigns (so the edge and the admin API cannot
+//! disagree on what a 409 or a 503 looks like).
 
 use axum::Json;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use serde_json::json;
+use llmgw_openai::{ErrorBody, ErrorDetail};
+use llmgw_proto::ErrorCode;
 
 use crate::store::StoreError;
 
+/// Every code the admin API answers with, for its OpenAPI document.
+pub(crate) const ADMIN_CODES: [ErrorCode; 7] = [
+    ErrorCode::InvalidRequest,
+    ErrorCode::InvalidAdminToken,
+    ErrorCode::NotFound,
+    ErrorCode::MethodNotAllowed,
+    ErrorCode::Conflict,
+    ErrorCode::Internal,
+    ErrorCode::Unavailable,
+];
+
 #[derive(Debug)]
 pub struct ApiError {
-    status: StatusCode,
+    code: ErrorCode,
     message: String,
     /// The request field at fault ("limits.concurrent"), for 400s and 409s.
     param: Option<String>,
-    code: Option<&'static str>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>, code: Option<&'static str>) -> Self {
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
-            status,
+            code,
             message: message.into(),
             param: None,
-            code,
         }
     }
 
     pub fn invalid(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::BAD_REQUEST, message, None)
+        ApiError::new(ErrorCode::InvalidRequest, message)
     }
 
     pub fn invalid_param(param: impl Into<String>, message: impl Into<String>) -> Self {
@@ -36,31 +49,22 @@ impl ApiError {
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
-        ApiError::new(StatusCode::NOT_FOUND, message, Some("not_found"))
+        ApiError::new(ErrorCode::NotFound, message)
     }
 
     pub fn method_not_allowed() -> Self {
         ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::MethodNotAllowed,
             "method not allowed on this route",
-            None,
         )
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            message,
-            Some("invalid_admin_token"),
-        )
+        ApiError::new(ErrorCode::InvalidAdminToken, message)
     }
 
     pub fn unavailable(message: impl Into<String>) -> Self {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            message,
-            Some("service_unavailable"),
-        )
+        ApiError::new(ErrorCode::Unavailable, message)
     }
 
     #[cfg(test)]
@@ -79,9 +83,7 @@ impl ApiError {
     /// host names and SQL.
     pub fn store(error: StoreError, param: Option<&str>) -> Self {
         let error = match error {
-            StoreError::Conflict(message) => {
-                ApiError::new(StatusCode::CONFLICT, message, Some("conflict"))
-            }
+            StoreError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
             StoreError::Invalid(message) => ApiError::invalid(message),
             StoreError::Database(error) => {
                 tracing::warn!(error = %error, "admin request: database failure");
@@ -89,12 +91,11 @@ impl ApiError {
                     "the billing database is unavailable; try again later",
                 );
             }
-            other => {
-                tracing::error!(error = %other, "admin request: store failure");
+            StoreError::Migrate(error) => {
+                tracing::error!(error = %error, "admin request: store failure");
                 return ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
+                    ErrorCode::Internal,
                     "internal error; see the billing service's logs",
-                    Some("internal_error"),
                 );
             }
         };
@@ -103,25 +104,24 @@ impl ApiError {
             None => error,
         }
     }
+
+    fn body(self) -> ErrorBody {
+        ErrorBody {
+            error: ErrorDetail {
+                message: self.message,
+                kind: self.code.openai_type().to_owned(),
+                param: self.param,
+                code: self.code.openai_code().map(str::to_owned),
+            },
+        }
+    }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let kind = if self.status.is_server_error() {
-            "server_error"
-        } else {
-            "invalid_request_error"
-        };
-        let body = json!({
-            "error": {
-                "message": self.message,
-                "type": kind,
-                "param": self.param,
-                "code": self.code,
-            }
-        });
-        let mut response = (self.status, Json(body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
+        let status = self.code.http_status();
+        let mut response = (status, Json(self.body())).into_response();
+        if status == StatusCode::UNAUTHORIZED {
             response.headers_mut().insert(
                 http::header::WWW_AUTHENTICATE,
                 http::HeaderValue::from_static("Bearer"),

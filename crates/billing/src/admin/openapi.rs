@@ -8,6 +8,8 @@ use std::sync::LazyLock;
 use axum::Json;
 use serde_json::{Value, json};
 
+use super::error::ADMIN_CODES;
+
 // Built once, on first request.
 static DOCUMENT: LazyLock<Value> = LazyLock::new(build);
 
@@ -23,6 +25,7 @@ fn build() -> Value {
         "401": {"$ref": "#/components/responses/Error"},
         "404": {"$ref": "#/components/responses/Error"},
         "409": {"$ref": "#/components/responses/Error"},
+        "500": {"$ref": "#/components/responses/Error"},
         "503": {"$ref": "#/components/responses/Error"}
     });
     let with_errors = |mut responses: Value| {
@@ -109,15 +112,55 @@ fn build() -> Value {
                     "key": {"$ref": "#/components/schemas/Key"},
                     "secret": {"type": "string", "description": "shown only in this answer"}
                 }},
-                "Error": {"type": "object", "properties": {"error": {"type": "object", "properties": {
-                    "message": {"type": "string"}, "type": {"type": "string"},
-                    "param": {"type": ["string", "null"]}, "code": {"type": ["string", "null"]}
-                }}}}
+                "Error": error_schema()
             }
         }
     });
     add_usage(&mut document, &with_errors);
     document
+}
+
+/// The OpenAI error shape, with the `type` and `code` values listed from
+/// the same [`ErrorCode`] mapping the answers are rendered with, so the
+/// document cannot drift from them.
+fn error_schema() -> Value {
+    let mut types: Vec<&str> = ADMIN_CODES.iter().map(|code| code.openai_type()).collect();
+    types.sort_unstable();
+    types.dedup();
+    let mut codes: Vec<Value> = Vec::new();
+    for code in ADMIN_CODES {
+        let code = code.openai_code().map_or(Value::Null, Value::from);
+        if !codes.contains(&code) {
+            codes.push(code);
+        }
+    }
+    let meaning = ADMIN_CODES
+        .iter()
+        .map(|code| {
+            format!(
+                "{} -> type {}, code {}",
+                code.http_status().as_u16(),
+                code.openai_type(),
+                code.openai_code().unwrap_or("null")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    json!({
+        "type": "object",
+        "required": ["error"],
+        "description": format!("Every non-2xx answer, in OpenAI's error shape: {meaning}. A 401 also carries `WWW-Authenticate: Bearer`."),
+        "properties": {"error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string", "description": "safe to show; never carries driver errors"},
+                "type": {"enum": types},
+                "param": {"type": ["string", "null"], "description": "the request field at fault, e.g. limits.concurrent"},
+                "code": {"enum": codes}
+            }
+        }}
+    })
 }
 
 /// The usage routes, merged in separately: one `json!` literal for the

@@ -1,5 +1,6 @@
 //! The accounts store against real databases: every behaviour test runs on a
-//! fresh Postgres database (127.0.0.1:5432, user postgres) and on a fresh
+//! fresh Postgres database (`llmgw-testdb`: `$LLMGW_TEST_POSTGRES`, else
+//! 127.0.0.1:5432, user postgres) and on a fresh
 //! SQLite file, so the two backends cannot drift apart.
 #![allow(clippy::unwrap_used)] // panicking is how tests fail
 

@@ -3,16 +3,15 @@
 use std::path::PathBuf;
 
 use llmgw_billing::store::{KeyInfo, Limits, NewKey, NewTenant, Store};
+use llmgw_testdb::TestDatabase;
 use sqlx::{Connection, Row};
 
-const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
-
-/// A fresh database, dropped (Postgres) or deleted (SQLite) when the test
-/// ends, even when it fails.
+/// A fresh database, dropped (Postgres, by the shared fixture) or deleted
+/// (SQLite) when the test ends, even when it fails.
 pub struct TestDb {
     pub store: Store,
     pub url: String,
-    pub pg_database: Option<String>,
+    pub postgres: Option<TestDatabase>,
     pub sqlite_file: Option<PathBuf>,
 }
 
@@ -24,19 +23,12 @@ impl TestDb {
     }
 
     pub async fn postgres_unmigrated() -> TestDb {
-        let name = format!("llmgw_test_{}", uuid::Uuid::new_v4().simple());
-        let mut admin = sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres"))
-            .await
-            .unwrap();
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        let url = format!("{PG_SERVER}/{name}");
+        let database = TestDatabase::create("billing_store").await.unwrap();
+        let url = database.url().to_owned();
         TestDb {
             store: Store::connect(&url).await.unwrap(),
             url,
-            pg_database: Some(name),
+            postgres: Some(database),
             sqlite_file: None,
         }
     }
@@ -53,7 +45,7 @@ impl TestDb {
         TestDb {
             store: Store::connect(&url).await.unwrap(),
             url,
-            pg_database: None,
+            postgres: None,
             sqlite_file: Some(file),
         }
     }
@@ -61,7 +53,7 @@ impl TestDb {
     /// A plain sqlx connection to the same database, to look under the API.
     pub async fn raw_rows(&self, sql: &'static str) -> Vec<RawRow> {
         let mut out = Vec::new();
-        if self.pg_database.is_some() {
+        if self.postgres.is_some() {
             let mut conn = sqlx::PgConnection::connect(&self.url).await.unwrap();
             for row in sqlx::query(sql).fetch_all(&mut conn).await.unwrap() {
                 out.push(RawRow::from_row(&row));
@@ -78,28 +70,6 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Some(name) = self.pg_database.take() {
-            // Drop is synchronous and may run inside the test's runtime: a
-            // thread with its own runtime does the async clean-up. FORCE ends
-            // the store's pooled sessions. Best effort: a leftover test
-            // database is litter, not a failure.
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(async {
-                    let url = format!("{PG_SERVER}/postgres");
-                    if let Ok(mut admin) = sqlx::PgConnection::connect(&url).await {
-                        let sql = format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)");
-                        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(sql))
-                            .execute(&mut admin)
-                            .await;
-                    }
-                });
-            })
-            .join();
-        }
         if let Some(file) = self.sqlite_file.take() {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));

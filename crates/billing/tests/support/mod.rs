@@ -12,15 +12,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use llmgw_billing::Config;
 use llmgw_proto::billing_v1::accounts_client::AccountsClient;
 use llmgw_proto::billing_v1::{KeyInfo, LookupKeyRequest};
+use llmgw_testdb::TestDatabase;
 use reqwest::Method;
 use serde_json::Value;
-use sqlx::Connection as _;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::transport::Channel;
 
-pub const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 pub const TOKEN: &str = "test-admin-token-0123456789";
 
 /// Runs one async test body on both backends: `on_both_backends!(a, b);`
@@ -53,13 +52,13 @@ pub enum Backend {
     Sqlite,
 }
 
-/// A fresh database, dropped (Postgres) or deleted (SQLite) when this is
-/// dropped, even when the test failed. Also a scratch directory for the
-/// admin token file.
+/// A fresh database, dropped (Postgres, by the shared fixture) or deleted
+/// (SQLite) when this is dropped, even when the test failed. Also a
+/// scratch directory for the admin token file.
 pub struct TestDb {
     pub url: String,
     pub backend: Backend,
-    pub pg_database: Option<String>,
+    pub postgres: Option<TestDatabase>,
     pub dir: PathBuf,
 }
 
@@ -69,25 +68,18 @@ impl TestDb {
         std::fs::create_dir_all(&dir).unwrap();
         match backend {
             Backend::Postgres => {
-                let name = format!("llmgw_test_{}", uuid::Uuid::new_v4().simple());
-                let mut admin = sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres"))
-                    .await
-                    .unwrap();
-                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-                    .execute(&mut admin)
-                    .await
-                    .unwrap();
+                let database = TestDatabase::create("billing_service").await.unwrap();
                 TestDb {
-                    url: format!("{PG_SERVER}/{name}"),
+                    url: database.url().to_owned(),
                     backend,
-                    pg_database: Some(name),
+                    postgres: Some(database),
                     dir,
                 }
             }
             Backend::Sqlite => TestDb {
                 url: format!("sqlite://{}", dir.join("billing.db").display()),
                 backend,
-                pg_database: None,
+                postgres: None,
                 dir,
             },
         }
@@ -96,36 +88,13 @@ impl TestDb {
     /// Drops the Postgres database now, terminating the service's sessions:
     /// the database is gone from under a running service.
     pub async fn drop_postgres_database(&self) {
-        let name = self.pg_database.as_deref().unwrap();
-        drop_database(name).await;
+        let database = self.postgres.as_ref().unwrap();
+        database.drop_database().await.unwrap();
     }
-}
-
-async fn drop_database(name: &str) {
-    let Ok(mut admin) = sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres")).await else {
-        return;
-    };
-    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-    )))
-    .execute(&mut admin)
-    .await;
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Some(name) = self.pg_database.take() {
-            // Drop cannot await, and may run inside the test's runtime: a
-            // thread with its own runtime does the (best effort) cleanup.
-            let _ = std::thread::spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .unwrap();
-                runtime.block_on(drop_database(&name));
-            })
-            .join();
-        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -212,13 +181,28 @@ impl Answer {
         self.json["error"]["param"].as_str()
     }
 
+    /// An error answer with this status, in OpenAI's shape (exactly
+    /// `message`, `type`, `param`, `code`), with the `type` and `code` the
+    /// gateway uses for that status everywhere.
     pub fn assert_error(&self, status: u16, param: Option<&str>) {
         assert_eq!(self.status, status, "{self:?}");
-        assert!(
-            self.json["error"]["message"].is_string(),
-            "not an error body: {self:?}"
-        );
-        assert!(self.json["error"]["type"].is_string(), "{self:?}");
+        let error = self.json["error"]
+            .as_object()
+            .unwrap_or_else(|| panic!("not an error body: {self:?}"));
+        let mut fields: Vec<&str> = error.keys().map(String::as_str).collect();
+        fields.sort_unstable();
+        assert_eq!(fields, ["code", "message", "param", "type"], "{self:?}");
+        assert!(error["message"].is_string(), "{self:?}");
+        let (kind, code) = match status {
+            400 | 404 | 405 => ("invalid_request_error", None),
+            401 => ("invalid_request_error", Some("invalid_admin_token")),
+            409 => ("invalid_request_error", Some("conflict")),
+            500 => ("server_error", Some("internal_error")),
+            503 => ("server_error", Some("service_unavailable")),
+            other => panic!("no error shape known for {other}"),
+        };
+        assert_eq!(error["type"], kind, "{self:?}");
+        assert_eq!(error["code"].as_str(), code, "{self:?}");
         assert_eq!(self.param(), param, "{self:?}");
     }
 }

@@ -12,105 +12,17 @@ use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use llmgw::GatewayConfig;
+use llmgw_testdb::TestDatabase;
 use serde_json::{Value, json};
-use sqlx::Connection as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{ADMIN_TOKEN, scratch_dir};
 use crate::harness::{Gateway, model};
 
-const PG_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 /// The test models' prices (harness::model): USD per million tokens.
 const INPUT_NANO_PER_MTOK: u64 = 150_000_000;
 const OUTPUT_NANO_PER_MTOK: u64 = 600_000_000;
-
-/// A fresh Postgres database, dropped at the end of the test.
-pub(crate) struct Database {
-    name: String,
-    pub(crate) url: String,
-}
-
-impl Database {
-    pub(crate) async fn new() -> Database {
-        let name = format!("llmgw_e2e_{}", uuid_like());
-        let mut admin = sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres"))
-            .await
-            .expect("postgres reachable");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .execute(&mut admin)
-            .await
-            .expect("create database");
-        Database {
-            url: format!("{PG_SERVER}/{name}"),
-            name,
-        }
-    }
-
-    /// Refuses new connections and ends the open ones: Postgres is gone
-    /// for billing, though the server runs on.
-    async fn cut(&self) {
-        self.admin(&format!(
-            "ALTER DATABASE \"{0}\" ALLOW_CONNECTIONS false; \
-             SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{0}'",
-            self.name
-        ))
-        .await;
-    }
-
-    async fn restore(&self) {
-        self.admin(&format!(
-            "ALTER DATABASE \"{}\" ALLOW_CONNECTIONS true",
-            self.name
-        ))
-        .await;
-    }
-
-    async fn admin(&self, sql: &str) {
-        let mut admin = sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres"))
-            .await
-            .expect("postgres reachable");
-        sqlx::raw_sql(sqlx::AssertSqlSafe(sql.to_owned()))
-            .execute(&mut admin)
-            .await
-            .expect("admin statement");
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        let name = self.name.clone();
-        let _ = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("runtime");
-            runtime.block_on(async {
-                if let Ok(mut admin) =
-                    sqlx::PgConnection::connect(&format!("{PG_SERVER}/postgres")).await
-                {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
-                    )))
-                    .execute(&mut admin)
-                    .await;
-                }
-            });
-        })
-        .join();
-    }
-}
-
-fn uuid_like() -> String {
-    format!(
-        "{:x}{:x}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .expect("clock")
-            .as_nanos()
-    )
-}
 
 /// Routes for these tests: `mock`, and `flaky` (always 429) falling back to
 /// `mock`; retries are quick and breakers never open, so every flaky request
@@ -412,9 +324,11 @@ fn assert_exact(seen: &[Seen], ledger: &HashMap<String, Vec<Value>>) {
 
 #[tokio::test]
 async fn every_attempt_is_billed_once_and_exactly() {
-    let database = Database::new().await;
+    let database = TestDatabase::create("e2e_ledger")
+        .await
+        .expect("postgres reachable");
     let dir = scratch_dir("ledger-exact");
-    let billing = Billing::start(&database.url, &dir, None).await;
+    let billing = Billing::start(database.url(), &dir, None).await;
     let gateway = Arc::new(gateway_billing_to(billing.grpc, &dir).await);
 
     let mut calls = Vec::new();
@@ -482,9 +396,11 @@ async fn every_attempt_is_billed_once_and_exactly() {
 
 #[tokio::test]
 async fn billing_down_for_a_while_loses_nothing() {
-    let database = Database::new().await;
+    let database = TestDatabase::create("e2e_ledger")
+        .await
+        .expect("postgres reachable");
     let dir = scratch_dir("ledger-billing-down");
-    let billing = Billing::start(&database.url, &dir, None).await;
+    let billing = Billing::start(database.url(), &dir, None).await;
     let address = billing.grpc;
     let gateway = gateway_billing_to(address, &dir).await;
 
@@ -492,7 +408,7 @@ async fn billing_down_for_a_while_loses_nothing() {
     billing.stop().await;
     // Billing is gone: the hot path does not notice.
     seen.extend(json_and_streams(&gateway, 5).await);
-    let billing = Billing::start(&database.url, &dir, Some(address)).await;
+    let billing = Billing::start(database.url(), &dir, Some(address)).await;
     let rows = Ledger::at(billing.admin)
         .wait_for(&seen, Duration::from_secs(30))
         .await;
@@ -503,9 +419,11 @@ async fn billing_down_for_a_while_loses_nothing() {
 
 #[tokio::test]
 async fn postgres_unreachable_for_a_while_loses_nothing() {
-    let database = Database::new().await;
+    let database = TestDatabase::create("e2e_ledger")
+        .await
+        .expect("postgres reachable");
     let dir = scratch_dir("ledger-postgres-down");
-    let billing = Billing::start(&database.url, &dir, None).await;
+    let billing = Billing::start(database.url(), &dir, None).await;
     let gateway = gateway_billing_to(billing.grpc, &dir).await;
 
     let mut seen = vec![json_call(&gateway, "mock", 3).await];
@@ -514,11 +432,18 @@ async fn postgres_unreachable_for_a_while_loses_nothing() {
         ledger.wait_for(&seen, Duration::from_secs(10)).await.len(),
         1
     );
-    database.cut().await;
+    // Postgres is gone for billing, though the server runs on.
+    database
+        .allow_connections(false)
+        .await
+        .expect("cut postgres");
     seen.extend(json_and_streams(&gateway, 5).await);
     // Deliveries fail meanwhile; give the sender time to try and back off.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    database.restore().await;
+    database
+        .allow_connections(true)
+        .await
+        .expect("restore postgres");
     let rows = ledger.wait_for(&seen, Duration::from_secs(30)).await;
     assert_exact(&seen, &rows);
     drop(gateway);
@@ -527,7 +452,9 @@ async fn postgres_unreachable_for_a_while_loses_nothing() {
 
 #[tokio::test]
 async fn a_restarted_router_delivers_its_spool() {
-    let database = Database::new().await;
+    let database = TestDatabase::create("e2e_ledger")
+        .await
+        .expect("postgres reachable");
     let dir = scratch_dir("ledger-restart");
     // Billing is not there yet: events pile up in the spool.
     let unused = TcpListener::bind("127.0.0.1:0").await.expect("bind");
@@ -541,7 +468,7 @@ async fn a_restarted_router_delivers_its_spool() {
     gateway.shutdown();
     gateway.stopped().await.expect("clean shutdown");
 
-    let billing = Billing::start(&database.url, &dir, Some(address)).await;
+    let billing = Billing::start(database.url(), &dir, Some(address)).await;
     let gateway = gateway_billing_to(address, &dir).await;
     let rows = Ledger::at(billing.admin)
         .wait_for(&seen, Duration::from_secs(30))

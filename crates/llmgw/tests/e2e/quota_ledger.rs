@@ -12,9 +12,9 @@ use sqlx::Connection as _;
 
 use crate::accounts::scratch_dir;
 use crate::harness::Gateway;
-use crate::ledger::{
-    Billing, Database, Ledger, cancelled_stream, json_call, ledger_models, stream_call,
-};
+use llmgw_testdb::TestDatabase;
+
+use crate::ledger::{Billing, Ledger, cancelled_stream, json_call, ledger_models, stream_call};
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -84,9 +84,11 @@ async fn abandoned_json_call(gateway: &Gateway) {
 
 #[tokio::test]
 async fn quota_counters_equal_the_ledger_cancelled_streams_included() {
-    let database = Database::new().await;
+    let database = TestDatabase::create("e2e_quota_ledger")
+        .await
+        .expect("postgres reachable");
     let dir = scratch_dir("quota-ledger");
-    let billing = Billing::start(&database.url, &dir, None).await;
+    let billing = Billing::start(database.url(), &dir, None).await;
     let prefix = prefix();
     let gateway = Arc::new(
         Gateway::start_with({
@@ -170,7 +172,7 @@ async fn quota_counters_equal_the_ledger_cancelled_streams_included() {
         assert!(last["completion_tokens"].as_u64() > Some(0), "{last}");
     }
     // The abandoned JSON calls too: the edge cancelled them at the router.
-    let mut db = sqlx::PgConnection::connect(&database.url)
+    let mut db = sqlx::PgConnection::connect(database.url())
         .await
         .expect("ledger database");
     let cancelled_rows: i64 =

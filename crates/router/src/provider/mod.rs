@@ -65,7 +65,10 @@ impl ProviderError {
             | ErrorCode::RateLimited
             | ErrorCode::InsufficientQuota
             | ErrorCode::Cancelled
-            | ErrorCode::Internal => None,
+            | ErrorCode::Internal
+            | ErrorCode::Conflict
+            | ErrorCode::InvalidAdminToken
+            | ErrorCode::MethodNotAllowed => None,
         }
     }
 

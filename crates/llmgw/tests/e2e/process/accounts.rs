@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::time::Duration;
 
+use llmgw_testdb::TestDatabase;
 use serde_json::{Value, json};
 use tokio::process::Command;
 
@@ -102,67 +103,39 @@ async fn raw_keys_never_reach_the_logs() {
 
 #[tokio::test]
 async fn concurrent_migrate_applies_the_schema_once() {
-    let database = format!(
-        "llmgw_migrate_{}_{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos())
-    );
-    let psql = |sql: String, db: &str| {
-        let mut command = Command::new("psql");
-        command.args(["-h", "127.0.0.1", "-U", "postgres", "-d", db, "-tAc", &sql]);
-        command
-    };
-    let (status, output) = run_bounded(
-        psql(format!("CREATE DATABASE \"{database}\""), "postgres"),
-        Duration::from_secs(30),
-    )
-    .await
-    .expect("psql runs");
-    assert!(status.success(), "{output}");
-    let url = format!("postgres://postgres@127.0.0.1:5432/{database}");
+    let database = TestDatabase::create("e2e_migrate")
+        .await
+        .expect("postgres reachable");
     let migrate = || {
         let mut command = Command::new(LLMGW);
         command
             .arg("migrate")
-            .env("DATABASE_URL", &url)
+            .env("DATABASE_URL", database.url())
             .env_remove("LLMGW_CONFIG")
             .stdout(Stdio::piped());
         run_bounded(command, Duration::from_secs(60))
     };
     let (first, second) = tokio::join!(migrate(), migrate());
-    let rows = run_bounded(
-        psql(
-            "SELECT count(*) FROM _sqlx_migrations".to_owned(),
-            &database,
-        ),
-        Duration::from_secs(30),
-    )
-    .await;
-    let _ = run_bounded(
-        psql(
-            format!("DROP DATABASE \"{database}\" WITH (FORCE)"),
-            "postgres",
-        ),
-        Duration::from_secs(30),
-    )
-    .await;
+    let pool = database.pool().await.expect("connect to the test database");
+    let rows: Result<i64, _> = sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(&pool)
+        .await;
+    pool.close().await;
     for (status, output) in [
         first.expect("first migrate ran"),
         second.expect("second migrate ran"),
     ] {
         assert!(status.success(), "llmgw migrate failed:\n{output}");
     }
-    let (_, rows) = rows.expect("psql runs");
+    let rows = rows.expect("the migrations table exists");
     let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations"))
         .expect("migrations folder")
         .filter_map(Result::ok)
         .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "sql"))
         .count();
     assert_eq!(
-        rows.trim(),
-        migrations.to_string(),
+        rows,
+        i64::try_from(migrations).expect("a few migrations"),
         "each migration applied exactly once"
     );
 }
