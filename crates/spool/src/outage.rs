@@ -1,8 +1,10 @@
-//! Logging a receiver outage: once when it starts, at most once a minute
-//! while it lasts, and once when it ends. During an outage every call fails
-//! the same way, and a line per retry would bury everything else.
+//! The lines a receiver outage writes. When to write them (once when it
+//! starts, at most once a minute while it lasts, once when it ends) is
+//! `llmgw_telemetry::OutageLog`'s decision, as for every other dependency.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use llmgw_telemetry::OutageLog;
 
 use crate::delivery::DeliveryError;
 use crate::metrics::SpoolMetrics;
@@ -12,64 +14,40 @@ const OUTAGE_LOG_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Outage {
     spool: &'static str,
-    since: Option<Instant>,
-    logged: Option<Instant>,
-    failed_calls: u64,
+    log: OutageLog,
 }
 
 impl Outage {
     pub fn new(spool: &'static str) -> Outage {
         Outage {
             spool,
-            since: None,
-            logged: None,
-            failed_calls: 0,
+            log: OutageLog::new(OUTAGE_LOG_EVERY),
         }
     }
 
     pub fn failed(&mut self, error: &DeliveryError, metrics: &SpoolMetrics) {
-        self.failed_calls += 1;
-        let now = Instant::now();
-        let Some(since) = self.since else {
-            self.since = Some(now);
-            self.logged = Some(now);
+        if let Some(failed_calls) = self.log.failed() {
             tracing::warn!(
                 spool = self.spool,
                 %error,
+                failed_calls,
                 backlog_events = metrics.events.get(),
                 backlog_bytes = metrics.bytes.get(),
                 "spool delivery failing; events stay in the spool and are retried"
-            );
-            return;
-        };
-        if self
-            .logged
-            .is_some_and(|at| at.elapsed() >= OUTAGE_LOG_EVERY)
-        {
-            self.logged = Some(now);
-            tracing::warn!(
-                spool = self.spool,
-                %error,
-                outage_secs = since.elapsed().as_secs(),
-                failed_calls = self.failed_calls,
-                backlog_events = metrics.events.get(),
-                backlog_bytes = metrics.bytes.get(),
-                "spool delivery still failing"
             );
         }
     }
 
     pub fn resumed(&mut self, metrics: &SpoolMetrics) {
-        if let Some(since) = self.since.take() {
+        if let Some(recovered) = self.log.recovered() {
             tracing::info!(
                 spool = self.spool,
-                outage_secs = since.elapsed().as_secs_f64(),
-                failed_calls = self.failed_calls,
+                outage_secs = recovered.lasted.as_secs_f64(),
+                failed_calls = recovered.failures,
                 backlog_events = metrics.events.get(),
                 backlog_bytes = metrics.bytes.get(),
                 "spool delivery resumed"
             );
-            self.failed_calls = 0;
         }
     }
 }
