@@ -31,7 +31,7 @@ use crate::provider::ProviderError;
 use crate::provider::anthropic::StreamTranslator;
 use crate::provider::openai::{self, ChunkView};
 use tally::Tally;
-use usage_event::{AttemptRecord, Outcome};
+use usage_event::{AttemptEnd, AttemptRecord};
 
 type Sse = EventStream<BoxStream<'static, reqwest::Result<Bytes>>>;
 
@@ -123,7 +123,7 @@ impl Relay {
                             // The call in flight, if any, is dropped while
                             // the provider may be working on it.
                             let error = openai::timeout();
-                            self.close_attempt(Outcome::Abandoned(error.code)).await;
+                            self.close_attempt(AttemptEnd::Abandoned(error.code)).await;
                             self.phase = Phase::Finish(Err(error));
                         }
                     }
@@ -223,8 +223,8 @@ impl Relay {
     async fn finish(&mut self, result: Result<(), ProviderError>) -> Event {
         self.finished = true;
         let outcome = match &result {
-            Ok(()) => Outcome::Ok,
-            Err(error) => Outcome::Failed(error.code),
+            Ok(()) => AttemptEnd::Ok,
+            Err(error) => AttemptEnd::Failed(error.code),
         };
         // A call that failed before answering was closed by `attempt`.
         let usage = self.close_attempt(outcome).await.unwrap_or_default();
@@ -276,7 +276,7 @@ impl Drop for Relay {
         if !self.finished {
             let span = self.span.clone();
             let _entered = span.enter();
-            self.close_attempt_detached(Outcome::Cancelled);
+            self.close_attempt_detached(AttemptEnd::Cancelled);
             tracing::info!(
                 attempts = self.attempts,
                 elapsed_ms = self.started.elapsed().as_millis() as u64,

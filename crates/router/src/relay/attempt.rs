@@ -13,7 +13,7 @@ use llmgw_proto::ErrorCode;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use super::{Outcome, Phase, Relay, Upstream};
+use super::{AttemptEnd, Phase, Relay, Upstream};
 use crate::balance::{self, Candidate};
 use crate::breaker::Permit;
 use crate::catalog::{Deployment, Route};
@@ -125,7 +125,7 @@ impl Relay {
         let span = tracing::info_span!("router.attempt", attempt = self.attempts, deployment = %deployment.name);
         let result = self.call(&route.alias, &deployment).instrument(span).await;
         if let Err(error) = &result {
-            self.close_attempt(Outcome::Failed(error.code)).await;
+            self.close_attempt(AttemptEnd::Failed(error.code)).await;
         }
         let metrics = &self.state.metrics;
         match &result {
