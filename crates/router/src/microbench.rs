@@ -11,7 +11,7 @@ use crate::catalog::{Catalog, Defaults, Route};
 use crate::config::{BreakerConfig, ModelConfig, Timeouts};
 use crate::metrics::Metrics;
 use crate::provider::anthropic::StreamTranslator;
-use crate::provider::openai::ChunkView;
+use crate::provider::chat_chunk::ChunkView;
 use crate::relay::tally::Tally;
 
 pub struct Fixture {

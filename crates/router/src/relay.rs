@@ -29,7 +29,8 @@ use crate::breaker::Permit;
 use crate::catalog::{Deployment, Route};
 use crate::provider::ProviderError;
 use crate::provider::anthropic::StreamTranslator;
-use crate::provider::openai::{self, ChunkView};
+use crate::provider::chat_chunk::{self, ChunkView};
+use crate::provider::upstream_error;
 use tally::Tally;
 use usage_event::{AttemptEnd, AttemptRecord};
 
@@ -122,7 +123,7 @@ impl Relay {
                         Err(_) => {
                             // The call in flight, if any, is dropped while
                             // the provider may be working on it.
-                            let error = openai::timeout();
+                            let error = upstream_error::timeout();
                             self.close_attempt(AttemptEnd::Abandoned(error.code)).await;
                             self.phase = Phase::Finish(Err(error));
                         }
@@ -138,7 +139,7 @@ impl Relay {
                         }
                         Ok(Ok(None)) => Ok(()),
                         Ok(Err(error)) => Err(error),
-                        Err(_) => Err(openai::timeout()),
+                        Err(_) => Err(upstream_error::timeout()),
                     };
                     // Mid-stream failures count against the deployment too.
                     if let Some(permit) = upstream.permit.take() {
@@ -170,7 +171,7 @@ impl Relay {
             }
             let Some(event) = tokio::time::timeout(idle, upstream.events.next())
                 .await
-                .map_err(|_| openai::timeout())?
+                .map_err(|_| upstream_error::timeout())?
             else {
                 return self.ended(false);
             };
@@ -194,7 +195,8 @@ impl Relay {
 
     /// Accounts one OpenAI chunk; `None` if the client should not see it.
     fn observe(&mut self, chunk: Bytes) -> Result<Option<Bytes>, ProviderError> {
-        let view: ChunkView = serde_json::from_slice(&chunk).map_err(|_| openai::invalid_json())?;
+        let view: ChunkView =
+            serde_json::from_slice(&chunk).map_err(|_| upstream_error::invalid_json())?;
         self.tally.observe(&view);
         self.first_token_seen();
         // We always ask upstream for usage; the usage-only chunk goes to the
@@ -217,7 +219,7 @@ impl Relay {
         }
         self.tally.finish_reason = Some("stop".to_owned());
         let (id, created, model) = self.tally.first.take().unwrap_or_default();
-        Ok(Some(openai::finish_chunk(&id, created, &model, "stop")))
+        Ok(Some(chat_chunk::finish_chunk(&id, created, &model, "stop")))
     }
 
     async fn finish(&mut self, result: Result<(), ProviderError>) -> Event {

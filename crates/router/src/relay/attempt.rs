@@ -19,7 +19,8 @@ use crate::breaker::Permit;
 use crate::catalog::{Deployment, Route};
 use crate::config::Provider;
 use crate::provider::anthropic::StreamTranslator;
-use crate::provider::openai::{self, ChunkView};
+use crate::provider::chat_chunk::ChunkView;
+use crate::provider::upstream_error;
 use crate::provider::{self, ProviderError};
 
 impl Relay {
@@ -180,11 +181,11 @@ impl Relay {
         }
         let body = tokio::time::timeout(first_byte, response.bytes())
             .await
-            .map_err(|_| openai::timeout())?
-            .map_err(|error| openai::transport_error(deployment, &error))?;
+            .map_err(|_| upstream_error::timeout())?
+            .map_err(|error| upstream_error::transport_error(deployment, &error))?;
         let completion = provider::completion(deployment, body)?;
         let view: ChunkView =
-            serde_json::from_slice(&completion).map_err(|_| openai::invalid_json())?;
+            serde_json::from_slice(&completion).map_err(|_| upstream_error::invalid_json())?;
         self.tally.observe(&view);
         self.first_token_seen();
         Ok(Some(completion))
