@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use llmgw_proto::router_v1::Model;
 
-use crate::balance::{LatencyEwma, Strategy};
+use crate::balance::{self, Candidate, LatencyEwma, Strategy};
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::config::{
     DEFAULT_FALLBACK_ON, DeploymentConfig, FallbackOn, ModelConfig, Provider, Timeouts,
@@ -69,11 +69,13 @@ impl Prices {
     }
 }
 
+/// Every alias the router serves, each with its deployments.
 #[derive(Default)]
 pub struct Catalog {
     by_alias: HashMap<String, Arc<Route>>,
 }
 
+/// What deployments take from the router-wide configuration.
 pub struct Defaults<'a> {
     pub timeouts: Timeouts,
     pub breaker: &'a BreakerConfig,
@@ -81,6 +83,9 @@ pub struct Defaults<'a> {
 }
 
 impl Catalog {
+    /// Builds every route; reads each deployment's `api_key_env` now, so a
+    /// missing key fails here. Registers a breaker-state gauge per
+    /// deployment in `defaults.metrics`.
     pub fn from_config(models: &[ModelConfig], defaults: &Defaults<'_>) -> anyhow::Result<Catalog> {
         let mut by_alias = HashMap::new();
         for model in models {
@@ -106,6 +111,7 @@ impl Catalog {
         Ok(Catalog { by_alias })
     }
 
+    /// The route of `alias`, if it is configured.
     pub fn resolve(&self, alias: &str) -> Option<&Arc<Route>> {
         self.by_alias.get(alias)
     }
@@ -123,6 +129,23 @@ impl Catalog {
 }
 
 impl Route {
+    /// The order in which one request tries this route's deployments:
+    /// by priority, then per the route's strategy (see [`balance::order`]).
+    /// Breakers are not consulted here: the caller skips open ones as it
+    /// goes, so a deployment that closes meanwhile is not missed.
+    pub fn deployment_order(&self, rng: &mut fastrand::Rng) -> Vec<usize> {
+        let candidates: Vec<Candidate<'_>> = self
+            .deployments
+            .iter()
+            .map(|deployment| Candidate {
+                weight: deployment.weight,
+                priority: deployment.priority,
+                latency: &deployment.latency,
+            })
+            .collect();
+        balance::order(self.strategy, &candidates, rng)
+    }
+
     fn from_config(config: &ModelConfig, defaults: &Defaults<'_>) -> anyhow::Result<Route> {
         if config.alias.is_empty() {
             bail!("alias must not be empty");

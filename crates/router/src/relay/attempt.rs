@@ -14,7 +14,6 @@ use tokio::time::Instant;
 use tracing::Instrument as _;
 
 use super::{AttemptEnd, Phase, Relay, Upstream};
-use crate::balance::{self, Candidate};
 use crate::breaker::Permit;
 use crate::catalog::{Deployment, Route};
 use crate::config::Provider;
@@ -54,17 +53,7 @@ impl Relay {
     /// The deployments of one alias, in balancer order, each skipped while
     /// its breaker is open, retried up to the retry budget.
     async fn try_route(&mut self, route: &Arc<Route>) -> Result<Option<Bytes>, ProviderError> {
-        let candidates: Vec<Candidate<'_>> = route
-            .deployments
-            .iter()
-            .map(|deployment| Candidate {
-                weight: deployment.weight,
-                priority: deployment.priority,
-                latency: &deployment.latency,
-            })
-            .collect();
-        let mut order: VecDeque<usize> =
-            balance::order(route.strategy, &candidates, &mut fastrand::Rng::new()).into();
+        let mut order: VecDeque<usize> = route.deployment_order(&mut fastrand::Rng::new()).into();
         let retries = self.state.retries;
         let mut tries_left = 1 + retries.max_retries;
         let mut backoff = Duration::from_millis(retries.initial_backoff_ms);
