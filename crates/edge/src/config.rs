@@ -69,6 +69,9 @@ impl Default for Config {
     }
 }
 
+/// As `auth::Keys` requires of bootstrap keys: shorter ones are guessable.
+const MIN_API_KEY_BYTES: usize = 16;
+
 impl Config {
     /// What is wrong with this section on its own, every problem at once,
     /// each naming its setting relative to `edge:`. URLs are checked by the
@@ -88,10 +91,13 @@ impl Config {
         let mut names = std::collections::HashSet::new();
         for (index, api_key) in self.api_keys.iter().enumerate() {
             let at = format!("api_keys[{index}]");
-            if api_key.key.trim().is_empty() {
-                problems.push(format!("{at}.key: must not be empty"));
-            } else if !keys.insert(api_key.key.as_str()) {
+            if api_key.key.len() < MIN_API_KEY_BYTES {
                 // Never the key itself: problems are printed.
+                problems.push(format!(
+                    "{at}.key: shorter than {MIN_API_KEY_BYTES} characters (tenant {:?})",
+                    api_key.tenant
+                ));
+            } else if !keys.insert(api_key.key.as_str()) {
                 problems.push(format!("{at}.key: the same key is configured twice"));
             }
             if api_key.tenant.trim().is_empty() {

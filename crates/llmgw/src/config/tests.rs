@@ -42,6 +42,8 @@ edge:
   listen: 127.0.0.1:7000
   router_url: "not a url"
   max_body_bytes: 0
+  api_keys:
+    - {key: "sk-short", tenant: acme}
 router:
   listen: 127.0.0.1:7000
   models:
@@ -64,6 +66,7 @@ telemetry:
     let expected = [
         "edge.router_url: \"not a url\"",
         "edge.max_body_bytes: must be above 0",
+        "edge.api_keys[0].key: shorter than 16 characters (tenant \"acme\")",
         "router.models[0].fallbacks: \"nope\" is not a configured model",
         "router.models[1].alias: \"chat\" is configured twice",
         "router.models[1].base_url: base_url \"ftp://up\" must start with http:// or https://",
@@ -87,8 +90,9 @@ telemetry:
     }
     assert_eq!(error.problems.len(), expected.len(), "{error}");
     let shown = error.to_string();
+    assert!(!shown.contains("sk-short"), "a key reached the message: {shown}");
     assert!(shown.starts_with(&format!(
-        "the configuration in {} has 13 problems:\n  - ",
+        "the configuration in {} has 14 problems:\n  - ",
         path.display()
     )));
     let _ = std::fs::remove_file(&path);
