@@ -252,4 +252,25 @@ mod tests {
         let mode = serde_json::json!({"on_redis_failure": {"budgets": "fail"}});
         assert!(serde_json::from_value::<Config>(mode).is_err());
     }
+
+    #[test]
+    fn validate_lists_every_problem_and_allows_zero_limits() {
+        assert!(Config::default().validate().is_empty());
+        let config: Config = serde_json::from_value(serde_json::json!({
+            "redis_url": "localhost:6379",
+            "redis_timeout_ms": 0,
+            "limits": {
+                "default_key": {"requests_per_minute": 0},
+                "keys": {"k1": {"monthly_budget_usd": "ten"}},
+                "models": {"m": {"monthly_budget_usd": "1.0000000001"}},
+            },
+        }))
+        .unwrap();
+        let problems = config.validate();
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(problems[0].starts_with("redis_url: \"localhost:6379\""));
+        assert_eq!(problems[1], "redis_timeout_ms: must be above 0");
+        assert!(problems[2].starts_with("limits.keys.\"k1\".monthly_budget_usd: \"ten\""));
+        assert!(problems[3].starts_with("limits.models.\"m\".monthly_budget_usd"));
+    }
 }

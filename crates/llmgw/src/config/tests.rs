@@ -90,7 +90,10 @@ telemetry:
     }
     assert_eq!(error.problems.len(), expected.len(), "{error}");
     let shown = error.to_string();
-    assert!(!shown.contains("sk-short"), "a key reached the message: {shown}");
+    assert!(
+        !shown.contains("sk-short"),
+        "a key reached the message: {shown}"
+    );
     assert!(shown.starts_with(&format!(
         "the configuration in {} has 14 problems:\n  - ",
         path.display()

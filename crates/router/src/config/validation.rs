@@ -149,3 +149,52 @@ fn timeout_problems(timeouts: &Timeouts, at: &str, problems: &mut Vec<String>) {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // panicking is how tests fail
+mod tests {
+    use super::*;
+
+    #[test]
+    fn zero_sizes_and_timeouts_are_listed() {
+        assert!(Config::default().validate().is_empty());
+        let mut config = Config::default();
+        config.timeouts.idle_ms = 0;
+        config.usage.batch_size = 0;
+        config.usage.segment_bytes = 2 << 30;
+        config.breaker.failure_rate = 1.5;
+        config.models = vec![ModelConfig {
+            alias: "m".to_owned(),
+            deployments: vec![super::super::DeploymentConfig {
+                provider: super::super::Provider::Openai,
+                base_url: "http://up/v1".to_owned(),
+                upstream_model: "u".to_owned(),
+                api_key_env: Some("K".to_owned()),
+                weight: 1,
+                priority: 0,
+                timeouts: Some(Timeouts {
+                    connect_ms: 0,
+                    ..Timeouts::default()
+                }),
+            }],
+            ..ModelConfig::default()
+        }];
+        assert_eq!(
+            config.validate(),
+            [
+                "models[0].deployments[0].timeouts.connect_ms: must be above 0 (every call would time out)",
+                "timeouts.idle_ms: must be above 0 (every call would time out)",
+                "breaker.failure_rate: 1.5 is not in (0, 1]",
+                "usage.batch_size: must be above 0",
+                "usage.segment_bytes: 2147483648 exceeds max_bytes (1073741824)",
+            ]
+        );
+        assert_eq!(
+            config.missing_key_vars(&|_| false),
+            [
+                "models[0].deployments[0].api_key_env: environment variable K (provider key of model \"m\") is not set"
+            ]
+        );
+        assert!(config.missing_key_vars(&|var| var == "K").is_empty());
+    }
+}
