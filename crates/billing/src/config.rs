@@ -4,7 +4,7 @@
 //! billing:
 //!   listen: 127.0.0.1:8083             # gRPC (LookupKey) and GET /metrics
 //!   admin_listen: 127.0.0.1:8090       # the admin HTTP API
-//!   database_url: postgres://llmgw@db:5432/llmgw   # default: $DATABASE_URL
+//!   database_url: postgres://llmgw@db:5432/llmgw   # $DATABASE_URL overrides it
 //!   data_dir: ./data                   # SQLite lives here when no database_url
 //!   admin_token_env: LLMGW_ADMIN_TOKEN
 //!   admin_token_file: /run/secrets/llmgw-admin-token
@@ -35,9 +35,10 @@ pub struct Config {
     /// The admin HTTP API. Loopback by default: reaching it from elsewhere
     /// is a decision to make explicitly (and to put behind TLS).
     pub admin_listen: SocketAddr,
-    /// `postgres://...` or `sqlite://PATH`. Defaults to the `DATABASE_URL`
-    /// environment variable (empty counts as unset); unset: the SQLite file
-    /// `{data_dir}/llmgw.db`, fine for one replica.
+    /// `postgres://...` or `sqlite://PATH`. The `DATABASE_URL`
+    /// environment variable, when set and not empty, overrides the file (the
+    /// binary's configuration layers); unset: the SQLite file `{data_dir}/llmgw.db`,
+    /// fine for one replica.
     pub database_url: Option<String>,
     /// Where the default SQLite database lives; created if missing.
     pub data_dir: PathBuf,
@@ -56,9 +57,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8083)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
-            database_url: std::env::var("DATABASE_URL")
-                .ok()
-                .filter(|url| !url.is_empty()),
+            database_url: None,
             data_dir: PathBuf::from("./data"),
             admin_token_env: "LLMGW_ADMIN_TOKEN".to_owned(),
             admin_token_file: None,
@@ -86,6 +85,36 @@ impl fmt::Debug for Config {
 }
 
 impl Config {
+    /// What is wrong with this section on its own, every problem at once,
+    /// each naming its setting relative to `billing:`.
+    pub fn validate(&self) -> Vec<String> {
+        // `listen` and `admin_listen` are checked by the binary, with every
+        // other listener of the process.
+        let mut problems = Vec::new();
+        if let Some(url) = self.database_url.as_deref().filter(|url| !url.is_empty())
+            && !["postgres://", "postgresql://", "sqlite:"]
+                .iter()
+                .any(|scheme| url.starts_with(scheme))
+        {
+            problems.push(format!(
+                "database_url: {:?} is neither postgres://... nor sqlite:...",
+                redact_url(url)
+            ));
+        }
+        if self.admin_token_env.is_empty() {
+            problems.push("admin_token_env: must not be empty".to_owned());
+        }
+        problems
+    }
+
+    /// Whether the admin token configured (file or environment variable)
+    /// can be read and is long enough; checked where billing runs.
+    pub fn admin_token_problem(&self) -> Option<String> {
+        load_admin_token(self)
+            .err()
+            .map(|error| format!("{error:#}"))
+    }
+
     /// The database to connect to: `database_url`, else a SQLite file in
     /// `data_dir` (the directory is created).
     pub fn resolve_database_url(&self) -> anyhow::Result<String> {

@@ -81,6 +81,8 @@ struct Cached {
 /// Entries kept before expired ones are swept.
 const MAX_CACHED: usize = 100_000;
 
+/// The edge's key authenticator: bootstrap keys, then the accounts database
+/// through the billing service, with the cache described above.
 pub struct Keys {
     bootstrap: HashMap<String, Principal>,
     accounts: Option<AccountsClient<Channel>>,
@@ -92,6 +94,9 @@ pub struct Keys {
 }
 
 impl Keys {
+    /// `keys` are the bootstrap keys (at least 16 characters, each once);
+    /// `accounts` the billing service, if any; `ttl` and `negative_ttl` how
+    /// long a found and an unknown key are cached.
     pub fn new(
         keys: &[ApiKeyConfig],
         accounts: Option<AccountsClient<Channel>>,
@@ -130,6 +135,9 @@ impl Keys {
         })
     }
 
+    /// Who the `Authorization: Bearer` key in `headers` belongs to; an
+    /// OpenAI-style error for a missing, unknown, revoked or expired key, or
+    /// when the billing service cannot be asked about an uncached one.
     pub async fn authenticate(&self, headers: &HeaderMap) -> Result<Principal, ApiError> {
         let Some(key) = bearer(headers) else {
             return Err(ApiError::new(

@@ -69,6 +69,50 @@ impl Default for Config {
     }
 }
 
+/// As `auth::Keys` requires of bootstrap keys: shorter ones are guessable.
+const MIN_API_KEY_BYTES: usize = 16;
+
+impl Config {
+    /// What is wrong with this section on its own, every problem at once,
+    /// each naming its setting relative to `edge:`. URLs are checked by the
+    /// binary, with every other section's.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (key, value) in [
+            ("max_body_bytes", self.max_body_bytes as u64),
+            ("request_timeout_secs", self.request_timeout_secs),
+            ("quota_timeout_ms", self.quota_timeout_ms),
+        ] {
+            if value == 0 {
+                problems.push(format!("{key}: must be above 0"));
+            }
+        }
+        let mut keys = std::collections::HashSet::new();
+        let mut names = std::collections::HashSet::new();
+        for (index, api_key) in self.api_keys.iter().enumerate() {
+            let at = format!("api_keys[{index}]");
+            if api_key.key.len() < MIN_API_KEY_BYTES {
+                // Never the key itself: problems are printed.
+                problems.push(format!(
+                    "{at}.key: shorter than {MIN_API_KEY_BYTES} characters (tenant {:?})",
+                    api_key.tenant
+                ));
+            } else if !keys.insert(api_key.key.as_str()) {
+                problems.push(format!("{at}.key: the same key is configured twice"));
+            }
+            if api_key.tenant.trim().is_empty() {
+                problems.push(format!("{at}.tenant: must not be empty"));
+            }
+            if let Some(name) = &api_key.name
+                && !names.insert(name.as_str())
+            {
+                problems.push(format!("{at}.name: {name:?} is used twice"));
+            }
+        }
+        problems
+    }
+}
+
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApiKeyConfig {

@@ -1,7 +1,7 @@
 //! The edge: llmgw's public, OpenAI-compatible HTTP API. It authenticates,
 //! validates and frames; the router does the rest over gRPC.
 
-mod auth;
+pub mod auth;
 mod catalog;
 mod chat;
 mod config;
@@ -219,40 +219,4 @@ async fn not_found(request: Request) -> ApiError {
             request.uri().path()
         ),
     )
-}
-
-/// Entry points for `cargo bench -p llmgw --bench auth`: authentication as
-/// the edge does it, without HTTP. Not an API.
-#[doc(hidden)]
-pub mod microbench {
-    use std::time::Duration;
-
-    use http::{HeaderMap, HeaderValue};
-    use llmgw_proto::billing_v1::accounts_client::AccountsClient;
-
-    pub struct Auth(crate::auth::Keys);
-
-    impl Auth {
-        /// Database keys through the billing service at `billing_url`, with
-        /// the default cache lifetimes.
-        pub fn new(billing_url: &str) -> anyhow::Result<Auth> {
-            let accounts = AccountsClient::new(llmgw_grpc::channel(billing_url)?);
-            let keys = crate::auth::Keys::new(
-                &[],
-                Some(accounts),
-                Duration::from_secs(30),
-                Duration::from_secs(5),
-            )?;
-            Ok(Auth(keys))
-        }
-
-        /// Whether `key` authenticates.
-        pub async fn authenticate(&self, key: &str) -> bool {
-            let mut headers = HeaderMap::new();
-            if let Ok(value) = HeaderValue::try_from(format!("Bearer {key}")) {
-                headers.insert(http::header::AUTHORIZATION, value);
-            }
-            self.0.authenticate(&headers).await.is_ok()
-        }
-    }
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use crate::calendar::{self, CalWindow};
 use crate::gcra::{self, Tat};
-use crate::plan::{self, Outcome, RawWindow, Spec};
+use crate::plan::{self, RawWindow, Spec, StoreAnswer};
 use crate::{
     Acquire, BudgetFloor, Clock, DEFAULT_SETTLED_TTL_MS, Decision, FloorOutcome, Kind, Settle,
     SystemClock,
@@ -85,7 +85,7 @@ impl MemoryStore {
         let mut state = self.lock();
         state.maybe_sweep(now);
 
-        let mut outcome = Outcome::default();
+        let mut outcome = StoreAnswer::default();
         for (index, spec) in specs.iter().enumerate() {
             if let Err(retry) = state.check(spec, request, now) {
                 outcome.denied = Some((index, retry));

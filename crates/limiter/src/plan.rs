@@ -111,16 +111,16 @@ pub(crate) struct RawWindow {
     pub reset_ms: u64,
 }
 
-/// A store's raw answer, indexes into the spec list.
+/// A store's raw answer to one acquire, indexes into the spec list.
 #[derive(Debug, Default)]
-pub(crate) struct Outcome {
+pub(crate) struct StoreAnswer {
     /// The first denying spec and its retry-after.
     pub denied: Option<(usize, u64)>,
     pub requests: Option<RawWindow>,
     pub tokens: Option<RawWindow>,
 }
 
-impl Outcome {
+impl StoreAnswer {
     /// Keeps the window with the least remaining (the first one on ties).
     pub fn offer(&mut self, kind: Kind, window: RawWindow) {
         let slot = match kind {

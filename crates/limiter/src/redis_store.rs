@@ -8,7 +8,7 @@ use std::time::Duration;
 use redis::Script;
 use redis::aio::ConnectionManager;
 
-use crate::plan::{self, Outcome, RawWindow};
+use crate::plan::{self, RawWindow, StoreAnswer};
 use crate::{
     Acquire, BudgetFloor, DEFAULT_SETTLED_TTL_MS, Decision, FloorOutcome, Kind, Settle, StoreError,
 };
@@ -183,7 +183,7 @@ fn exact(what: &str, value: u64) -> Result<(), StoreError> {
 
 /// Reads the script's `{allowed, denied, retry, rpm j, remaining, reset,
 /// tpm j, remaining, reset}` (limit indexes 1-based, 0 = none).
-fn parse_acquire(raw: &[i64], specs: &[plan::Spec]) -> Option<Outcome> {
+fn parse_acquire(raw: &[i64], specs: &[plan::Spec]) -> Option<StoreAnswer> {
     let &[
         allowed,
         denied,
@@ -225,7 +225,7 @@ fn parse_acquire(raw: &[i64], specs: &[plan::Spec]) -> Option<Outcome> {
     if (allowed == 1) != denied.is_none() {
         return None;
     }
-    let outcome = Outcome {
+    let outcome = StoreAnswer {
         denied,
         requests: window(rpm, rpm_left, rpm_reset)?,
         tokens: window(tpm, tpm_left, tpm_reset)?,

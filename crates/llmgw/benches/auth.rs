@@ -1,12 +1,24 @@
 //! What authenticating an accounts-database key costs at the edge:
 //! `cargo bench -p llmgw --bench auth`. A cache miss asks the billing service
-//! (gRPC, SQLite here); a hit is a SHA-256 and a map lookup.
+//! (gRPC, SQLite here); a hit is a SHA-256 and a map lookup. Measures the
+//! edge's own authenticator (`llmgw_edge::auth::Keys`), as the edge builds it.
 
 use std::time::{Duration, Instant};
 
 use llmgw_billing::store::{Limits, NewKey, NewTenant, Store};
-use llmgw_edge::microbench::Auth;
+use llmgw_edge::auth::Keys;
+use llmgw_proto::billing_v1::accounts_client::AccountsClient;
+use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
 use tokio_util::sync::CancellationToken;
+
+/// Whether `key` authenticates, the way a request presents it.
+async fn authenticate(keys: &Keys, key: &str) -> bool {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::try_from(format!("Bearer {key}")) {
+        headers.insert(AUTHORIZATION, value);
+    }
+    keys.authenticate(&headers).await.is_ok()
+}
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
@@ -48,9 +60,17 @@ async fn main() -> anyhow::Result<()> {
         stop.clone().cancelled_owned(),
     ));
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let auth = Auth::new(&format!("http://{address}"))?;
+    // The edge's defaults: 30 s cache, 5 s for unknown keys.
+    let edge = llmgw_edge::Config::default();
+    let accounts = AccountsClient::new(llmgw_grpc::channel(&format!("http://{address}"))?);
+    let auth = Keys::new(
+        &[],
+        Some(accounts),
+        Duration::from_secs(edge.auth_cache_ttl_secs),
+        Duration::from_secs(edge.auth_negative_ttl_secs),
+    )?;
     anyhow::ensure!(
-        auth.authenticate(&secrets[0]).await,
+        authenticate(&auth, &secrets[0]).await,
         "the first key authenticates"
     );
 
@@ -58,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
     for secret in &secrets[1..] {
         let started = Instant::now();
         anyhow::ensure!(
-            auth.authenticate(secret).await,
+            authenticate(&auth, secret).await,
             "a database key authenticates"
         );
         misses.push(started.elapsed());
@@ -76,7 +96,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     for n in 0..calls {
         let secret = &secrets[(n as usize) % secrets.len()];
-        std::hint::black_box(auth.authenticate(secret).await);
+        std::hint::black_box(authenticate(&auth, secret).await);
     }
     println!(
         "cache hit: {:?} per authentication (one thread)",

@@ -1,14 +1,33 @@
-//! The one configuration file (`--config` / `LLMGW_CONFIG`, YAML) with
-//! environment overrides: `LLMGW_EDGE__LISTEN=0.0.0.0:9090` sets
-//! `edge.listen`. Secrets are never in the file: model API keys are named by
-//! environment variable (`api_key_env`).
+//! The one place configuration is loaded. Secrets are never in the file:
+//! model API keys are named by environment variable (`api_key_env`).
+//!
+//! Layers, each overriding the ones before it:
+//!
+//! 1. built-in defaults (every section's `Default`, which reads nothing);
+//! 2. the YAML file (`--config` / `LLMGW_CONFIG`), if any;
+//! 3. the well-known variables other tools share, when set and not empty:
+//!    `DATABASE_URL` → `billing.database_url`, `REDIS_URL` →
+//!    `quota.redis_url`, `OTEL_EXPORTER_OTLP_ENDPOINT` →
+//!    `telemetry.otlp_endpoint` (a platform sets them per environment; one
+//!    file then serves every environment);
+//! 4. `LLMGW_<SECTION>__<KEY>` overrides: `LLMGW_EDGE__LISTEN=0.0.0.0:9090`
+//!    sets `edge.listen`, `LLMGW_BILLING__DATABASE_URL` beats `DATABASE_URL`.
+//!
+//! The result is then validated as a whole: a bad configuration fails with
+//! every problem listed, before any service starts.
+
+mod problems;
+#[cfg(test)]
+mod tests;
 
 use std::path::Path;
 
-use anyhow::Context as _;
 use figment::Figment;
-use figment::providers::{Env, Format as _, Serialized, Yaml};
+use figment::providers::{Format as _, Serialized, Yaml};
+use figment::value::Value;
 use serde::{Deserialize, Serialize};
+
+pub use problems::{InvalidConfig, Scope};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -21,49 +40,111 @@ pub struct GatewayConfig {
     pub mock_upstream: llmgw_mock_upstream::Config,
 }
 
+/// Layer 3: variable → setting.
+const WELL_KNOWN_ENV: [(&str, &str); 3] = [
+    ("DATABASE_URL", "billing.database_url"),
+    ("REDIS_URL", "quota.redis_url"),
+    ("OTEL_EXPORTER_OTLP_ENDPOINT", "telemetry.otlp_endpoint"),
+];
+
+/// Layer 4's prefix; `__` separates a section from its key.
+const OVERRIDE_PREFIX: &str = "LLMGW_";
+
+/// `LLMGW_CONFIG` names the file; `LLMGW_ADMIN_TOKEN` / `LLMGW_ADMIN_URL`
+/// belong to the admin commands: none of them is a setting.
+const NOT_SETTINGS: [&str; 3] = ["config", "admin_token", "admin_url"];
+
 /// Nothing: every section has defaults. Figment needs a base to merge onto.
 #[derive(Serialize)]
 struct Empty {}
 
 impl GatewayConfig {
-    pub fn load(path: Option<&Path>) -> anyhow::Result<GatewayConfig> {
-        let mut figment = Figment::from(Serialized::defaults(Empty {}));
-        if let Some(path) = path {
-            anyhow::ensure!(path.exists(), "config file {} not found", path.display());
-            figment = figment.merge(Yaml::file_exact(path));
+    /// Loads the configuration from `path` and this process's environment
+    /// and validates it for the services `scope` runs.
+    pub fn load(path: Option<&Path>, scope: Scope) -> anyhow::Result<GatewayConfig> {
+        // Variables that are not UTF-8 cannot be settings; skip, not panic.
+        let env: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(key, value)| Some((key.into_string().ok()?, value.into_string().ok()?)))
+            .collect();
+        Ok(GatewayConfig::load_from(path, &env, scope)?)
+    }
+
+    /// `load` with the environment given: what tests call.
+    pub fn load_from(
+        path: Option<&Path>,
+        env: &[(String, String)],
+        scope: Scope,
+    ) -> Result<GatewayConfig, InvalidConfig> {
+        let source = match path {
+            Some(path) => format!("the configuration in {}", path.display()),
+            None => "the configuration in LLMGW_* environment variables".to_owned(),
+        };
+        let invalid = |problems| InvalidConfig {
+            source: source.clone(),
+            problems,
+        };
+        if let Some(path) = path
+            && let Err(error) = std::fs::metadata(path)
+        {
+            return Err(invalid(vec![format!(
+                "config file {}: {error}",
+                path.display()
+            )]));
         }
-        // LLMGW_CONFIG names the file; LLMGW_ADMIN_TOKEN / LLMGW_ADMIN_URL
-        // belong to the admin commands: none of them is a config key.
-        figment
-            .merge(Env::prefixed("LLMGW_").split("__").ignore(&[
-                "config",
-                "admin_token",
-                "admin_url",
-            ]))
+        let config: GatewayConfig = layers(path, env)
             .extract()
-            .with_context(|| match path {
-                Some(path) => format!("invalid configuration in {}", path.display()),
-                None => "invalid configuration in LLMGW_* environment variables".to_owned(),
-            })
+            .map_err(|error| invalid(error.into_iter().map(|error| error.to_string()).collect()))?;
+        let is_set = |name: &str| {
+            env.iter()
+                .any(|(key, value)| key == name && !value.is_empty())
+        };
+        let problems = config.problems(scope, &is_set);
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(invalid(problems))
+        }
     }
 }
 
-#[cfg(test)]
-#[allow(clippy::unwrap_used)] // panicking is how tests fail
-mod tests {
-    use super::*;
-
-    /// The commented example operators copy must stay loadable: every
-    /// section denies unknown fields, so a renamed setting breaks it.
-    #[test]
-    fn the_deploy_example_parses() {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/llmgw.example.yaml");
-        let config: GatewayConfig = Figment::from(Serialized::defaults(Empty {}))
-            .merge(Yaml::file_exact(&path))
-            .extract()
-            .unwrap();
-        assert!(!config.router.models.is_empty());
-        assert_eq!(config.quota.budget_sync_secs, 60);
-        assert!(config.router.usage.spool_dir.is_some());
+/// The four layers, lowest first.
+fn layers(path: Option<&Path>, env: &[(String, String)]) -> Figment {
+    let mut figment = Figment::from(Serialized::defaults(Empty {}));
+    if let Some(path) = path {
+        figment = figment.merge(Yaml::file_exact(path));
     }
+    for (name, setting) in WELL_KNOWN_ENV {
+        if let Some((_, value)) = env
+            .iter()
+            .find(|(key, value)| key == name && !value.is_empty())
+        {
+            figment = figment.merge(Serialized::default(setting, value));
+        }
+    }
+    for (key, value) in env {
+        if let Some(setting) = override_setting(key) {
+            // As figment's own `Env` provider does: "5" is a number,
+            // "true" a boolean, "[a, b]" a list, anything else a string.
+            let value: Value = value.parse().unwrap_or_else(|never| match never {});
+            figment = figment.merge(Serialized::default(&setting, value));
+        }
+    }
+    figment
+}
+
+/// `LLMGW_EDGE__LISTEN` → `edge.listen` (the prefix in any case, as before);
+/// `None` for other variables and for those naming no setting.
+fn override_setting(key: &str) -> Option<String> {
+    let prefix = key.get(..OVERRIDE_PREFIX.len())?;
+    if !prefix.eq_ignore_ascii_case(OVERRIDE_PREFIX) {
+        return None;
+    }
+    let setting = key[OVERRIDE_PREFIX.len()..]
+        .trim()
+        .to_ascii_lowercase()
+        .replace("__", ".");
+    if NOT_SETTINGS.contains(&setting.as_str()) || setting.split('.').any(str::is_empty) {
+        return None;
+    }
+    Some(setting)
 }

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use llmgw::config::Scope;
 use llmgw::{GatewayConfig, Role, demo};
 use tokio_util::sync::CancellationToken;
 
@@ -82,8 +83,20 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let config = GatewayConfig::load(cli.config.as_deref())?;
     let command = cli.command.unwrap_or(Command::All);
+    let scope = match &command {
+        Command::All => Scope::All,
+        Command::Edge => Scope::One(Role::Edge),
+        Command::Router => Scope::One(Role::Router),
+        Command::Quota => Scope::One(Role::Quota),
+        Command::Billing => Scope::One(Role::Billing),
+        Command::MockUpstream { .. } => Scope::One(Role::MockUpstream),
+        Command::Migrate
+        | Command::Tenants { .. }
+        | Command::Keys { .. }
+        | Command::Usage { .. } => Scope::NoService,
+    };
+    let config = GatewayConfig::load(cli.config.as_deref(), scope)?;
     // Admin commands print tables or JSON on stdout: no log lines among them.
     match command {
         Command::Tenants { admin, command } => {

@@ -25,8 +25,9 @@ const UNAVAILABLE_RETRY_MS: u64 = 1_000;
 /// Bound on one budget floor (background work, not a request's).
 const FLOOR_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// A decision and how it was made.
-pub(crate) struct Outcome {
+/// The backend's verdict on one Acquire: the decision and how it was
+/// reached (with or without Redis).
+pub(crate) struct Verdict {
     pub decision: Decision,
     /// Made without Redis, per the failure policy.
     pub degraded: bool,
@@ -121,10 +122,10 @@ impl Backend {
 
     /// Shared (`Arc`) so that a Redis call outliving its wait can keep it
     /// without copying it on every request.
-    pub async fn acquire(&self, acquire: Arc<Acquire>) -> Outcome {
+    pub async fn acquire(&self, acquire: Arc<Acquire>) -> Verdict {
         let slot = match &self.primary {
             Primary::Memory => {
-                return Outcome {
+                return Verdict {
                     decision: self.local.acquire(&acquire),
                     degraded: false,
                     unavailable: false,
@@ -137,7 +138,7 @@ impl Backend {
             None => Err(RedisFailure::NotConnected),
         };
         match result {
-            Ok(decision) => Outcome {
+            Ok(decision) => Verdict {
                 decision,
                 degraded: false,
                 unavailable: false,
@@ -266,9 +267,9 @@ impl Backend {
 
     /// The failure policy: `closed` limits deny as unavailable, `local`
     /// ones go to this replica's limiter, `open` ones are dropped.
-    fn degraded_acquire(&self, acquire: &Acquire) -> Outcome {
+    fn degraded_acquire(&self, acquire: &Acquire) -> Verdict {
         if let Some(denied) = fails_closed(&acquire.buckets, self.policy) {
-            return Outcome {
+            return Verdict {
                 decision: Decision {
                     allowed: false,
                     denied: Some(denied),
@@ -291,7 +292,7 @@ impl Backend {
                 ..*acquire
             })
         };
-        Outcome {
+        Verdict {
             decision,
             degraded: true,
             unavailable: false,

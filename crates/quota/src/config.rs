@@ -3,7 +3,7 @@
 //! ```yaml
 //! quota:
 //!   listen: 127.0.0.1:8082
-//!   redis_url: redis://127.0.0.1:6379     # default: $REDIS_URL; unset = in memory (ONE replica only)
+//!   redis_url: redis://127.0.0.1:6379     # $REDIS_URL overrides it; unset = in memory (ONE replica only)
 //!   key_prefix: llmgw
 //!   redis_timeout_ms: 25
 //!   lease_timeout_secs: 600
@@ -29,8 +29,9 @@ pub struct Config {
     /// gRPC listen address (used by the binary; `run` takes a bound
     /// listener). `GET /metrics` is served on the same port over HTTP/1.
     pub listen: SocketAddr,
-    /// Redis holding every counter, shared by all quota replicas. Defaults to
-    /// the `REDIS_URL` environment variable (empty counts as unset). Without
+    /// Redis holding every counter, shared by all quota replicas. The
+    /// `REDIS_URL` environment variable, when set and not empty, overrides
+    /// the file (the binary's configuration layers). Without
     /// it, counters live in this process's memory: correct for exactly ONE
     /// quota replica, since each replica would otherwise count on its own.
     pub redis_url: Option<String>,
@@ -60,9 +61,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8082)),
-            redis_url: std::env::var("REDIS_URL")
-                .ok()
-                .filter(|url| !url.is_empty()),
+            redis_url: None,
             key_prefix: "llmgw".to_owned(),
             redis_timeout_ms: 25,
             lease_timeout_secs: 600,
@@ -72,6 +71,59 @@ impl Default for Config {
             limits: LimitTables::default(),
         }
     }
+}
+
+impl Config {
+    /// What is wrong with this section, every problem at once, each naming
+    /// its setting relative to `quota:`. Zero limits are not problems: a
+    /// limit of 0 blocks on purpose.
+    pub fn validate(&self) -> Vec<String> {
+        let mut problems = Vec::new();
+        if let Some(url) = &self.redis_url {
+            use redis::IntoConnectionInfo as _;
+            if let Err(error) = url.as_str().into_connection_info() {
+                problems.push(format!("redis_url: {url:?} is not a Redis URL: {error}"));
+            }
+        }
+        if self.key_prefix.is_empty() {
+            problems.push("key_prefix: must not be empty".to_owned());
+        }
+        if self.redis_timeout_ms == 0 {
+            problems.push("redis_timeout_ms: must be above 0".to_owned());
+        }
+        if self.lease_timeout_secs == 0 {
+            problems.push(
+                "lease_timeout_secs: must be above 0 (every reservation would expire at once)"
+                    .to_owned(),
+            );
+        }
+        let tables = &self.limits;
+        let scopes = [
+            ("limits.default_key".to_owned(), &tables.default_key),
+            ("limits.default_tenant".to_owned(), &tables.default_tenant),
+        ]
+        .into_iter()
+        .chain(named("limits.keys", &tables.keys))
+        .chain(named("limits.tenants", &tables.tenants))
+        .chain(named("limits.models", &tables.models));
+        for (at, limits) in scopes {
+            if let Some(budget) = &limits.monthly_budget_usd
+                && let Err(problem) = llmgw_usd::parse_usd(budget)
+            {
+                problems.push(format!("{at}.monthly_budget_usd: {budget:?}: {problem}"));
+            }
+        }
+        problems
+    }
+}
+
+fn named<'a>(
+    at: &'a str,
+    table: &'a BTreeMap<String, LimitsConfig>,
+) -> impl Iterator<Item = (String, &'a LimitsConfig)> + 'a {
+    table
+        .iter()
+        .map(move |(name, limits)| (format!("{at}.{name:?}"), limits))
 }
 
 /// The failure policy, per kind of limit.
@@ -199,5 +251,26 @@ mod tests {
         assert!(serde_json::from_value::<Config>(typo).is_err());
         let mode = serde_json::json!({"on_redis_failure": {"budgets": "fail"}});
         assert!(serde_json::from_value::<Config>(mode).is_err());
+    }
+
+    #[test]
+    fn validate_lists_every_problem_and_allows_zero_limits() {
+        assert!(Config::default().validate().is_empty());
+        let config: Config = serde_json::from_value(serde_json::json!({
+            "redis_url": "localhost:6379",
+            "redis_timeout_ms": 0,
+            "limits": {
+                "default_key": {"requests_per_minute": 0},
+                "keys": {"k1": {"monthly_budget_usd": "ten"}},
+                "models": {"m": {"monthly_budget_usd": "1.0000000001"}},
+            },
+        }))
+        .unwrap();
+        let problems = config.validate();
+        assert_eq!(problems.len(), 4, "{problems:#?}");
+        assert!(problems[0].starts_with("redis_url: \"localhost:6379\""));
+        assert_eq!(problems[1], "redis_timeout_ms: must be above 0");
+        assert!(problems[2].starts_with("limits.keys.\"k1\".monthly_budget_usd: \"ten\""));
+        assert!(problems[3].starts_with("limits.models.\"m\".monthly_budget_usd"));
     }
 }

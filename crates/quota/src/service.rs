@@ -13,7 +13,7 @@ use llmgw_proto::quota_v1::{
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::backend::{self, Backend, Outcome};
+use crate::backend::{self, Backend, Verdict};
 use crate::metrics::Metrics;
 use crate::rules::{self, Overrides, Rules};
 
@@ -60,7 +60,7 @@ impl Quota for QuotaService {
             let unlimited = buckets.is_empty();
             // Nothing limits this subject: no store, no Redis round trip.
             let outcome = if unlimited {
-                Outcome {
+                Verdict {
                     decision: backend::allowed(),
                     degraded: false,
                     unavailable: false,
@@ -190,7 +190,7 @@ fn limits(wire: Limits) -> llmgw_limiter::Limits {
     }
 }
 
-fn response(outcome: Outcome) -> AcquireResponse {
+fn response(outcome: Verdict) -> AcquireResponse {
     let Decision {
         allowed,
         denied,

@@ -1,12 +1,20 @@
 //! What routing costs in CPU, per request and per chunk (no I/O):
-//! `cargo bench -p llmgw-router`. Prints nanoseconds per operation.
+//! `cargo bench -p llmgw-router`. Prints nanoseconds per operation. Every
+//! step calls the functions the router runs per call (the catalog, the
+//! balancer, the breaker, the providers' request builders, the Anthropic
+//! stream translator, the chunk tally), through the crate's public API.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use llmgw_router::microbench::{self, ChunkMeter, Fixture};
-use llmgw_router::{DeploymentConfig, ModelConfig, Provider, Strategy};
+use llmgw_router::catalog::{Catalog, Defaults, Route};
+use llmgw_router::provider::anthropic::StreamTranslator;
+use llmgw_router::provider::chat_chunk::ChunkView;
+use llmgw_router::{
+    BreakerConfig, DeploymentConfig, Metrics, ModelConfig, Provider, Strategy, Tally, Timeouts,
+    provider, tokens,
+};
 
 fn deployment(provider: Provider, weight: u32) -> DeploymentConfig {
     DeploymentConfig {
@@ -67,7 +75,7 @@ fn token_estimates() {
     for (encoding, model) in [("o200k_base", "gpt-4o"), ("cl100k_base", "gpt-4")] {
         let before = rss_kib();
         let started = Instant::now();
-        black_box(microbench::text_tokens(model, black_box("hello world")));
+        black_box(tokens::text_tokens(model, black_box("hello world")));
         let elapsed = started.elapsed();
         let grown = match (before, rss_kib()) {
             (Some(before), Some(after)) => {
@@ -82,19 +90,19 @@ fn token_estimates() {
     }
     let text: String = ENGLISH.chars().cycle().take(1_000).collect();
     for (encoding, model) in [("o200k_base", "gpt-4o"), ("cl100k_base", "gpt-4")] {
-        let tokens = microbench::text_tokens(model, &text);
+        let tokens = tokens::text_tokens(model, &text);
         measure(
             &format!("  text_tokens, 1,000 chars of English ({tokens} tokens, {encoding})"),
             || {
-                black_box(microbench::text_tokens(model, black_box(&text)));
+                black_box(tokens::text_tokens(model, black_box(&text)));
             },
         );
     }
-    let tokens = microbench::prompt_tokens("gpt-4o", REQUEST.as_bytes());
+    let tokens = tokens::prompt_tokens("gpt-4o", REQUEST.as_bytes());
     measure(
         &format!("  prompt_tokens, the request body below ({tokens} tokens)"),
         || {
-            black_box(microbench::prompt_tokens(
+            black_box(tokens::prompt_tokens(
                 "gpt-4o",
                 black_box(REQUEST.as_bytes()),
             ));
@@ -102,56 +110,121 @@ fn token_estimates() {
     );
 }
 
+/// The routing decision every request makes before its first call, as the
+/// relay makes it: resolve the alias, order its deployments, take a breaker
+/// permit from the first.
+fn decide(catalog: &Catalog, alias: &str, rng: &mut fastrand::Rng) -> Option<usize> {
+    let route = catalog.resolve(alias)?;
+    let first = route.deployment_order(rng).first().copied()?;
+    if let Some(permit) = route.deployments[first].breaker.try_acquire() {
+        permit.success();
+    }
+    Some(first)
+}
+
+/// The upstream request body for the first deployment of `route`.
+fn build_request(route: &Route, client_body: &[u8]) -> Option<usize> {
+    provider::build_request(client_body, &route.deployments[0], true)
+        .ok()
+        .map(|request| request.body.len())
+}
+
+/// Per-chunk work of the relay: read the chunk's view and account it.
+fn account(tally: &mut Tally, chunk: &[u8]) -> anyhow::Result<()> {
+    let view: ChunkView = serde_json::from_slice(chunk)?;
+    tally.observe(&view);
+    Ok(())
+}
+
+/// An Anthropic event, translated into OpenAI chunks that are accounted.
+fn translate(
+    translator: &mut StreamTranslator,
+    tally: &mut Tally,
+    event: &str,
+    data: &str,
+) -> anyhow::Result<usize> {
+    let translated = translator
+        .on_event(event, data)
+        .map_err(|error| anyhow::anyhow!(error.message))?;
+    for chunk in &translated.chunks {
+        account(tally, chunk)?;
+    }
+    Ok(translated.chunks.len())
+}
+
 fn main() -> anyhow::Result<()> {
     token_estimates();
     let openai = Provider::Openai;
-    let mut fixture = Fixture::new(&[
-        model("one", Strategy::Weighted, vec![deployment(openai, 1)]),
-        model(
-            "four-weighted",
-            Strategy::Weighted,
-            (1..=4).map(|w| deployment(openai, w)).collect(),
-        ),
-        model(
-            "four-latency",
-            Strategy::LeastLatency,
-            (1..=4).map(|w| deployment(openai, w)).collect(),
-        ),
-        model(
-            "claude",
-            Strategy::Weighted,
-            vec![deployment(Provider::Anthropic, 1)],
-        ),
-    ])?;
+    let metrics = Metrics::new();
+    let defaults = Defaults {
+        timeouts: Timeouts::default(),
+        breaker: &BreakerConfig::default(),
+        metrics: &metrics,
+    };
+    let catalog = Catalog::from_config(
+        &[
+            model("one", Strategy::Weighted, vec![deployment(openai, 1)]),
+            model(
+                "four-weighted",
+                Strategy::Weighted,
+                (1..=4).map(|w| deployment(openai, w)).collect(),
+            ),
+            model(
+                "four-latency",
+                Strategy::LeastLatency,
+                (1..=4).map(|w| deployment(openai, w)).collect(),
+            ),
+            model(
+                "claude",
+                Strategy::Weighted,
+                vec![deployment(Provider::Anthropic, 1)],
+            ),
+        ],
+        &defaults,
+    )?;
+    let route = |alias: &str| {
+        catalog
+            .resolve(alias)
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("no model {alias}"))
+    };
+    let mut rng = fastrand::Rng::with_seed(7);
     println!("per request");
     for alias in ["one", "four-weighted", "four-latency"] {
         measure(&format!("  routing decision, {alias}"), || {
-            black_box(fixture.decide(alias).ok());
+            black_box(decide(&catalog, alias, &mut rng));
         });
     }
     let body = REQUEST.as_bytes();
+    let one = route("one")?;
     measure(
         "  request body, OpenAI-compatible (rewrite model, usage)",
         || {
-            black_box(fixture.build_request("one", body, true).ok());
+            black_box(build_request(&one, body));
         },
     );
+    let claude = route("claude")?;
     measure("  request body, Anthropic (translate)", || {
-        black_box(fixture.build_request("claude", body, true).ok());
+        black_box(build_request(&claude, body));
     });
 
     println!("per chunk");
-    let mut meter = ChunkMeter::default();
+    let mut tally = Tally::default();
     let chunk = Bytes::from_static(OPENAI_CHUNK.as_bytes());
     measure("  OpenAI chunk: parse view, account", || {
-        black_box(meter.openai_chunk(&chunk).ok());
+        black_box(account(&mut tally, &chunk).ok());
     });
-    let mut meter = ChunkMeter::default();
-    meter.anthropic_event(
+    let mut tally = Tally::default();
+    let mut translator = StreamTranslator::new("bench");
+    translate(
+        &mut translator,
+        &mut tally,
         "message_start",
         r#"{"type":"message_start","message":{"id":"msg_1","type":"message","role":"assistant","model":"bench","content":[],"stop_reason":null,"usage":{"input_tokens":10,"output_tokens":1}}}"#,
     )?;
-    meter.anthropic_event(
+    translate(
+        &mut translator,
+        &mut tally,
         "content_block_start",
         r#"{"type":"content_block_start","index":0,"content_block":{"type":"text","text":""}}"#,
     )?;
@@ -159,9 +232,13 @@ fn main() -> anyhow::Result<()> {
         "  Anthropic text delta: translate, parse view, account",
         || {
             black_box(
-                meter
-                    .anthropic_event("content_block_delta", ANTHROPIC_DELTA)
-                    .ok(),
+                translate(
+                    &mut translator,
+                    &mut tally,
+                    "content_block_delta",
+                    ANTHROPIC_DELTA,
+                )
+                .ok(),
             );
         },
     );

@@ -85,8 +85,9 @@ struct Inner {
     window: Window,
 }
 
+/// What a breaker permit reports when it is used up.
 #[derive(Clone, Copy)]
-enum Outcome {
+enum PermitReport {
     Success,
     Failure,
     /// Dropped without a result (client cancelled): says nothing about the
@@ -222,7 +223,7 @@ impl Shared {
         }
     }
 
-    fn resolve(&self, generation: u64, outcome: Outcome) {
+    fn resolve(&self, generation: u64, outcome: PermitReport) {
         let now = (self.clock)();
         let mut inner = self.lock();
         if inner.generation != generation {
@@ -231,22 +232,22 @@ impl Shared {
         // Within one generation the state tells what kind of permit this is:
         // none is granted while open, only probes while half-open.
         match (inner.state, outcome) {
-            (_, Outcome::Cancelled) => inner.probes = inner.probes.saturating_sub(1),
-            (BreakerState::Closed, Outcome::Success) => {
+            (_, PermitReport::Cancelled) => inner.probes = inner.probes.saturating_sub(1),
+            (BreakerState::Closed, PermitReport::Success) => {
                 inner.consecutive = 0;
                 inner.window.record(now, false);
             }
-            (BreakerState::Closed, Outcome::Failure) => {
+            (BreakerState::Closed, PermitReport::Failure) => {
                 inner.consecutive = inner.consecutive.saturating_add(1);
                 inner.window.record(now, true);
                 if self.should_open(&inner, now) {
                     self.transition(&mut inner, BreakerState::Open, now);
                 }
             }
-            (BreakerState::HalfOpen, Outcome::Success) => {
+            (BreakerState::HalfOpen, PermitReport::Success) => {
                 self.transition(&mut inner, BreakerState::Closed, now)
             }
-            (BreakerState::HalfOpen, Outcome::Failure) => {
+            (BreakerState::HalfOpen, PermitReport::Failure) => {
                 self.transition(&mut inner, BreakerState::Open, now)
             }
             (BreakerState::Open, _) => {}
@@ -274,14 +275,14 @@ pub struct Permit {
 
 impl Permit {
     pub fn success(mut self) {
-        self.finish(Outcome::Success);
+        self.finish(PermitReport::Success);
     }
 
     pub fn failure(mut self) {
-        self.finish(Outcome::Failure);
+        self.finish(PermitReport::Failure);
     }
 
-    fn finish(&mut self, outcome: Outcome) {
+    fn finish(&mut self, outcome: PermitReport) {
         if !std::mem::replace(&mut self.resolved, true) {
             self.shared.resolve(self.generation, outcome);
         }
@@ -290,7 +291,7 @@ impl Permit {
 
 impl Drop for Permit {
     fn drop(&mut self) {
-        self.finish(Outcome::Cancelled);
+        self.finish(PermitReport::Cancelled);
     }
 }
 

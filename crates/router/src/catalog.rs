@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::{Context as _, bail};
 use llmgw_proto::router_v1::Model;
 
-use crate::balance::{LatencyEwma, Strategy};
+use crate::balance::{self, Candidate, LatencyEwma, Strategy};
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::config::{
     DEFAULT_FALLBACK_ON, DeploymentConfig, FallbackOn, ModelConfig, Provider, Timeouts,
@@ -69,11 +69,13 @@ impl Prices {
     }
 }
 
+/// Every alias the router serves, each with its deployments.
 #[derive(Default)]
 pub struct Catalog {
     by_alias: HashMap<String, Arc<Route>>,
 }
 
+/// What deployments take from the router-wide configuration.
 pub struct Defaults<'a> {
     pub timeouts: Timeouts,
     pub breaker: &'a BreakerConfig,
@@ -81,6 +83,9 @@ pub struct Defaults<'a> {
 }
 
 impl Catalog {
+    /// Builds every route; reads each deployment's `api_key_env` now, so a
+    /// missing key fails here. Registers a breaker-state gauge per
+    /// deployment in `defaults.metrics`.
     pub fn from_config(models: &[ModelConfig], defaults: &Defaults<'_>) -> anyhow::Result<Catalog> {
         let mut by_alias = HashMap::new();
         for model in models {
@@ -106,6 +111,7 @@ impl Catalog {
         Ok(Catalog { by_alias })
     }
 
+    /// The route of `alias`, if it is configured.
     pub fn resolve(&self, alias: &str) -> Option<&Arc<Route>> {
         self.by_alias.get(alias)
     }
@@ -123,19 +129,30 @@ impl Catalog {
 }
 
 impl Route {
+    /// The order in which one request tries this route's deployments:
+    /// by priority, then per the route's strategy (see [`balance::order`]).
+    /// Breakers are not consulted here: the caller skips open ones as it
+    /// goes, so a deployment that closes meanwhile is not missed.
+    pub fn deployment_order(&self, rng: &mut fastrand::Rng) -> Vec<usize> {
+        let candidates: Vec<Candidate<'_>> = self
+            .deployments
+            .iter()
+            .map(|deployment| Candidate {
+                weight: deployment.weight,
+                priority: deployment.priority,
+                latency: &deployment.latency,
+            })
+            .collect();
+        balance::order(self.strategy, &candidates, rng)
+    }
+
     fn from_config(config: &ModelConfig, defaults: &Defaults<'_>) -> anyhow::Result<Route> {
         if config.alias.is_empty() {
             bail!("alias must not be empty");
         }
-        let deployments = deployment_configs(config)?;
-        let input_price = config
-            .input_price_per_mtok
-            .clone()
-            .unwrap_or_else(|| "0".to_owned());
-        let output_price = config
-            .output_price_per_mtok
-            .clone()
-            .unwrap_or_else(|| "0".to_owned());
+        let deployments = config.deployment_list().map_err(anyhow::Error::msg)?;
+        let input_price = config.input_price().to_owned();
+        let output_price = config.output_price().to_owned();
         let prices = Prices {
             input_nano_per_mtok: llmgw_usd::parse_usd(&input_price).map_err(anyhow::Error::msg)?,
             output_nano_per_mtok: llmgw_usd::parse_usd(&output_price)
@@ -176,33 +193,6 @@ impl Route {
     }
 }
 
-/// The inline deployment (`provider`, `base_url`, ...) or the list; not both.
-fn deployment_configs(config: &ModelConfig) -> anyhow::Result<Vec<DeploymentConfig>> {
-    let inline =
-        config.provider.is_some() || config.base_url.is_some() || config.upstream_model.is_some();
-    match (inline, config.deployments.is_empty()) {
-        (true, true) => Ok(vec![DeploymentConfig {
-            provider: config.provider.context("provider is missing")?,
-            base_url: config.base_url.clone().context("base_url is missing")?,
-            upstream_model: config
-                .upstream_model
-                .clone()
-                .context("upstream_model is missing")?,
-            api_key_env: config.api_key_env.clone(),
-            weight: 1,
-            priority: 0,
-            timeouts: None,
-        }]),
-        (false, false) => Ok(config.deployments.clone()),
-        (true, false) => {
-            bail!("give either provider/base_url/upstream_model or deployments, not both")
-        }
-        (false, true) => {
-            bail!("no deployment: give provider, base_url and upstream_model, or deployments")
-        }
-    }
-}
-
 impl Deployment {
     fn from_config(
         alias: &str,
@@ -210,14 +200,7 @@ impl Deployment {
         config: &DeploymentConfig,
         defaults: &Defaults<'_>,
     ) -> anyhow::Result<Deployment> {
-        let base = config.base_url.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
-            bail!("base_url must start with http:// or https://");
-        }
-        let path = match config.provider {
-            Provider::Openai => "chat/completions",
-            Provider::Anthropic => "messages",
-        };
+        let chat_url = config.chat_url().map_err(anyhow::Error::msg)?;
         let api_key = match &config.api_key_env {
             None => None,
             Some(var) => Some(
@@ -235,8 +218,7 @@ impl Deployment {
         let gauge = defaults.metrics.breaker_gauge(alias, &name);
         Ok(Deployment {
             provider: config.provider,
-            chat_url: reqwest::Url::parse(&format!("{base}/{path}"))
-                .context("base_url is not a valid URL")?,
+            chat_url,
             upstream_model: config.upstream_model.clone(),
             breaker: Breaker::new(name.clone(), defaults.breaker.clone(), gauge),
             name,

@@ -1,4 +1,8 @@
 //! Router configuration: where to listen, the model catalog, upstream timeouts.
+//! `Config::validate` lists every problem at once; the catalog is built from
+//! the same rules (`ModelConfig::deployment_list`, `DeploymentConfig::chat_url`).
+
+mod validation;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -179,6 +183,47 @@ pub struct ModelConfig {
     pub owned_by: Option<String>,
 }
 
+impl ModelConfig {
+    /// The inline deployment (`provider`, `base_url`, ...) or the list; not
+    /// both, not neither.
+    pub fn deployment_list(&self) -> Result<Vec<DeploymentConfig>, String> {
+        let inline =
+            self.provider.is_some() || self.base_url.is_some() || self.upstream_model.is_some();
+        match (inline, self.deployments.is_empty()) {
+            (true, true) => Ok(vec![DeploymentConfig {
+                provider: self.provider.ok_or("provider is missing")?,
+                base_url: self.base_url.clone().ok_or("base_url is missing")?,
+                upstream_model: self
+                    .upstream_model
+                    .clone()
+                    .ok_or("upstream_model is missing")?,
+                api_key_env: self.api_key_env.clone(),
+                weight: 1,
+                priority: 0,
+                timeouts: None,
+            }]),
+            (false, false) => Ok(self.deployments.clone()),
+            (true, false) => Err(
+                "give either provider/base_url/upstream_model or deployments, not both".to_owned(),
+            ),
+            (false, true) => Err(
+                "no deployment: give provider, base_url and upstream_model, or deployments"
+                    .to_owned(),
+            ),
+        }
+    }
+
+    /// USD per million input tokens as configured ("0" when unset).
+    pub fn input_price(&self) -> &str {
+        self.input_price_per_mtok.as_deref().unwrap_or("0")
+    }
+
+    /// USD per million output tokens as configured ("0" when unset).
+    pub fn output_price(&self) -> &str {
+        self.output_price_per_mtok.as_deref().unwrap_or("0")
+    }
+}
+
 /// Fallback triggers when a model names none.
 pub const DEFAULT_FALLBACK_ON: [FallbackOn; 3] = [
     FallbackOn::RateLimited,
@@ -210,6 +255,25 @@ pub struct DeploymentConfig {
     /// Overrides of the router-wide timeouts for this deployment.
     #[serde(default)]
     pub timeouts: Option<Timeouts>,
+}
+
+impl DeploymentConfig {
+    /// The endpoint every call goes to: `base_url` plus the provider's path.
+    pub fn chat_url(&self) -> Result<reqwest::Url, String> {
+        let base = self.base_url.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(format!(
+                "base_url {:?} must start with http:// or https://",
+                self.base_url
+            ));
+        }
+        let path = match self.provider {
+            Provider::Openai => "chat/completions",
+            Provider::Anthropic => "messages",
+        };
+        reqwest::Url::parse(&format!("{base}/{path}"))
+            .map_err(|error| format!("base_url {:?} is not a valid URL: {error}", self.base_url))
+    }
 }
 
 fn one() -> u32 {

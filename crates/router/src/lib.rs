@@ -1,14 +1,12 @@
 //! The router service: resolves a model alias to an upstream deployment,
 //! calls it, and streams the answer back to the edge over gRPC.
 
-mod balance;
-mod breaker;
-mod catalog;
+pub mod balance;
+pub mod breaker;
+pub mod catalog;
 mod config;
 mod metrics;
-#[doc(hidden)]
-pub mod microbench;
-mod provider;
+pub mod provider;
 mod relay;
 mod service;
 mod usage;
@@ -22,13 +20,21 @@ use llmgw_proto::router_v1::router_server::RouterServer;
 use llmgw_spool::SpoolConfig;
 use tonic::service::Routes;
 
+/// The router's Prometheus metrics (served on `GET /metrics`); the catalog
+/// registers each deployment's breaker state in them.
+pub use metrics::Metrics;
+/// What the relay accounts of each streamed chunk (finish reason, reported
+/// usage, generated text).
+pub use relay::tally::Tally;
+/// Token counts with the model's tokenizer, for usage estimates.
+pub use usage::tokens;
+
 pub use config::{
     BreakerConfig, Config, DeploymentConfig, FallbackOn, ModelConfig, Provider, Retries, Strategy,
     Timeouts, UsageConfig,
 };
 
 use crate::catalog::{Catalog, Defaults};
-use crate::metrics::Metrics;
 use crate::usage::spool::{LedgerDelivery, UsageSink};
 
 /// What every call shares.

@@ -34,6 +34,12 @@ pub struct Metrics {
     pub spool: SpoolMetrics,
 }
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("llmgw_router");

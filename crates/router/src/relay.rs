@@ -33,9 +33,10 @@ use crate::breaker::Permit;
 use crate::catalog::{Deployment, Route};
 use crate::provider::ProviderError;
 use crate::provider::anthropic::StreamTranslator;
-use crate::provider::openai::{self, ChunkView};
+use crate::provider::chat_chunk::{self, ChunkView};
+use crate::provider::upstream_error;
 use tally::Tally;
-use usage_event::{AttemptRecord, Outcome};
+use usage_event::{AttemptEnd, AttemptRecord};
 
 type Sse = EventStream<BoxStream<'static, reqwest::Result<Bytes>>>;
 
@@ -159,8 +160,8 @@ impl Relay {
                         Err(_) => {
                             // The call in flight, if any, is dropped while
                             // the provider may be working on it.
-                            let error = openai::timeout();
-                            self.close_attempt(Outcome::Abandoned(error.code)).await;
+                            let error = upstream_error::timeout();
+                            self.close_attempt(AttemptEnd::Abandoned(error.code)).await;
                             self.phase = Phase::Finish(Err(error));
                         }
                     }
@@ -175,7 +176,7 @@ impl Relay {
                         }
                         Ok(Ok(None)) => Ok(()),
                         Ok(Err(error)) => Err(error),
-                        Err(_) => Err(openai::timeout()),
+                        Err(_) => Err(upstream_error::timeout()),
                     };
                     // Mid-stream failures count against the deployment too.
                     if let Some(permit) = upstream.permit.take() {
@@ -207,7 +208,7 @@ impl Relay {
             }
             let Some(event) = tokio::time::timeout(idle, upstream.events.next())
                 .await
-                .map_err(|_| openai::timeout())?
+                .map_err(|_| upstream_error::timeout())?
             else {
                 return self.ended(false);
             };
@@ -231,7 +232,8 @@ impl Relay {
 
     /// Accounts one OpenAI chunk; `None` if the client should not see it.
     fn observe(&mut self, chunk: Bytes) -> Result<Option<Bytes>, ProviderError> {
-        let view: ChunkView = serde_json::from_slice(&chunk).map_err(|_| openai::invalid_json())?;
+        let view: ChunkView =
+            serde_json::from_slice(&chunk).map_err(|_| upstream_error::invalid_json())?;
         self.tally.observe(&view);
         self.first_token_seen();
         // We always ask upstream for usage; the usage-only chunk goes to the
@@ -254,7 +256,7 @@ impl Relay {
         }
         self.tally.finish_reason = Some("stop".to_owned());
         let (id, created, model) = self.tally.first.take().unwrap_or_default();
-        Ok(Some(openai::finish_chunk(&id, created, &model, "stop")))
+        Ok(Some(chat_chunk::finish_chunk(&id, created, &model, "stop")))
     }
 
     /// The edge asked to stop: the upstream call is already dropped; bill
@@ -262,7 +264,7 @@ impl Relay {
     async fn cancelled(&mut self) -> Event {
         self.phase = Phase::Ended;
         self.finished = true;
-        self.close_attempt(Outcome::Cancelled).await;
+        self.close_attempt(AttemptEnd::Cancelled).await;
         tracing::info!(
             attempts = self.attempts,
             elapsed_ms = self.started.elapsed().as_millis() as u64,
@@ -287,8 +289,8 @@ impl Relay {
     async fn finish(&mut self, result: Result<(), ProviderError>) -> Event {
         self.finished = true;
         let outcome = match &result {
-            Ok(()) => Outcome::Ok,
-            Err(error) => Outcome::Failed(error.code),
+            Ok(()) => AttemptEnd::Ok,
+            Err(error) => AttemptEnd::Failed(error.code),
         };
         // A call that failed before answering was closed by `attempt`.
         let usage = self.close_attempt(outcome).await.unwrap_or_default();
@@ -340,7 +342,7 @@ impl Drop for Relay {
         if !self.finished {
             let span = self.span.clone();
             let _entered = span.enter();
-            self.close_attempt_detached(Outcome::Cancelled);
+            self.close_attempt_detached(AttemptEnd::Cancelled);
             tracing::info!(
                 attempts = self.attempts,
                 elapsed_ms = self.started.elapsed().as_millis() as u64,

@@ -45,8 +45,9 @@ pub struct Config {
     /// An `EnvFilter` directive such as `info` or `llmgw_router=debug,info`;
     /// `RUST_LOG` wins when set.
     pub log_level: String,
-    /// OTLP/gRPC collector, e.g. `http://otel-collector:4317`. Defaults to
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT`. Unset: no spans are exported and no
+    /// OTLP/gRPC collector, e.g. `http://otel-collector:4317`.
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT`, when set and not empty, overrides the
+    /// file (the binary's configuration layers). Unset: no spans are exported and no
     /// trace context is generated (it costs CPU on every request).
     pub otlp_endpoint: Option<String>,
 }
@@ -56,9 +57,20 @@ impl Default for Config {
         Config {
             log_format: LogFormat::Pretty,
             log_level: "info".to_owned(),
-            otlp_endpoint: std::env::var("OTEL_EXPORTER_OTLP_ENDPOINT")
-                .ok()
-                .filter(|endpoint| !endpoint.is_empty()),
+            otlp_endpoint: None,
+        }
+    }
+}
+
+impl Config {
+    /// What is wrong with this section, relative to `telemetry:`.
+    pub fn validate(&self) -> Vec<String> {
+        match EnvFilter::try_new(&self.log_level) {
+            Ok(_) => Vec::new(),
+            Err(error) => vec![format!(
+                "log_level: {:?} is not a filter directive: {error}",
+                self.log_level
+            )],
         }
     }
 }

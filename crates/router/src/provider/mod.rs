@@ -2,7 +2,10 @@
 //! into its own wire format and its answers back into OpenAI chunks.
 
 pub mod anthropic;
+pub mod chat_chunk;
+mod chat_request;
 pub mod openai;
+pub mod upstream_error;
 
 use std::time::Duration;
 
@@ -82,12 +85,17 @@ impl ProviderError {
     }
 }
 
+/// The request body to send upstream, in the deployment's protocol.
+pub struct UpstreamRequest {
+    pub body: Vec<u8>,
+}
+
 /// The request body for `deployment`'s protocol.
 pub fn build_request(
     client_body: &[u8],
     deployment: &Deployment,
     stream: bool,
-) -> Result<openai::UpstreamRequest, ProviderError> {
+) -> Result<UpstreamRequest, ProviderError> {
     match deployment.provider {
         Provider::Openai => openai::build_request(client_body, deployment, stream),
         Provider::Anthropic => anthropic::build_request(client_body, deployment, stream),
@@ -132,13 +140,13 @@ pub async fn exchange(
 ) -> Result<Result<reqwest::Response, Failure>, ProviderError> {
     let response = tokio::time::timeout(first_byte_timeout, request.send())
         .await
-        .map_err(|_| openai::timeout())?
-        .map_err(|error| openai::transport_error(deployment, &error))?;
+        .map_err(|_| upstream_error::timeout())?
+        .map_err(|error| upstream_error::transport_error(deployment, &error))?;
     let status = response.status();
     if status.is_success() {
         return Ok(Ok(response));
     }
-    let retry_after = openai::retry_after(response.headers());
+    let retry_after = retry_after(response.headers());
     let body = tokio::time::timeout(first_byte_timeout, response.bytes())
         .await
         .ok()
@@ -149,4 +157,15 @@ pub async fn exchange(
         retry_after,
         body,
     }))
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare from APIs; ignored).
+fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
+    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
+    value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|secs| secs.is_finite() && *secs >= 0.0)
+        .map(Duration::from_secs_f64)
 }

@@ -1,22 +1,16 @@
 //! The OpenAI-compatible chat completions protocol (OpenAI, DeepSeek, Qwen
-//! compatible mode, vLLM, Ollama, the mock upstream).
+//! compatible mode, vLLM, Ollama, the mock upstream): the request rewrite
+//! and the mapping of its HTTP errors. What every provider shares lives in
+//! `upstream_error` and `chat_chunk`.
 
-use std::borrow::Cow;
 use std::time::Duration;
 
-use bytes::Bytes;
-use llmgw_openai::{ErrorBody, Usage};
+use llmgw_openai::ErrorBody;
 use llmgw_proto::ErrorCode;
-use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::ProviderError;
+use super::{ProviderError, UpstreamRequest, upstream_error};
 use crate::catalog::Deployment;
-
-/// The request body to send upstream.
-pub struct UpstreamRequest {
-    pub body: Vec<u8>,
-}
 
 /// Rewrites the client's request for `deployment`: the upstream model name
 /// replaces the alias, and streaming calls always ask for usage so that every
@@ -79,35 +73,6 @@ pub async fn send(
     }
 }
 
-/// `Retry-After` in seconds (the HTTP-date form is rare from APIs; ignored).
-pub fn retry_after(headers: &http::HeaderMap) -> Option<Duration> {
-    let value = headers.get(http::header::RETRY_AFTER)?.to_str().ok()?;
-    value
-        .trim()
-        .parse::<f64>()
-        .ok()
-        .filter(|secs| secs.is_finite() && *secs >= 0.0)
-        .map(Duration::from_secs_f64)
-}
-
-pub fn timeout() -> ProviderError {
-    ProviderError::new(
-        ErrorCode::UpstreamTimeout,
-        "the model provider did not answer in time",
-    )
-}
-
-pub fn transport_error(deployment: &Deployment, error: &reqwest::Error) -> ProviderError {
-    tracing::warn!(deployment = %deployment.name, error = %error, "upstream transport error");
-    if error.is_timeout() {
-        return timeout();
-    }
-    ProviderError::new(
-        ErrorCode::UpstreamError,
-        "could not reach the model provider",
-    )
-}
-
 /// Maps an upstream HTTP error. Only a 400's own message reaches the client
 /// (it is about the client's request); other upstream details stay in logs.
 fn status_error(deployment: &Deployment, status: http::StatusCode, body: &[u8]) -> ProviderError {
@@ -140,7 +105,7 @@ fn status_error(deployment: &Deployment, status: http::StatusCode, body: &[u8]) 
             ErrorCode::RequestTooLarge,
             "the request is too large for the model provider",
         ),
-        408 | 504 => timeout(),
+        408 | 504 => upstream_error::timeout(),
         429 => ProviderError::new(
             ErrorCode::UpstreamRateLimited,
             "the model provider is rate limiting requests; retry later",
@@ -154,97 +119,4 @@ fn status_error(deployment: &Deployment, status: http::StatusCode, body: &[u8]) 
             format!("the model provider failed (status {})", status.as_u16()),
         ),
     }
-}
-
-pub fn invalid_json() -> ProviderError {
-    ProviderError::new(
-        ErrorCode::UpstreamError,
-        "the model provider returned invalid JSON",
-    )
-}
-
-/// What the router reads of a streamed chunk; the chunk itself is forwarded
-/// as the upstream wrote it.
-#[derive(Debug, Deserialize)]
-pub struct ChunkView<'a> {
-    #[serde(default, borrow)]
-    pub id: Cow<'a, str>,
-    #[serde(default)]
-    pub created: u64,
-    #[serde(default, borrow)]
-    pub model: Cow<'a, str>,
-    #[serde(default, borrow)]
-    pub choices: Vec<ChoiceView<'a>>,
-    #[serde(default)]
-    pub usage: Option<Usage>,
-}
-
-#[derive(Debug, Deserialize)]
-pub struct ChoiceView<'a> {
-    #[serde(default, borrow)]
-    pub delta: Option<DeltaView<'a>>,
-    #[serde(default, borrow)]
-    pub message: Option<DeltaView<'a>>,
-    #[serde(default, borrow)]
-    pub finish_reason: Option<Cow<'a, str>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct DeltaView<'a> {
-    #[serde(default, borrow)]
-    pub content: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub reasoning_content: Option<Cow<'a, str>>,
-    /// `Option`: some providers send `"tool_calls": null`.
-    #[serde(default, borrow)]
-    pub tool_calls: Option<Vec<ToolCallView<'a>>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct ToolCallView<'a> {
-    #[serde(default, borrow)]
-    pub function: Option<FunctionView<'a>>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct FunctionView<'a> {
-    #[serde(default, borrow)]
-    pub name: Option<Cow<'a, str>>,
-    #[serde(default, borrow)]
-    pub arguments: Option<Cow<'a, str>>,
-}
-
-impl DeltaView<'_> {
-    /// The generated text (answer, reasoning, tool names and arguments), for
-    /// token estimates when the provider reports no usage.
-    pub fn generated_text(&self, into: &mut String) {
-        let texts = [&self.content, &self.reasoning_content]
-            .into_iter()
-            .flatten()
-            .chain(
-                self.tool_calls
-                    .iter()
-                    .flatten()
-                    .filter_map(|call| call.function.as_ref())
-                    .flat_map(|function| {
-                        [&function.name, &function.arguments].into_iter().flatten()
-                    }),
-            );
-        for text in texts {
-            into.push_str(text);
-        }
-    }
-}
-
-/// A final chunk carrying `finish_reason`, for upstreams whose stream ended
-/// cleanly without one (clients such as LiteLLM reject such streams).
-pub fn finish_chunk(id: &str, created: u64, model: &str, finish_reason: &str) -> Bytes {
-    let chunk = serde_json::json!({
-        "id": id,
-        "object": "chat.completion.chunk",
-        "created": created,
-        "model": model,
-        "choices": [{"index": 0, "delta": {}, "finish_reason": finish_reason}],
-    });
-    Bytes::from(chunk.to_string())
 }

@@ -13,13 +13,13 @@ use llmgw_proto::ErrorCode;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use super::{Outcome, Phase, Relay, Upstream};
-use crate::balance::{self, Candidate};
+use super::{AttemptEnd, Phase, Relay, Upstream};
 use crate::breaker::Permit;
 use crate::catalog::{Deployment, Route};
 use crate::config::Provider;
 use crate::provider::anthropic::StreamTranslator;
-use crate::provider::openai::{self, ChunkView};
+use crate::provider::chat_chunk::ChunkView;
+use crate::provider::upstream_error;
 use crate::provider::{self, ProviderError};
 
 impl Relay {
@@ -53,17 +53,7 @@ impl Relay {
     /// The deployments of one alias, in balancer order, each skipped while
     /// its breaker is open, retried up to the retry budget.
     async fn try_route(&mut self, route: &Arc<Route>) -> Result<Option<Bytes>, ProviderError> {
-        let candidates: Vec<Candidate<'_>> = route
-            .deployments
-            .iter()
-            .map(|deployment| Candidate {
-                weight: deployment.weight,
-                priority: deployment.priority,
-                latency: &deployment.latency,
-            })
-            .collect();
-        let mut order: VecDeque<usize> =
-            balance::order(route.strategy, &candidates, &mut fastrand::Rng::new()).into();
+        let mut order: VecDeque<usize> = route.deployment_order(&mut fastrand::Rng::new()).into();
         let retries = self.state.retries;
         let mut tries_left = 1 + retries.max_retries;
         let mut backoff = Duration::from_millis(retries.initial_backoff_ms);
@@ -125,7 +115,7 @@ impl Relay {
         let span = tracing::info_span!("router.attempt", attempt = self.attempts, deployment = %deployment.name);
         let result = self.call(&route.alias, &deployment).instrument(span).await;
         if let Err(error) = &result {
-            self.close_attempt(Outcome::Failed(error.code)).await;
+            self.close_attempt(AttemptEnd::Failed(error.code)).await;
         }
         let metrics = &self.state.metrics;
         match &result {
@@ -180,11 +170,11 @@ impl Relay {
         }
         let body = tokio::time::timeout(first_byte, response.bytes())
             .await
-            .map_err(|_| openai::timeout())?
-            .map_err(|error| openai::transport_error(deployment, &error))?;
+            .map_err(|_| upstream_error::timeout())?
+            .map_err(|error| upstream_error::transport_error(deployment, &error))?;
         let completion = provider::completion(deployment, body)?;
         let view: ChunkView =
-            serde_json::from_slice(&completion).map_err(|_| openai::invalid_json())?;
+            serde_json::from_slice(&completion).map_err(|_| upstream_error::invalid_json())?;
         self.tally.observe(&view);
         self.first_token_seen();
         Ok(Some(completion))

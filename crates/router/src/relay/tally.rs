@@ -5,7 +5,7 @@
 use llmgw_openai::Usage as OpenaiUsage;
 use llmgw_proto::router_v1::{Usage, UsageSource};
 
-use crate::provider::openai::ChunkView;
+use crate::provider::chat_chunk::ChunkView;
 
 #[derive(Debug, Default)]
 pub struct Tally {

@@ -44,7 +44,7 @@ pub(super) struct AttemptRecord {
 
 /// How an attempt ended.
 #[derive(Clone, Copy)]
-pub(super) enum Outcome {
+pub(super) enum AttemptEnd {
     Ok,
     /// The provider refused the call or failed it; whether it answered
     /// first decides whether it is billed.
@@ -132,7 +132,7 @@ impl Relay {
 
     /// Emits the event of the attempt in progress (if one is), adds it to
     /// the request's bill, and returns the usage it was billed.
-    pub(super) async fn close_attempt(&mut self, outcome: Outcome) -> Option<Usage> {
+    pub(super) async fn close_attempt(&mut self, outcome: AttemptEnd) -> Option<Usage> {
         let (draft, billed) = self.draft(outcome)?;
         let (usage, cost) = match billed {
             Billed::Known(usage) => {
@@ -156,7 +156,7 @@ impl Relay {
     /// [`Self::close_attempt`] where nothing can be awaited (the relay is
     /// being dropped): an estimate is counted and emitted on the blocking
     /// pool.
-    pub(super) fn close_attempt_detached(&mut self, outcome: Outcome) {
+    pub(super) fn close_attempt_detached(&mut self, outcome: AttemptEnd) {
         let Some((draft, billed)) = self.draft(outcome) else {
             return;
         };
@@ -178,11 +178,11 @@ impl Relay {
         }
     }
 
-    fn draft(&mut self, outcome: Outcome) -> Option<(Draft, Billed)> {
+    fn draft(&mut self, outcome: AttemptEnd) -> Option<(Draft, Billed)> {
         let record = self.current.take()?;
         let billable = match outcome {
-            Outcome::Ok | Outcome::Abandoned(_) | Outcome::Cancelled => true,
-            Outcome::Failed(_) => record.answered,
+            AttemptEnd::Ok | AttemptEnd::Abandoned(_) | AttemptEnd::Cancelled => true,
+            AttemptEnd::Failed(_) => record.answered,
         };
         let billed = match self.tally.reported() {
             Some(usage) if billable => Billed::Known(usage),
@@ -197,9 +197,9 @@ impl Relay {
             }),
         };
         let status = match outcome {
-            Outcome::Ok => "ok".to_owned(),
-            Outcome::Failed(code) | Outcome::Abandoned(code) => status_name(code),
-            Outcome::Cancelled => status_name(ErrorCode::Cancelled),
+            AttemptEnd::Ok => "ok".to_owned(),
+            AttemptEnd::Failed(code) | AttemptEnd::Abandoned(code) => status_name(code),
+            AttemptEnd::Cancelled => status_name(ErrorCode::Cancelled),
         };
         let duration = record.started.elapsed();
         let event = UsageEvent {
@@ -220,7 +220,7 @@ impl Relay {
             duration_ms: duration.as_millis() as u64,
             started_at_ms: record.started_at_ms,
             ended_at_ms: record.started_at_ms + duration.as_millis() as i64,
-            client_cancelled: matches!(outcome, Outcome::Cancelled),
+            client_cancelled: matches!(outcome, AttemptEnd::Cancelled),
             // Filled in by `Draft::emit` once counted.
             ..UsageEvent::default()
         };

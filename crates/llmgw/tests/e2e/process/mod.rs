@@ -8,6 +8,7 @@
 
 mod accounts;
 mod child;
+mod config;
 mod gateway;
 mod lifecycle;
 mod sdk;

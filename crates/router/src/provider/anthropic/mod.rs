@@ -8,7 +8,6 @@
 //! ([`StreamTranslator`]). Everything downstream (accounting, the edge, the
 //! client's SDK) therefore never learns which protocol served the call.
 
-mod chat;
 mod messages;
 mod request;
 mod response;
@@ -22,7 +21,7 @@ use llmgw_openai::{PromptTokensDetails, Usage};
 use llmgw_proto::ErrorCode;
 use serde::Deserialize;
 
-use super::openai::{invalid_json, timeout};
+use super::upstream_error::{invalid_json, timeout};
 use super::{Failure, ProviderError};
 use crate::catalog::Deployment;
 

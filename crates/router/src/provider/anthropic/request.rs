@@ -6,12 +6,14 @@ use llmgw_proto::ErrorCode;
 use serde_json::value::RawValue;
 
 use super::ProviderError;
-use super::chat::{ChatView, ContentView, Stop, ToolCallView, ToolChoiceView, ToolView};
 use super::messages::{
     Block, ImageSource, MessagesRequest, Metadata, Schema, Tool, ToolChoice, Turn,
 };
 use crate::catalog::Deployment;
-use crate::provider::openai::UpstreamRequest;
+use crate::provider::UpstreamRequest;
+use crate::provider::chat_request::{
+    ChatRequestView, ContentView, Stop, ToolCallView, ToolChoiceView, ToolView,
+};
 
 /// Anthropic requires `max_tokens`; OpenAI clients often leave it out.
 const DEFAULT_MAX_TOKENS: u64 = 4096;
@@ -32,7 +34,7 @@ const MAX_TEMPERATURE: f64 = 1.0;
 /// OpenAI-compatible servers, Anthropic rejects unknown fields, so passing
 /// them on would turn a harmless OpenAI option (`seed`, `n`, `logprobs`,
 /// `response_format`, `presence_penalty`, `stream_options`,
-/// `reasoning_effort`...) into a 400. `ChatView` lists what is read.
+/// `reasoning_effort`...) into a 400. `ChatRequestView` lists what is read.
 pub fn build_request(
     client_body: &[u8],
     deployment: &Deployment,
@@ -47,7 +49,7 @@ fn translate(
     upstream_model: &str,
     stream: bool,
 ) -> Result<UpstreamRequest, ProviderError> {
-    let chat: ChatView = serde_json::from_slice(client_body).map_err(|error| {
+    let chat: ChatRequestView = serde_json::from_slice(client_body).map_err(|error| {
         ProviderError::new(
             ErrorCode::InvalidRequest,
             format!("the request could not be translated for this model: {error}"),

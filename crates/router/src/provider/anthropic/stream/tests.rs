@@ -1,6 +1,6 @@
 use llmgw_proto::ErrorCode;
 
-use crate::provider::openai::ChunkView;
+use crate::provider::chat_chunk::ChunkView;
 
 use super::*;
 

@@ -1,6 +1,7 @@
-//! What llmgw reads of the client's OpenAI chat request, as borrowed views:
-//! strings (prompts, base64 images) and JSON schemas are copied once, into
-//! the outgoing body, and never re-parsed.
+//! What the router reads of the client's OpenAI chat request, as borrowed
+//! views, for protocols that translate it (Anthropic): strings (prompts,
+//! base64 images) and JSON schemas are copied once, into the outgoing body,
+//! and never re-parsed. OpenAI-compatible upstreams get the request as sent.
 
 use std::borrow::Cow;
 
@@ -8,9 +9,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 /// The fields of an OpenAI request that have an Anthropic equivalent; the
-/// others are dropped (see `build_request` for why).
+/// others are dropped (see `anthropic::build_request` for why).
 #[derive(Debug, Deserialize)]
-pub(super) struct ChatView<'a> {
+pub(super) struct ChatRequestView<'a> {
     #[serde(default, borrow)]
     pub(super) messages: Vec<MessageView<'a>>,
     #[serde(default)]
