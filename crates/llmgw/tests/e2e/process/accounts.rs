@@ -128,11 +128,14 @@ async fn concurrent_migrate_applies_the_schema_once() {
         assert!(status.success(), "llmgw migrate failed:\n{output}");
     }
     let rows = rows.expect("the migrations table exists");
-    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/../../migrations"))
-        .expect("migrations folder")
-        .filter_map(Result::ok)
-        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "sql"))
-        .count();
+    let migrations = std::fs::read_dir(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../migrations/billing/postgres"
+    ))
+    .expect("migrations folder")
+    .filter_map(Result::ok)
+    .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "sql"))
+    .count();
     assert_eq!(
         rows,
         i64::try_from(migrations).expect("a few migrations"),

@@ -3,7 +3,7 @@
 //! makes setting `PROTOC` through `set_var` unsafe, so it is passed here).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../proto");
     let files = [
         "llmgw/error/v1/error.proto",
         "llmgw/limits/v1/limits.proto",

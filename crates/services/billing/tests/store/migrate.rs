@@ -41,9 +41,9 @@ async fn postgres_concurrent_migrate_applies_once() {
     let (a, b) = tokio::join!(db.store.migrate(), other.migrate());
     a.unwrap();
     b.unwrap();
-    assert_migrated_once(&db, "../../migrations").await;
+    assert_migrated_once(&db, "../../../migrations/billing/postgres").await;
     db.store.migrate().await.unwrap(); // idempotent
-    assert_migrated_once(&db, "../../migrations").await;
+    assert_migrated_once(&db, "../../../migrations/billing/postgres").await;
     assert_eq!(db.store.backend(), "postgres");
 }
 
@@ -54,9 +54,9 @@ async fn sqlite_concurrent_migrate_applies_once() {
     let (a, b) = tokio::join!(db.store.migrate(), other.migrate());
     a.unwrap();
     b.unwrap();
-    assert_migrated_once(&db, "../../migrations/sqlite").await;
+    assert_migrated_once(&db, "../../../migrations/billing/sqlite").await;
     db.store.migrate().await.unwrap();
-    assert_migrated_once(&db, "../../migrations/sqlite").await;
+    assert_migrated_once(&db, "../../../migrations/billing/sqlite").await;
     assert_eq!(db.store.backend(), "sqlite");
     db.store.ping().await.unwrap();
 }

@@ -2,6 +2,6 @@
 //! notices changes to files it has seen: a new migration must rebuild too.
 
 fn main() {
-    println!("cargo:rerun-if-changed=../../migrations");
-    println!("cargo:rerun-if-changed=../../migrations/sqlite");
+    println!("cargo:rerun-if-changed=../../../migrations/billing/postgres");
+    println!("cargo:rerun-if-changed=../../../migrations/billing/sqlite");
 }

@@ -23,7 +23,7 @@ pub const SERVER_ENV: &str = "LLMGW_TEST_POSTGRES";
 pub const DEFAULT_SERVER: &str = "postgres://postgres@127.0.0.1:5432";
 
 /// The same files billing's `Store::migrate` embeds.
-static MIGRATIONS: Migrator = sqlx::migrate!("../../migrations");
+static MIGRATIONS: Migrator = sqlx::migrate!("../../../migrations/billing/postgres");
 
 /// How long the best-effort drop may take before it gives up (a wedged
 /// server must not hang a test that already passed).

@@ -4,7 +4,7 @@
 //! Both backends run the same SQL text: it sticks to what the two dialects
 //! share (`$N` parameters, `RETURNING`, partial unique indexes, BIGINT unix
 //! milliseconds, TEXT ids) so there is one query per operation to review.
-//! The schema lives in `migrations/` (Postgres) and `migrations/sqlite/`,
+//! The schema lives in `migrations/billing/postgres/` and `migrations/billing/sqlite/`,
 //! embedded at compile time.
 //!
 //! Secrets never reach the database: a key is generated here, its SHA-256
@@ -56,8 +56,8 @@ mod rows;
 mod tenants;
 pub mod usage_query;
 
-static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations");
-static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../../migrations/billing/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../../migrations/billing/sqlite");
 
 /// How long a SQLite writer waits for another one before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
