@@ -204,7 +204,7 @@ async fn sync(client: &mut LedgerClient<Channel>, state: &State) -> Result<Synce
             FloorScope::Tenant => synced.tenants += 1,
             FloorScope::Key(_) => synced.keys += 1,
         }
-        match state.backend.raise_budget_floor(&floor).await {
+        match state.store.raise_budget_floor(&floor).await {
             Ok(FloorOutcome::Raised) => {
                 synced.raised += 1;
                 state.metrics.budget_floor_raised();

@@ -6,13 +6,13 @@
 //! counters are rebuilt from the usage ledger's month-to-date spend
 //! (`budget_sync`), so a Redis that lost them does not reset budgets.
 
-mod backend;
 mod budget_sync;
 mod config;
 mod incidents;
 mod metrics;
 mod rules;
 mod service;
+mod store;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -24,10 +24,10 @@ use tonic::service::Routes;
 
 pub use config::{Config, FailMode, FailurePolicy, LimitTables, LimitsConfig};
 
-use crate::backend::Backend;
 use crate::metrics::Metrics;
 use crate::rules::Rules;
 use crate::service::{QuotaService, State};
+use crate::store::Store;
 
 /// Serves the quota service on `listener` until `shutdown` resolves. The same
 /// port answers `GET /metrics` over HTTP/1. Invalid limits (a bad budget
@@ -49,10 +49,10 @@ pub async fn run(
     );
     let rules = Rules::from_config(&config.limits).context("invalid quota limits")?;
     let metrics = Arc::new(Metrics::new());
-    let backend = Backend::start(&config, metrics.clone())?;
+    let store = Store::start(&config, metrics.clone())?;
     let state = Arc::new(State {
         rules,
-        backend,
+        store,
         metrics: metrics.clone(),
         lease_timeout: Duration::from_secs(config.lease_timeout_secs),
     });

@@ -13,14 +13,14 @@ use llmgw_proto::quota_v1::{
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::backend::{self, Backend, Verdict};
 use crate::metrics::Metrics;
 use crate::rules::{self, Overrides, Rules};
+use crate::store::{self, Store, Verdict};
 
 /// What every call shares.
 pub(crate) struct State {
     pub rules: Rules,
-    pub backend: Backend,
+    pub store: Store,
     pub metrics: Arc<Metrics>,
     pub lease_timeout: Duration,
 }
@@ -61,7 +61,7 @@ impl Quota for QuotaService {
             // Nothing limits this subject: no store, no Redis round trip.
             let outcome = if unlimited {
                 Verdict {
-                    decision: backend::allowed(),
+                    decision: store::allowed(),
                     degraded: false,
                     unavailable: false,
                 }
@@ -74,7 +74,7 @@ impl Quota for QuotaService {
                     cost_nano_usd: request.cost_nano_usd,
                     lease_ttl_ms: millis(state.lease_timeout),
                 });
-                state.backend.acquire(acquire).await
+                state.store.acquire(acquire).await
             };
             let outcome_label = match (&outcome.decision, outcome.unavailable) {
                 (_, true) => "unavailable",
@@ -132,9 +132,9 @@ impl Quota for QuotaService {
                     actual_cost_nano_usd: request.actual_cost_nano_usd,
                 });
                 // A settle Redis did not take is logged and counted by the
-                // backend; the lease timeout releases it, so the caller has
+                // store; the lease timeout releases it, so the caller has
                 // nothing to retry.
-                state.backend.settle(settle, request.degraded).await;
+                state.store.settle(settle, request.degraded).await;
             }
             Ok(Response::new(SettleResponse {}))
         }

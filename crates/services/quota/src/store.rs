@@ -25,7 +25,7 @@ const UNAVAILABLE_RETRY_MS: u64 = 1_000;
 /// Bound on one budget floor (background work, not a request's).
 const FLOOR_TIMEOUT: Duration = Duration::from_secs(1);
 
-/// The backend's verdict on one Acquire: the decision and how it was
+/// The store's verdict on one Acquire: the decision and how it was
 /// reached (with or without Redis).
 pub(crate) struct Verdict {
     pub decision: Decision,
@@ -42,7 +42,7 @@ enum Primary {
     Redis(Arc<OnceLock<RedisStore>>),
 }
 
-pub(crate) struct Backend {
+pub(crate) struct Store {
     primary: Primary,
     /// This replica's counters: the store itself without Redis, the `local`
     /// failure mode with it.
@@ -73,11 +73,11 @@ impl fmt::Display for RedisFailure {
     }
 }
 
-impl Backend {
+impl Store {
     /// Starts the Redis connection in the background (if configured), so the
     /// service serves at once even while Redis is down. Must run inside the
-    /// runtime; the tasks stop when the backend is dropped.
-    pub fn start(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Backend> {
+    /// runtime; the tasks stop when the store is dropped.
+    pub fn start(config: &Config, metrics: Arc<Metrics>) -> anyhow::Result<Store> {
         let timeout = Duration::from_millis(config.redis_timeout_ms);
         let incidents = Arc::new(Incidents::default());
         let mut tasks = Vec::new();
@@ -109,7 +109,7 @@ impl Backend {
                 Primary::Redis(slot)
             }
         };
-        Ok(Backend {
+        Ok(Store {
             primary,
             local: MemoryStore::new(),
             timeout,
