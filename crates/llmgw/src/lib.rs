@@ -86,11 +86,27 @@ pub async fn start_all(
     stop: CancellationToken,
 ) -> anyhow::Result<(Addresses, Services)> {
     let mut tasks = JoinSet::new();
+    // Shutdown in dependency order: the services that others call (billing,
+    // quota, the demo mock) stop once their callers (edge, router) have
+    // drained, so the edge's last settles and the router's last usage
+    // events still reach them. The services' grace period bounds it all.
+    let backends_stop = CancellationToken::new();
+    let (callers_alive, mut callers_gone) = tokio::sync::mpsc::channel::<()>(1);
+    tokio::spawn({
+        let backends_stop = backends_stop.clone();
+        let stop = stop.clone();
+        async move {
+            stop.cancelled().await;
+            // `None` once every caller's sender is dropped.
+            let _ = callers_gone.recv().await;
+            backends_stop.cancel();
+        }
+    });
     let mut mock = None;
     if config.router.models.is_empty() {
         let listener = bind(SocketAddr::from(([127, 0, 0, 1], 0)), "demo mock upstream").await?;
         let address = listener.local_addr()?;
-        let shutdown = stop.clone().cancelled_owned();
+        let shutdown = backends_stop.clone().cancelled_owned();
         let mock_config = config.mock_upstream.clone();
         tasks.spawn(async move {
             (
@@ -126,7 +142,7 @@ pub async fn start_all(
         let in_process = InProcessListener::bind("billing");
         config.edge.billing_url = Some(in_process.url());
         let grpc = Listener::new(grpc, Some(in_process));
-        let shutdown = stop.clone().cancelled_owned();
+        let shutdown = backends_stop.clone().cancelled_owned();
         let billing_config = config.billing.clone();
         tasks.spawn(async move {
             (
@@ -161,7 +177,7 @@ pub async fn start_all(
         let in_process = InProcessListener::bind("quota");
         config.edge.quota_url = Some(in_process.url());
         let listener = Listener::new(listener, Some(in_process));
-        let shutdown = stop.clone().cancelled_owned();
+        let shutdown = backends_stop.clone().cancelled_owned();
         let quota_config = config.quota.clone();
         tasks.spawn(async move {
             (
@@ -175,18 +191,17 @@ pub async fn start_all(
     let edge = edge_listener.local_addr()?;
 
     let shutdown = stop.clone().cancelled_owned();
+    let alive = callers_alive.clone();
     tasks.spawn(async move {
-        (
-            "router",
-            llmgw_router::run(config.router, router_listener, shutdown).await,
-        )
+        let result = llmgw_router::run(config.router, router_listener, shutdown).await;
+        drop(alive);
+        ("router", result)
     });
     let shutdown = stop.clone().cancelled_owned();
     tasks.spawn(async move {
-        (
-            "edge",
-            llmgw_edge::run(config.edge, edge_listener, shutdown).await,
-        )
+        let result = llmgw_edge::run(config.edge, edge_listener, shutdown).await;
+        drop(callers_alive);
+        ("edge", result)
     });
     Ok((
         Addresses {

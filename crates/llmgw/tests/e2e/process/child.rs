@@ -44,6 +44,7 @@ const FOREIGN_ENV: [&str; 6] = [
 /// collected (interleaved by line) for failure messages; stdout alone too.
 pub(super) struct Proc {
     pub(super) name: String,
+    data_dir: PathBuf,
     pid: u32,
     child: Child,
     output: Arc<Mutex<String>>,
@@ -99,11 +100,18 @@ impl Proc {
         ));
         Proc {
             name: name.to_owned(),
+            data_dir,
             pid,
             child,
             output,
             stdout,
         }
+    }
+
+    /// Billing's SQLite ledger, when this process runs billing without
+    /// `DATABASE_URL`.
+    pub(super) fn ledger_path(&self) -> PathBuf {
+        self.data_dir.join("llmgw.db")
     }
 
     pub(super) fn output(&self) -> String {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+use sqlx::ConnectOptions as _;
 use tokio::time::{Instant, timeout};
 use tokio_util::sync::CancellationToken;
 
@@ -155,6 +156,34 @@ async fn sigterm_drains_open_streams_then_exits() {
         "llmgw exited with {status}:\n{}",
         gateway.proc.output()
     );
+    // Billing stops only after the router has drained its spool into it, so
+    // the drained stream is in the ledger when the process is gone.
+    let ledger = gateway.proc.ledger_path();
+    let mut db = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&ledger)
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap_or_else(|error| {
+            panic!(
+                "the ledger {}: {error}\n{}",
+                ledger.display(),
+                gateway.proc.output()
+            )
+        });
+    let rows: Vec<(i64, String)> =
+        sqlx::query_as("SELECT completion_tokens, status FROM usage_events")
+            .fetch_all(&mut db)
+            .await
+            .expect("usage_events");
+    assert_eq!(
+        rows.len(),
+        1,
+        "the drained stream's usage: {rows:?}\n{}",
+        gateway.proc.output()
+    );
+    assert_eq!(rows[0].1, "ok", "{rows:?}");
+    assert!(rows[0].0 >= 10, "ten chunks billed: {rows:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
