@@ -47,9 +47,7 @@ fn install_tracing() -> Exported {
         .with_simple_exporter(exported.clone())
         .build();
     // What `llmgw_telemetry::init` does when an OTLP endpoint is set.
-    opentelemetry::global::set_text_map_propagator(
-        opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-    );
+    llmgw_telemetry::propagate_trace_context();
     let subscriber = tracing_subscriber::registry()
         .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("llmgw")));
     tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test binary");

@@ -52,9 +52,7 @@ fn exported() -> &'static Exported {
         let provider = SdkTracerProvider::builder()
             .with_simple_exporter(exported.clone())
             .build();
-        opentelemetry::global::set_text_map_propagator(
-            opentelemetry_sdk::propagation::TraceContextPropagator::new(),
-        );
+        llmgw_telemetry::propagate_trace_context();
         let subscriber = tracing_subscriber::registry()
             .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
         tracing::subscriber::set_global_default(subscriber)

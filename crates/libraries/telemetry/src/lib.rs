@@ -13,7 +13,7 @@ mod trace_layers;
 use anyhow::Context as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_otlp::WithExportConfig as _;
-use opentelemetry_sdk::{Resource, propagation::TraceContextPropagator, trace::SdkTracerProvider};
+use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
 use serde::Deserialize;
 use tracing_subscriber::{
     EnvFilter, Layer as _, filter::LevelFilter, layer::SubscriberExt as _,
@@ -22,10 +22,9 @@ use tracing_subscriber::{
 
 pub use metrics_route::{OPENMETRICS_CONTENT_TYPE, metrics_response, with_metrics_route};
 pub use outage_log::{OutageLog, Recovered};
-pub use propagation::inject_context;
+pub use propagation::{inject_context, propagate_trace_context};
 pub use trace_layers::{
-    ExtractTraceContext, ExtractTraceContextLayer, InjectTraceContext, InjectTraceContextLayer,
-    ServerKind,
+    ExtractTraceContext, ExtractTraceContextLayer, InjectTraceContext, ServerKind,
 };
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -112,7 +111,7 @@ pub fn init(config: &Config, service_name: &str) -> anyhow::Result<Guard> {
         .map(|endpoint| otlp_provider(endpoint, service_name))
         .transpose()?;
     let otel = provider.as_ref().map(|provider| {
-        opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
+        propagation::propagate_trace_context();
         // Spans have their own level, independent of the log filter: quieter
         // logs (log_level: warn) must not disable the request spans, and with
         // them trace export and trace-context propagation.

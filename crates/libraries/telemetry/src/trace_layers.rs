@@ -15,19 +15,6 @@ use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::propagation::{extract_context, inject_context};
 
-/// Client side: every request leaves with the trace context of the span it
-/// was sent from (nothing when trace export is off).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct InjectTraceContextLayer;
-
-impl<S> Layer<S> for InjectTraceContextLayer {
-    type Service = InjectTraceContext<S>;
-
-    fn layer(&self, inner: S) -> InjectTraceContext<S> {
-        InjectTraceContext { inner }
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct InjectTraceContext<S> {
     inner: S,

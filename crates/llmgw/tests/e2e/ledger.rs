@@ -117,7 +117,10 @@ pub(crate) async fn json_call(gateway: &Gateway, model: &str, words: usize) -> S
             "messages": [{"role": "user", "content": "word ".repeat(words)}],
         }))
         .await;
-    assert_eq!(response.status(), 200);
+    let status = response.status();
+    if status != 200 {
+        panic!("{status}: {}", response.text().await.unwrap_or_default());
+    }
     let request_id = request_id_of(&response);
     let body: Value = response.json().await.expect("JSON answer");
     Seen {

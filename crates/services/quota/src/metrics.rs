@@ -51,6 +51,11 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.0001, 2.0, 16))
         });
         let redis_errors = Family::<OpLabels, Counter>::default();
+        // Exported at 0 from the start: an alert on their rate needs the
+        // series before the first error.
+        for op in ["acquire", "settle"] {
+            let _ = redis_errors.get_or_create(&OpLabels { op });
+        }
         registry.register(
             "decisions",
             "Acquire decisions, by outcome and whether Redis was bypassed",

@@ -11,6 +11,7 @@ use llmgw_limiter::{
     Settle,
 };
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use tokio::sync::watch;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::{Config, FailMode, FailurePolicy};
@@ -38,8 +39,28 @@ pub(crate) struct Verdict {
 enum Primary {
     /// No Redis configured: the in-memory store is the truth (one replica).
     Memory,
-    /// Filled by the connect task once Redis first answers; empty until then.
-    Redis(Arc<OnceLock<RedisStore>>),
+    Redis(Connection),
+}
+
+/// The Redis connection, filled by the connect task once Redis first
+/// answers. Until its first attempt has ended, callers wait for it (within
+/// their Redis timeout): a service that has just started is connecting, not
+/// facing a Redis outage, and must not decide without Redis. Once an attempt
+/// has failed, callers no longer wait: Redis is down until it answers.
+struct Connection {
+    slot: Arc<OnceLock<RedisStore>>,
+    first_attempt_ended: watch::Receiver<bool>,
+}
+
+impl Connection {
+    async fn store(&self, wait: Duration) -> Option<&RedisStore> {
+        if let Some(store) = self.slot.get() {
+            return Some(store);
+        }
+        let mut ended = self.first_attempt_ended.clone();
+        let _ = tokio::time::timeout(wait, ended.wait_for(|ended| *ended)).await;
+        self.slot.get()
+    }
 }
 
 pub(crate) struct Store {
@@ -96,17 +117,22 @@ impl Store {
                 let client =
                     redis::Client::open(url).context("quota.redis_url is not a valid Redis URL")?;
                 let slot = Arc::new(OnceLock::new());
+                let (attempt_ended, first_attempt_ended) = watch::channel(false);
                 tasks.push(AbortOnDropHandle::new(tokio::spawn(connect(
                     client,
                     connection_config(timeout),
                     config.key_prefix.clone(),
                     slot.clone(),
+                    attempt_ended,
                 ))));
                 let reporter = incidents.clone();
                 tasks.push(AbortOnDropHandle::new(tokio::spawn(async move {
                     reporter.report_every(REPORT_INTERVAL).await;
                 })));
-                Primary::Redis(slot)
+                Primary::Redis(Connection {
+                    slot,
+                    first_attempt_ended,
+                })
             }
         };
         Ok(Store {
@@ -123,7 +149,7 @@ impl Store {
     /// Shared (`Arc`) so that a Redis call outliving its wait can keep it
     /// without copying it on every request.
     pub async fn acquire(&self, acquire: Arc<Acquire>) -> Verdict {
-        let slot = match &self.primary {
+        let connection = match &self.primary {
             Primary::Memory => {
                 return Verdict {
                     decision: self.local.acquire(&acquire),
@@ -131,9 +157,9 @@ impl Store {
                     unavailable: false,
                 };
             }
-            Primary::Redis(slot) => slot,
+            Primary::Redis(connection) => connection,
         };
-        let result = match slot.get() {
+        let result = match connection.store(self.timeout).await {
             Some(store) => self.acquire_on_redis(store, acquire.clone()).await,
             None => Err(RedisFailure::NotConnected),
         };
@@ -153,9 +179,9 @@ impl Store {
 
     /// Settles where the Acquire was decided: `degraded` ones locally.
     pub async fn settle(&self, settle: Arc<Settle>, degraded: bool) {
-        let slot = match &self.primary {
+        let connection = match &self.primary {
             Primary::Memory => return self.local.settle(&settle),
-            Primary::Redis(slot) => slot,
+            Primary::Redis(connection) => connection,
         };
         if degraded {
             let buckets = local_buckets(&settle.buckets, self.policy);
@@ -169,7 +195,7 @@ impl Store {
             }
             return;
         }
-        let result = match slot.get() {
+        let result = match connection.store(self.timeout).await {
             Some(store) => self.settle_on_redis(store, settle).await,
             None => Err(RedisFailure::NotConnected),
         };
@@ -186,14 +212,17 @@ impl Store {
         &self,
         floor: &BudgetFloor,
     ) -> Result<FloorOutcome, RedisFailure> {
-        let slot = match &self.primary {
+        let connection = match &self.primary {
             Primary::Memory => return Ok(self.local.raise_budget_floor(floor)),
-            Primary::Redis(slot) => slot,
+            Primary::Redis(connection) => connection,
         };
         if self.policy.budgets == FailMode::Local {
             self.local.raise_budget_floor(floor);
         }
-        let store = slot.get().ok_or(RedisFailure::NotConnected)?;
+        let store = connection
+            .store(self.timeout)
+            .await
+            .ok_or(RedisFailure::NotConnected)?;
         // On no request's path: a slow Redis may take longer than requests wait.
         let timeout = self.timeout.max(FLOOR_TIMEOUT);
         match tokio::time::timeout(timeout, store.raise_budget_floor(floor)).await {
@@ -387,6 +416,7 @@ async fn connect(
     config: ConnectionManagerConfig,
     prefix: String,
     slot: Arc<OnceLock<RedisStore>>,
+    attempt_ended: watch::Sender<bool>,
 ) {
     let address = client.get_connection_info().addr().to_string();
     let mut failures: u64 = 0;
@@ -396,12 +426,14 @@ async fn connect(
             Ok(Ok(connection)) => {
                 // Only this task fills the slot.
                 let _ = slot.set(RedisStore::new(connection, prefix));
+                attempt_ended.send_replace(true);
                 tracing::info!(%address, "quota: connected to Redis");
                 return;
             }
             Ok(Err(error)) => error.to_string(),
             Err(_) => "timed out".to_owned(),
         };
+        attempt_ended.send_replace(true);
         failures += 1;
         // The first failure, then once a minute.
         if failures % 60 == 1 {
