@@ -11,6 +11,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "llmgw/quota/v1/quota.proto",
         "llmgw/billing/v1/accounts.proto",
         "llmgw/billing/v1/usage.proto",
+        "llmgw/billing/v1/audit.proto",
+        "llmgw/billing/v1/policy.proto",
     ]
     .map(|file| root.join(file));
     let mut config = tonic_prost_build::Config::new();

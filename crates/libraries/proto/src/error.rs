@@ -11,9 +11,9 @@ impl ErrorCode {
     /// The gRPC status code for this failure.
     pub fn grpc_code(self) -> tonic::Code {
         match self {
-            ErrorCode::InvalidRequest | ErrorCode::ContextLengthExceeded => {
-                tonic::Code::InvalidArgument
-            }
+            ErrorCode::InvalidRequest
+            | ErrorCode::ContextLengthExceeded
+            | ErrorCode::ContentPolicyViolation => tonic::Code::InvalidArgument,
             ErrorCode::InvalidApiKey | ErrorCode::InvalidAdminToken => tonic::Code::Unauthenticated,
             ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
             ErrorCode::Conflict => tonic::Code::AlreadyExists,
@@ -68,7 +68,9 @@ impl ErrorCode {
     /// The HTTP status OpenAI answers with for this failure.
     pub fn http_status(self) -> StatusCode {
         match self {
-            ErrorCode::InvalidRequest | ErrorCode::ContextLengthExceeded => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest
+            | ErrorCode::ContextLengthExceeded
+            | ErrorCode::ContentPolicyViolation => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidApiKey | ErrorCode::InvalidAdminToken => StatusCode::UNAUTHORIZED,
             ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
             ErrorCode::Conflict => StatusCode::CONFLICT,
@@ -101,7 +103,8 @@ impl ErrorCode {
             | ErrorCode::Cancelled
             | ErrorCode::Conflict
             | ErrorCode::InvalidAdminToken
-            | ErrorCode::MethodNotAllowed => "invalid_request_error",
+            | ErrorCode::MethodNotAllowed
+            | ErrorCode::ContentPolicyViolation => "invalid_request_error",
             ErrorCode::RateLimited | ErrorCode::UpstreamRateLimited => "requests",
             ErrorCode::InsufficientQuota => "insufficient_quota",
             ErrorCode::UpstreamError
@@ -119,6 +122,7 @@ impl ErrorCode {
             ErrorCode::Conflict => Some("conflict"),
             ErrorCode::InvalidAdminToken => Some("invalid_admin_token"),
             ErrorCode::ContextLengthExceeded => Some("context_length_exceeded"),
+            ErrorCode::ContentPolicyViolation => Some("content_policy_violation"),
             ErrorCode::InvalidApiKey => Some("invalid_api_key"),
             ErrorCode::PermissionDenied => Some("model_not_allowed"),
             ErrorCode::ModelNotFound => Some("model_not_found"),

@@ -71,7 +71,8 @@ impl ProviderError {
             | ErrorCode::Internal
             | ErrorCode::Conflict
             | ErrorCode::InvalidAdminToken
-            | ErrorCode::MethodNotAllowed => None,
+            | ErrorCode::MethodNotAllowed
+            | ErrorCode::ContentPolicyViolation => None,
         }
     }
 
