@@ -6,8 +6,12 @@
 mod compose;
 mod dockerfile;
 mod files;
+mod kubernetes;
+mod kustomize;
+mod network_policy;
 mod process;
 mod service_config;
 
 mod compose_wiring;
 mod image;
+mod kubernetes_wiring;

@@ -109,11 +109,13 @@ impl Config {
                 redact_url(url)
             ));
         }
+        // Without a database_url here the check waits for the start of
+        // billing (`resolve_database_url`): the other services share this
+        // file but not billing's DATABASE_URL.
         if self.database_password_file.is_some()
-            && !self.database_url.as_deref().is_some_and(|url| {
-                (url.starts_with("postgres://") || url.starts_with("postgresql://"))
-                    && url_user(url).is_some()
-            })
+            && let Some(url) = self.database_url.as_deref().filter(|url| !url.is_empty())
+            && !((url.starts_with("postgres://") || url.starts_with("postgresql://"))
+                && url_user(url).is_some())
         {
             problems.push(
                 "database_password_file: needs a database_url of the form postgres://USER@HOST/DB"
@@ -155,6 +157,12 @@ impl Config {
                     redact_url(url)
                 )
             });
+        }
+        if let Some(path) = &self.database_password_file {
+            anyhow::bail!(
+                "billing.database_password_file ({path:?}) is set but no database_url \
+                 (or DATABASE_URL) names the Postgres database it is for"
+            );
         }
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating billing.data_dir {:?}", self.data_dir))?;
@@ -336,6 +344,18 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(without_user.validate().len(), 1);
+        let without_url = Config {
+            database_url: None,
+            ..without_user
+        };
+        assert!(
+            without_url.validate().is_empty(),
+            "other services share the file"
+        );
+        assert!(
+            without_url.resolve_database_url().is_err(),
+            "billing does not start"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 
