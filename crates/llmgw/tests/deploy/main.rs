@@ -15,3 +15,4 @@ mod service_config;
 mod compose_wiring;
 mod image;
 mod kubernetes_wiring;
+mod observability;
