@@ -16,3 +16,4 @@ mod compose_wiring;
 mod image;
 mod kubernetes_wiring;
 mod observability;
+mod topology;

@@ -116,6 +116,15 @@ impl<'a> Launch<'a> {
         }
     }
 
+    /// Runs to completion within `CALL`, stdout and stderr apart (a CLI's
+    /// answer is on stdout).
+    pub async fn output(&self) -> std::process::Output {
+        timeout(CALL, self.command().output())
+            .await
+            .unwrap_or_else(|_| panic!("{} did not finish", self.name))
+            .unwrap_or_else(|error| panic!("cannot run {}: {error}", self.name))
+    }
+
     /// Runs to completion within `CALL`: the exit status and the output.
     pub async fn run(&self) -> (ExitStatus, String) {
         let mut proc = self.spawn();
