@@ -214,24 +214,6 @@ pub async fn wait_http_ok(url: &str, procs: &mut [&mut Proc]) {
     }
 }
 
-/// Waits until something accepts TCP connections on `address`.
-pub async fn wait_listening(address: SocketAddr, procs: &mut [&mut Proc]) {
-    let deadline = Instant::now() + STARTUP;
-    loop {
-        for proc in procs.iter_mut() {
-            proc.assert_running();
-        }
-        if tokio::net::TcpStream::connect(address).await.is_ok() {
-            return;
-        }
-        if Instant::now() >= deadline {
-            let outputs: Vec<String> = procs.iter().map(|proc| proc.output()).collect();
-            panic!("nothing listens on {address}\n{}", outputs.join("\n"));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .no_proxy()

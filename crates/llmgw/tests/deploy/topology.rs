@@ -177,10 +177,16 @@ async fn the_compose_topology_serves_and_bills_a_request() {
     metrics_ok(billing, &mut [&mut billing_proc]).await;
     // Every account limited to one request in flight: counted in Redis,
     // shared by both quota replicas.
-    let one_at_a_time = [(
-        "LLMGW_QUOTA__LIMITS__DEFAULT_KEY__CONCURRENT",
-        "1".to_owned(),
-    )];
+    // (Redis's answers get a wider bound than production's 25 ms: this
+    // machine builds and tests in parallel, and a slow answer would decide
+    // the request without Redis, per quota.on_redis_failure.)
+    let one_at_a_time = [
+        (
+            "LLMGW_QUOTA__LIMITS__DEFAULT_KEY__CONCURRENT",
+            "1".to_owned(),
+        ),
+        ("LLMGW_QUOTA__REDIS_TIMEOUT_MS", "2000".to_owned()),
+    ];
     let quota_service = compose.service("quota");
     let mut quota_a_proc = translation.launch(&quota_service, &one_at_a_time).spawn();
     let mut quota_b_proc = translation
@@ -188,6 +194,7 @@ async fn the_compose_topology_serves_and_bills_a_request() {
             &quota_service,
             &[
                 one_at_a_time[0].clone(),
+                one_at_a_time[1].clone(),
                 ("LLMGW_QUOTA__LISTEN", format!("127.0.0.1:{quota_b}")),
             ],
         )
@@ -302,7 +309,9 @@ async fn the_compose_topology_serves_and_bills_a_request() {
         if answer.status() == 200 {
             break;
         }
-        assert_eq!(answer.status(), 429);
+        let status = answer.status();
+        let body = answer.text().await.unwrap_or_default();
+        assert_eq!(status, 429, "{body}");
         assert!(
             tokio::time::Instant::now() < deadline,
             "the slot never came back"
