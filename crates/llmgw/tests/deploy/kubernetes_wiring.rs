@@ -34,7 +34,7 @@ fn service_targets<'a>(cluster: &'a Cluster, name: &str, port: u16) -> Vec<(Cont
             selector
                 .iter()
                 .all(|(key, value)| pod.get(key) == Some(value))
-                && text(&container.workload, "kind") != "Job"
+                && text(container.workload, "kind") != "Job"
                 && seq(container.pod, "containers")
                     .iter()
                     .any(|c| c == container.value)

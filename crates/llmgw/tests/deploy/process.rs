@@ -3,7 +3,6 @@
 //! root) user id; killed when dropped, their output kept for failure
 //! messages.
 
-use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
