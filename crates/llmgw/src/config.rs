@@ -38,6 +38,12 @@ pub struct GatewayConfig {
     pub quota: llmgw_quota::Config,
     pub billing: llmgw_billing::Config,
     pub mock_upstream: llmgw_mock_upstream::Config,
+    /// Whether `edge.listen` was set (file or environment) rather than left
+    /// at its default. Demo mode keeps a defaulted edge on loopback, since
+    /// its development key is public; an explicit address is honoured (a
+    /// container image sets `LLMGW_EDGE__LISTEN=0.0.0.0:8080`).
+    #[serde(skip)]
+    pub edge_listen_explicit: bool,
 }
 
 /// Layer 3: variable → setting.
@@ -91,9 +97,11 @@ impl GatewayConfig {
                 path.display()
             )]));
         }
-        let config: GatewayConfig = layers(path, env)
+        let figment = layers(path, env);
+        let mut config: GatewayConfig = figment
             .extract()
             .map_err(|error| invalid(error.into_iter().map(|error| error.to_string()).collect()))?;
+        config.edge_listen_explicit = figment.find_value("edge.listen").is_ok();
         let is_set = |name: &str| {
             env.iter()
                 .any(|(key, value)| key == name && !value.is_empty())

@@ -80,7 +80,7 @@ async fn bind(address: SocketAddr, what: &str) -> anyhow::Result<TcpListener> {
 /// Demo mode: no models configured. Then a demo model served by an in-process
 /// mock, real providers whose keys are in the environment and, when no API
 /// keys are configured, the development key (the edge then listens on
-/// loopback only unless told otherwise).
+/// loopback only unless `edge.listen` was set explicitly).
 pub async fn start_all(
     mut config: GatewayConfig,
     stop: CancellationToken,
@@ -118,7 +118,9 @@ pub async fn start_all(
         config.router.models.extend(demo::provider_models());
         if config.edge.api_keys.is_empty() {
             config.edge.api_keys.push(demo::dev_key());
-            if config.edge.listen == llmgw_edge::Config::default().listen {
+            if !config.edge_listen_explicit
+                && config.edge.listen == llmgw_edge::Config::default().listen
+            {
                 config.edge.listen = SocketAddr::from(([127, 0, 0, 1], config.edge.listen.port()));
             }
         }

@@ -22,15 +22,40 @@ fn env(vars: &[(&str, &str)]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// The commented example operators copy must stay loadable: every section
-/// denies unknown fields, so a renamed setting breaks it.
+/// The commented example operators copy must stay loadable as README uses
+/// it (`llmgw --config ... all` with the model's key exported): every
+/// section denies unknown fields, so a renamed setting breaks it.
 #[test]
 fn the_deploy_example_loads() {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/llmgw.example.yaml");
-    let config = GatewayConfig::load_from(Some(&path), &[], Scope::One(Role::Router)).unwrap();
+    let keys = env(&[("OPENAI_API_KEY", "sk-test")]);
+    let config = GatewayConfig::load_from(Some(&path), &keys, Scope::All).unwrap();
     assert!(!config.router.models.is_empty());
     assert_eq!(config.quota.budget_sync_secs, 60);
-    assert!(config.router.usage.spool_dir.is_some());
+    // No bootstrap key from an example on an edge others can reach.
+    assert!(config.edge.api_keys.is_empty());
+    let without_key = GatewayConfig::load_from(Some(&path), &[], Scope::All).unwrap_err();
+    assert!(without_key.to_string().contains("OPENAI_API_KEY"));
+}
+
+/// Demo mode moves a defaulted edge to loopback; one set in the file or the
+/// environment (a container's `LLMGW_EDGE__LISTEN=0.0.0.0:8080`, the
+/// default's own value) stays where it was put.
+#[test]
+fn an_explicit_edge_listen_is_recorded() {
+    let defaulted = GatewayConfig::load_from(None, &[], Scope::All).unwrap();
+    assert!(!defaulted.edge_listen_explicit);
+    let from_env = GatewayConfig::load_from(
+        None,
+        &env(&[("LLMGW_EDGE__LISTEN", "0.0.0.0:8080")]),
+        Scope::All,
+    )
+    .unwrap();
+    assert!(from_env.edge_listen_explicit);
+    assert_eq!(from_env.edge.listen, llmgw_edge::Config::default().listen);
+    let path = file("edge: {listen: 0.0.0.0:8080}\n");
+    let from_file = GatewayConfig::load_from(Some(&path), &[], Scope::All).unwrap();
+    assert!(from_file.edge_listen_explicit);
 }
 
 /// One start shows the operator everything to fix, not one thing per try.

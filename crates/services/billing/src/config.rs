@@ -5,6 +5,7 @@
 //!   listen: 127.0.0.1:8083             # gRPC (LookupKey) and GET /metrics
 //!   admin_listen: 127.0.0.1:8090       # the admin HTTP API
 //!   database_url: postgres://llmgw@db:5432/llmgw   # $DATABASE_URL overrides it
+//!   database_password_file: /run/secrets/postgres_password   # the password, not in the URL
 //!   data_dir: ./data                   # SQLite lives here when no database_url
 //!   admin_token_env: LLMGW_ADMIN_TOKEN
 //!   admin_token_file: /run/secrets/llmgw-admin-token
@@ -40,6 +41,11 @@ pub struct Config {
     /// binary's configuration layers); unset: the SQLite file `{data_dir}/llmgw.db`,
     /// fine for one replica.
     pub database_url: Option<String>,
+    /// A file holding the Postgres password (surrounding whitespace
+    /// ignored), put into `database_url`'s user part at start: the same
+    /// secret file the database container is given, and no password in
+    /// the URL, the config file or the environment.
+    pub database_password_file: Option<PathBuf>,
     /// Where the default SQLite database lives; created if missing.
     pub data_dir: PathBuf,
     /// The environment variable holding the admin token.
@@ -58,6 +64,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8083)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
             database_url: None,
+            database_password_file: None,
             data_dir: PathBuf::from("./data"),
             admin_token_env: "LLMGW_ADMIN_TOKEN".to_owned(),
             admin_token_file: None,
@@ -76,6 +83,7 @@ impl fmt::Debug for Config {
                 "database_url",
                 &self.database_url.as_deref().map(redact_url),
             )
+            .field("database_password_file", &self.database_password_file)
             .field("data_dir", &self.data_dir)
             .field("admin_token_env", &self.admin_token_env)
             .field("admin_token_file", &self.admin_token_file)
@@ -101,6 +109,19 @@ impl Config {
                 redact_url(url)
             ));
         }
+        // Without a database_url here the check waits for the start of
+        // billing (`resolve_database_url`): the other services share this
+        // file but not billing's DATABASE_URL.
+        if self.database_password_file.is_some()
+            && let Some(url) = self.database_url.as_deref().filter(|url| !url.is_empty())
+            && !((url.starts_with("postgres://") || url.starts_with("postgresql://"))
+                && url_user(url).is_some())
+        {
+            problems.push(
+                "database_password_file: needs a database_url of the form postgres://USER@HOST/DB"
+                    .to_owned(),
+            );
+        }
         if self.admin_token_env.is_empty() {
             problems.push("admin_token_env: must not be empty".to_owned());
         }
@@ -115,11 +136,33 @@ impl Config {
             .map(|error| format!("{error:#}"))
     }
 
-    /// The database to connect to: `database_url`, else a SQLite file in
-    /// `data_dir` (the directory is created).
+    /// The database to connect to: `database_url` (with the password from
+    /// `database_password_file`, if set), else a SQLite file in `data_dir`
+    /// (the directory is created).
     pub fn resolve_database_url(&self) -> anyhow::Result<String> {
         if let Some(url) = self.database_url.as_deref().filter(|url| !url.is_empty()) {
-            return Ok(url.to_owned());
+            let Some(path) = &self.database_password_file else {
+                return Ok(url.to_owned());
+            };
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading billing.database_password_file {path:?}"))?;
+            let password = text.trim();
+            anyhow::ensure!(
+                !password.is_empty(),
+                "billing.database_password_file {path:?} is empty"
+            );
+            return with_password(url, password).with_context(|| {
+                format!(
+                    "billing.database_password_file needs a database_url with a user, not {:?}",
+                    redact_url(url)
+                )
+            });
+        }
+        if let Some(path) = &self.database_password_file {
+            anyhow::bail!(
+                "billing.database_password_file ({path:?}) is set but no database_url \
+                 (or DATABASE_URL) names the Postgres database it is for"
+            );
         }
         std::fs::create_dir_all(&self.data_dir)
             .with_context(|| format!("creating billing.data_dir {:?}", self.data_dir))?;
@@ -203,6 +246,36 @@ pub(crate) fn load_admin_token(config: &Config) -> anyhow::Result<Option<AdminTo
     Ok(Some(AdminToken::new(&token)))
 }
 
+/// The user of `scheme://user[:password]@host/...`, if the URL names one.
+fn url_user(url: &str) -> Option<&str> {
+    let (_, rest) = url.split_once("://")?;
+    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
+    let (userinfo, _) = authority.rsplit_once('@')?;
+    let user = userinfo.split_once(':').map_or(userinfo, |(user, _)| user);
+    (!user.is_empty()).then_some(user)
+}
+
+/// `url` with `password` (percent-encoded) as its user's password, replacing
+/// any password it had.
+fn with_password(url: &str, password: &str) -> anyhow::Result<String> {
+    let user = url_user(url).context("no user in the URL")?;
+    let (scheme, rest) = url.split_once("://").context("not a URL")?;
+    let host_start = rest.find('@').map_or(0, |at| at + 1);
+    let encoded: String = password
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                char::from(byte).to_string()
+            }
+            _ => format!("%{byte:02X}"),
+        })
+        .collect();
+    Ok(format!(
+        "{scheme}://{user}:{encoded}@{}",
+        &rest[host_start..]
+    ))
+}
+
 /// `scheme://user:password@host/...` → `scheme://user:***@host/...`, for
 /// logs and errors. URLs without a password come back unchanged.
 pub(crate) fn redact_url(url: &str) -> String {
@@ -245,6 +318,45 @@ mod tests {
             ..Config::default()
         };
         assert!(!format!("{config:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn password_file_goes_into_the_url() {
+        let dir = std::env::temp_dir().join(format!("llmgw-billing-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("postgres_password");
+        std::fs::write(&path, "p@ss:w/rd %\n").unwrap();
+        let config = Config {
+            database_url: Some("postgres://llmgw:old@db:5432/llmgw?sslmode=require".to_owned()),
+            database_password_file: Some(path.clone()),
+            ..Config::default()
+        };
+        assert!(config.validate().is_empty());
+        assert_eq!(
+            config.resolve_database_url().unwrap(),
+            "postgres://llmgw:p%40ss%3Aw%2Frd%20%25@db:5432/llmgw?sslmode=require"
+        );
+        std::fs::write(&path, " \n").unwrap();
+        assert!(config.resolve_database_url().is_err());
+        let without_user = Config {
+            database_url: Some("postgres://db:5432/llmgw".to_owned()),
+            database_password_file: Some(path),
+            ..Config::default()
+        };
+        assert_eq!(without_user.validate().len(), 1);
+        let without_url = Config {
+            database_url: None,
+            ..without_user
+        };
+        assert!(
+            without_url.validate().is_empty(),
+            "other services share the file"
+        );
+        assert!(
+            without_url.resolve_database_url().is_err(),
+            "billing does not start"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
