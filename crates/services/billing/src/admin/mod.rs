@@ -1,28 +1,39 @@
-//! The admin HTTP API: tenants, API keys and usage reports, JSON in and out
-//! (CSV for usage on request), every route (unknown paths included, so they
-//! cannot be probed) behind the admin bearer token. Served only on
-//! `admin_listen`.
+//! The admin HTTP API: tenants, API keys, usage reports, the audit trails,
+//! content policies and word lists, JSON in and out (CSV for usage and
+//! audit on request), every route (unknown paths included, so they cannot
+//! be probed) behind the admin bearer token. Served only on `admin_listen`.
+//!
+//! Every change is recorded in the admin trail (`admin_audit`) by the store,
+//! in the change's own transaction, with the [`Actor`] the authentication
+//! layer attaches to the request.
 
+mod audit;
+mod audit_csv;
 mod body;
+mod csv;
 mod error;
 mod keys;
 mod openapi;
+mod openapi_audit;
+mod policies;
 mod tenants;
 mod usage;
 mod usage_csv;
 mod views;
+mod word_lists;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 
 use crate::config::AdminToken;
 use crate::metrics::Metrics;
-use crate::store::{Store, Tenant};
+use crate::store::{Actor, Store, Tenant};
 
 use self::error::ApiError;
 
@@ -37,33 +48,74 @@ pub(crate) struct AdminState {
 
 type Shared = State<Arc<AdminState>>;
 
-pub(crate) fn router(state: AdminState) -> Router {
-    let state = Arc::new(state);
-    Router::new()
-        .route(
+/// Word lists of 100k terms are a few MB of JSON; axum's 2 MB default body
+/// limit stays on every other route.
+const WORD_LIST_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Every route: its path and handlers. One table, so the OpenAPI test can
+/// check the document against exactly what is served.
+fn routes() -> Vec<(&'static str, MethodRouter<Arc<AdminState>>)> {
+    let big = || DefaultBodyLimit::max(WORD_LIST_BODY_LIMIT);
+    vec![
+        (
             "/admin/v1/tenants",
             post(tenants::create).get(tenants::list),
-        )
-        .route(
+        ),
+        (
             "/admin/v1/tenants/{tenant}",
             get(tenants::get).patch(tenants::update),
-        )
-        .route("/admin/v1/tenants/{tenant}/disable", post(tenants::disable))
-        .route("/admin/v1/tenants/{tenant}/enable", post(tenants::enable))
-        .route(
+        ),
+        ("/admin/v1/tenants/{tenant}/disable", post(tenants::disable)),
+        ("/admin/v1/tenants/{tenant}/enable", post(tenants::enable)),
+        (
             "/admin/v1/tenants/{tenant}/keys",
             post(keys::create).get(keys::list),
-        )
-        .route("/admin/v1/keys/{key}", get(keys::get))
-        .route("/admin/v1/keys/{key}/revoke", post(keys::revoke))
-        .route("/admin/v1/keys/{key}/rotate", post(keys::rotate))
-        .route("/admin/v1/usage", get(usage::report))
-        .route(
+        ),
+        ("/admin/v1/keys/{key}", get(keys::get).patch(keys::update)),
+        ("/admin/v1/keys/{key}/revoke", post(keys::revoke)),
+        ("/admin/v1/keys/{key}/rotate", post(keys::rotate)),
+        ("/admin/v1/usage", get(usage::report)),
+        (
             "/admin/v1/usage/requests/{request_id}",
             get(usage::attempts),
-        )
-        .route("/admin/v1/usage/export", get(usage::export))
-        .route("/admin/v1/openapi.json", get(openapi::document))
+        ),
+        ("/admin/v1/usage/export", get(usage::export)),
+        ("/admin/v1/audit", get(audit::events)),
+        ("/admin/v1/audit/admin", get(audit::admin_actions)),
+        ("/admin/v1/policies", get(policies::list)),
+        (
+            "/admin/v1/policies/{name}",
+            get(policies::get)
+                .put(policies::put)
+                .delete(policies::delete),
+        ),
+        ("/admin/v1/word-lists", get(word_lists::list)),
+        (
+            "/admin/v1/word-lists/{name}",
+            get(word_lists::get)
+                .put(word_lists::put)
+                .delete(word_lists::delete)
+                .layer(big()),
+        ),
+        (
+            "/admin/v1/word-lists/{name}/terms",
+            post(word_lists::add).layer(big()),
+        ),
+        (
+            "/admin/v1/word-lists/{name}/terms:remove",
+            post(word_lists::remove).layer(big()),
+        ),
+        ("/admin/v1/openapi.json", get(openapi::document)),
+    ]
+}
+
+pub(crate) fn router(state: AdminState) -> Router {
+    let state = Arc::new(state);
+    let mut router = Router::new();
+    for (path, handlers) in routes() {
+        router = router.route(path, handlers);
+    }
+    router
         .fallback(|| async { ApiError::not_found("no such admin route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         // Layers run outside in: count every answer (401s included), then
@@ -79,7 +131,7 @@ async fn count(State(state): Shared, request: Request, next: Next) -> Response {
     response
 }
 
-async fn authenticate(State(state): Shared, request: Request, next: Next) -> Response {
+async fn authenticate(State(state): Shared, mut request: Request, next: Next) -> Response {
     let Some(token) = &state.token else {
         return ApiError::unavailable(format!("admin API disabled: set {}", state.token_env))
             .into_response();
@@ -89,7 +141,19 @@ async fn authenticate(State(state): Shared, request: Request, next: Next) -> Res
         .get(http::header::AUTHORIZATION)
         .map(|value| bearer(value.as_bytes()));
     match presented {
-        Some(Some(presented)) if token.matches(presented) => next.run(request).await,
+        Some(Some(presented)) if token.matches(presented) => {
+            // Behind a proxy this is the proxy's address: a forwarded-for
+            // header would be the caller's word, not a fact.
+            let address = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |info| info.0.to_string());
+            request.extensions_mut().insert(Actor {
+                id: token.id(),
+                address,
+            });
+            next.run(request).await
+        }
         Some(_) => {
             tracing::warn!(path = %request.uri().path(), "admin request with a wrong token");
             ApiError::unauthorized("invalid admin token").into_response()
@@ -138,6 +202,13 @@ fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
             ),
         ))
     }
+}
+
+/// A name held in field `param` (a tenant's `policy`, a path's `name`):
+/// policy and word-list names use the tenant alphabet too (they appear in
+/// paths, audit events and metric labels).
+fn check_name_in(what: &str, param: &str, name: &str) -> Result<(), ApiError> {
+    check_name(what, name).map_err(|error| error.with_param(param))
 }
 
 /// Model aliases are the catalog's business; here only the shape is
