@@ -158,7 +158,7 @@ impl fmt::Debug for AdminToken {
 }
 
 impl AdminToken {
-    fn new(token: &str) -> AdminToken {
+    pub(crate) fn new(token: &str) -> AdminToken {
         AdminToken {
             digest: sha256(token.as_bytes()),
         }

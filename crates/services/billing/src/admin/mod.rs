@@ -230,8 +230,97 @@ fn check_model(model: &str) -> Result<(), ApiError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // panicking is how tests fail
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
+
+    /// Every (path, method) the router serves is in the OpenAPI document,
+    /// and everything the document lists is served. Which methods a path
+    /// serves is found by asking it: the router answers 405 to the others.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn openapi_document_lists_every_route() {
+        let dir = std::env::temp_dir().join(format!("llmgw-openapi-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.join("db").display()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let token = "openapi-test-token-0123456789";
+        let app = router(AdminState {
+            store,
+            token: Some(AdminToken::new(token)),
+            token_env: "UNSET".to_owned(),
+            metrics: Arc::new(Metrics::new()),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
+        let http = reqwest::Client::new();
+        let methods = ["get", "post", "put", "patch", "delete"];
+        let mut served = BTreeSet::new();
+        for (path, _) in routes() {
+            let concrete = path
+                .split('/')
+                .map(|segment| match segment.split_once('}') {
+                    Some((_, rest)) if segment.starts_with('{') => format!("probe{rest}"),
+                    _ => segment.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            for method in methods {
+                let answer = http
+                    .request(
+                        method.to_uppercase().parse().unwrap(),
+                        format!("http://{address}{concrete}"),
+                    )
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap();
+                if answer.status() != http::StatusCode::METHOD_NOT_ALLOWED {
+                    served.insert((path.to_owned(), method.to_owned()));
+                }
+            }
+        }
+        let document = openapi::document().await.0;
+        let mut documented = BTreeSet::new();
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for method in methods {
+                if item.get(method).is_some() {
+                    documented.insert((path.clone(), method.to_owned()));
+                }
+            }
+        }
+        assert_eq!(
+            served.difference(&documented).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "served but not documented"
+        );
+        assert_eq!(
+            documented.difference(&served).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "documented but not served"
+        );
+        // Every reference in the document resolves.
+        let text = document.to_string();
+        for reference in text.split("\"$ref\":\"#/components/").skip(1) {
+            let path: Vec<&str> = reference.split('"').next().unwrap().split('/').collect();
+            let mut node = &document["components"];
+            for segment in path {
+                node = &node[segment];
+            }
+            assert!(!node.is_null(), "dangling $ref {reference:.60}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn parses_bearer_credentials() {

@@ -68,7 +68,8 @@ fn build() -> Value {
                 "patch": {"summary": "Change an active key's models, limits or expiry (absent: unchanged, null: cleared)", "requestBody": json_body("KeyUpdate"), "responses": with_errors(json!({"200": answer("updated", "Key")}))}
             },
             "/admin/v1/keys/{key}/revoke": {"parameters": [key_param], "post": {"summary": "Revoke a key", "responses": with_errors(json!({"200": answer("revoked", "Key")}))}},
-            "/admin/v1/keys/{key}/rotate": {"parameters": [key_param], "post": {"summary": "Revoke a key and issue a new one with the same settings", "responses": with_errors(json!({"201": answer("the new key", "CreatedKey")}))}}
+            "/admin/v1/keys/{key}/rotate": {"parameters": [key_param], "post": {"summary": "Revoke a key and issue a new one with the same settings", "responses": with_errors(json!({"201": answer("the new key", "CreatedKey")}))}},
+            "/admin/v1/openapi.json": {"get": {"summary": "This document", "responses": with_errors(json!({"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}))}}
         },
         "components": {
             "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
