@@ -19,6 +19,7 @@ on_both_backends!(
     policy_validation_names_the_rule,
     deleting_what_is_in_use_conflicts,
     tenant_policy_round_trip,
+    assigning_and_deleting_race_safely,
 );
 
 /// The config file's `policy:` section every test starts from.
@@ -541,5 +542,52 @@ async fn tenant_policy_round_trip(backend: Backend) {
         .await;
     assert_eq!(cleared.json["policy"], Value::Null);
     assert!(service.get_policies("").await.tenant_policies.is_empty());
+    service.stop().await.unwrap();
+}
+
+/// Assigning a policy to a tenant while another admin deletes it: one of
+/// the two wins, never both (no tenant is ever left on a policy that does
+/// not exist), whatever the interleaving.
+async fn assigning_and_deleting_race_safely(backend: Backend) {
+    let service = start(backend).await;
+    let tenant = unique("racer");
+    service.tenant(&tenant).await;
+    for round in 0..12 {
+        let name = format!("race-{round}");
+        let put = service
+            .put(&format!("/admin/v1/policies/{name}"), json!({"rules": []}))
+            .await;
+        assert_eq!(put.status, 201);
+        let (tenant_path, policy_path) = (
+            format!("/admin/v1/tenants/{tenant}"),
+            format!("/admin/v1/policies/{name}"),
+        );
+        let (assigned, deleted) = tokio::join!(
+            service.patch(&tenant_path, json!({ "policy": name })),
+            service.delete(&policy_path),
+        );
+        match (assigned.status, deleted.status) {
+            // Assigned first: the delete saw the tenant.
+            (200, 409) => {}
+            // Deleted first: the assignment found no policy.
+            (400, 200) => assert_eq!(assigned.param(), Some("policy")),
+            other => panic!("round {round}: {other:?} {assigned:?} {deleted:?}"),
+        }
+        let served = service.get_policies("").await;
+        let names: Vec<&str> = served.policies.iter().map(|p| p.name.as_str()).collect();
+        for policy in served.tenant_policies.values() {
+            assert!(
+                names.contains(&policy.as_str()),
+                "{policy} not in {names:?}"
+            );
+        }
+        // Next round starts from the default.
+        service
+            .patch(
+                &format!("/admin/v1/tenants/{tenant}"),
+                json!({"policy": null}),
+            )
+            .await;
+    }
     service.stop().await.unwrap();
 }
