@@ -72,6 +72,30 @@ enum Command {
         #[command(flatten)]
         usage: llmgw::admin_cli::UsageArgs,
     },
+    /// The audit trail: content-policy hits (filters, paging, --csv), or
+    /// `audit admin` for the admin-action trail (needs LLMGW_ADMIN_TOKEN).
+    Audit {
+        #[command(flatten)]
+        admin: llmgw::admin_cli::AdminArgs,
+        #[command(flatten)]
+        filters: Box<llmgw::admin_cli::AuditFilters>,
+        #[command(subcommand)]
+        trail: Option<llmgw::admin_cli::AuditCommand>,
+    },
+    /// Manage content policies through the admin API (needs LLMGW_ADMIN_TOKEN).
+    Policies {
+        #[command(flatten)]
+        admin: llmgw::admin_cli::AdminArgs,
+        #[command(subcommand)]
+        command: llmgw::admin_cli::PoliciesCommand,
+    },
+    /// Manage the word lists policies use (needs LLMGW_ADMIN_TOKEN).
+    WordLists {
+        #[command(flatten)]
+        admin: llmgw::admin_cli::AdminArgs,
+        #[command(subcommand)]
+        command: llmgw::admin_cli::WordListsCommand,
+    },
     /// A fake OpenAI-compatible provider for tests, benchmarks and demos.
     MockUpstream {
         /// Address to listen on.
@@ -94,7 +118,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate
         | Command::Tenants { .. }
         | Command::Keys { .. }
-        | Command::Usage { .. } => Scope::NoService,
+        | Command::Usage { .. }
+        | Command::Audit { .. }
+        | Command::Policies { .. }
+        | Command::WordLists { .. } => Scope::NoService,
     };
     let config = GatewayConfig::load(cli.config.as_deref(), scope)?;
     // Admin commands print tables or JSON on stdout: no log lines among them.
@@ -104,6 +131,17 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::Keys { admin, command } => return llmgw::admin_cli::keys(&admin, command).await,
         Command::Usage { admin, usage } => return llmgw::admin_cli::usage(&admin, usage).await,
+        Command::Audit {
+            admin,
+            filters,
+            trail,
+        } => return llmgw::admin_cli::audit(&admin, *filters, trail).await,
+        Command::Policies { admin, command } => {
+            return llmgw::admin_cli::policies(&admin, command).await;
+        }
+        Command::WordLists { admin, command } => {
+            return llmgw::admin_cli::word_lists(&admin, command).await;
+        }
         _ => {}
     }
     let service_name = match &command {
@@ -113,7 +151,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Quota => "llmgw-quota",
         Command::Billing => "llmgw-billing",
         Command::Migrate => "llmgw-migrate",
-        Command::Tenants { .. } | Command::Keys { .. } | Command::Usage { .. } => "llmgw-cli",
+        Command::Tenants { .. }
+        | Command::Keys { .. }
+        | Command::Usage { .. }
+        | Command::Audit { .. }
+        | Command::Policies { .. }
+        | Command::WordLists { .. } => "llmgw-cli",
         Command::MockUpstream { .. } => "llmgw-mock-upstream",
     };
     let _telemetry = llmgw_telemetry::init(&config.telemetry, service_name)?;
@@ -151,7 +194,12 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             return llmgw_billing::migrate(&config.billing.resolve_database_url()?).await;
         }
-        Command::Tenants { .. } | Command::Keys { .. } | Command::Usage { .. } => {
+        Command::Tenants { .. }
+        | Command::Keys { .. }
+        | Command::Usage { .. }
+        | Command::Audit { .. }
+        | Command::Policies { .. }
+        | Command::WordLists { .. } => {
             return Ok(());
         }
         Command::Quota => {

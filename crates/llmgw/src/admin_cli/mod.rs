@@ -1,5 +1,6 @@
-//! `llmgw tenants …`, `llmgw keys …` and `llmgw usage …`: a thin client of
-//! the billing service's admin HTTP API. Rendering, dates and error messages
+//! `llmgw tenants …`, `llmgw keys …`, `llmgw usage …`, `llmgw audit …`,
+//! `llmgw policies …` and `llmgw word-lists …`: a thin client of the billing
+//! service's admin HTTP API. Rendering, dates and error messages
 //! are pure functions so they are unit-tested without a server.
 
 use std::time::Duration;
@@ -38,12 +39,15 @@ pub enum TenantsCommand {
         /// Maximum requests in flight.
         #[arg(long)]
         concurrent: Option<u64>,
+        /// Content policy (default: the config file's default policy).
+        #[arg(long)]
+        policy: Option<String>,
     },
     /// List tenants.
     List,
     /// Show one tenant (by id or name).
     Get { tenant: String },
-    /// Rename a tenant or change its budget.
+    /// Rename a tenant, change its budget or its content policy.
     Update {
         tenant: String,
         #[arg(long)]
@@ -51,6 +55,13 @@ pub enum TenantsCommand {
         /// New monthly budget in USD; `none` removes the budget.
         #[arg(long)]
         monthly_budget_usd: Option<String>,
+        /// Content policy; `--policy ""` (or --no-policy) returns the tenant
+        /// to the default policy.
+        #[arg(long, conflicts_with = "no_policy")]
+        policy: Option<String>,
+        /// Return the tenant to the default policy.
+        #[arg(long)]
+        no_policy: bool,
     },
     /// Disable a tenant: its keys stop working until it is enabled again.
     Disable { tenant: String },
@@ -90,6 +101,7 @@ pub async fn tenants(args: &AdminArgs, command: TenantsCommand) -> anyhow::Resul
             tokens_per_minute,
             tokens_per_day,
             concurrent,
+            policy,
         } => {
             let limits = Limits {
                 requests_per_minute,
@@ -101,6 +113,7 @@ pub async fn tenants(args: &AdminArgs, command: TenantsCommand) -> anyhow::Resul
                 name,
                 monthly_budget_usd,
                 limits: (limits != Limits::default()).then_some(limits),
+                policy,
             };
             admin.request(Method::POST, &["tenants"])?.json(&body)
         }
@@ -115,14 +128,20 @@ pub async fn tenants(args: &AdminArgs, command: TenantsCommand) -> anyhow::Resul
             tenant,
             name,
             monthly_budget_usd,
+            policy,
+            no_policy,
         } => {
-            if name.is_none() && monthly_budget_usd.is_none() {
-                bail!("nothing to update: pass --name and/or --monthly-budget-usd");
+            let policy = tenant_policy(policy, no_policy);
+            if name.is_none() && monthly_budget_usd.is_none() && policy.is_none() {
+                bail!(
+                    "nothing to update: pass --name, --monthly-budget-usd, --policy or --no-policy"
+                );
             }
             let body = UpdateTenant {
                 name,
                 monthly_budget_usd: monthly_budget_usd
                     .map(|budget| (!budget.eq_ignore_ascii_case("none")).then_some(budget)),
+                policy,
             };
             admin
                 .request(Method::PATCH, &["tenants", &tenant])?
@@ -186,6 +205,15 @@ pub async fn keys(args: &AdminArgs, command: KeysCommand) -> anyhow::Result<()> 
     admin.print(request, created_key).await
 }
 
+/// `--policy P` sets, `--policy ""` or `--no-policy` clears (sent as null),
+/// neither leaves the policy alone.
+fn tenant_policy(policy: Option<String>, no_policy: bool) -> Option<Option<String>> {
+    if no_policy {
+        return Some(None);
+    }
+    policy.map(|policy| (!policy.trim().is_empty()).then_some(policy))
+}
+
 /// Limits as the admin API takes them; unset ones are omitted so the server
 /// applies its defaults.
 #[derive(Debug, Default, PartialEq, Serialize)]
@@ -207,6 +235,8 @@ struct CreateTenant {
     monthly_budget_usd: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     limits: Option<Limits>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -216,6 +246,9 @@ struct UpdateTenant {
     /// Absent: unchanged; `Some(None)` is sent as `null`, which clears it.
     #[serde(skip_serializing_if = "Option::is_none")]
     monthly_budget_usd: Option<Option<String>>,
+    /// As the budget: `Some(None)` (null) returns the tenant to the default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    policy: Option<Option<String>>,
 }
 
 #[derive(Serialize)]
@@ -236,6 +269,8 @@ struct Tenant {
     name: String,
     status: String,
     monthly_budget_usd: Option<String>,
+    #[serde(default)]
+    policy: Option<String>,
     created_at: i64,
 }
 
@@ -319,13 +354,46 @@ impl Admin {
         Ok(self.http.request(method, url).bearer_auth(&self.token))
     }
 
-    /// Sends the request and prints the answer: the server's JSON under
-    /// `--json`, else `render`'s table. A non-2xx answer is an error.
-    async fn print<T: DeserializeOwned>(
+    /// `{base}/admin/v1/{path…}?{query}`, the query's `None` values left out.
+    fn query(
         &self,
-        request: RequestBuilder,
-        render: impl FnOnce(T) -> String,
-    ) -> anyhow::Result<()> {
+        path: &[&str],
+        query: &[(&str, Option<&str>)],
+    ) -> anyhow::Result<RequestBuilder> {
+        let mut url = self.base.clone();
+        url.path_segments_mut()
+            .map_err(|()| anyhow!("admin API URL {} cannot have a path", self.base))?
+            .pop_if_empty()
+            .extend(["admin", "v1"])
+            .extend(path);
+        {
+            let mut pairs = url.query_pairs_mut();
+            for (name, value) in query {
+                if let Some(value) = value {
+                    pairs.append_pair(name, value);
+                }
+            }
+        }
+        if url.query() == Some("") {
+            url.set_query(None);
+        }
+        Ok(self.http.get(url).bearer_auth(&self.token))
+    }
+
+    /// Sends the request and prints the answer's body as it is (CSV).
+    async fn print_text(&self, request: RequestBuilder) -> anyhow::Result<()> {
+        let response = self.send(request).await?;
+        let text = response
+            .text()
+            .await
+            .context("reading the admin API response")?;
+        print!("{text}");
+        Ok(())
+    }
+
+    /// Sends the request; a non-2xx answer is an error with the server's
+    /// message.
+    async fn send(&self, request: RequestBuilder) -> anyhow::Result<reqwest::Response> {
         let response = request.send().await.map_err(|error| {
             let what = if error.is_connect() {
                 format!(
@@ -349,6 +417,17 @@ impl Admin {
                 message.map(|m| m.error.message).as_deref()
             ));
         }
+        Ok(response)
+    }
+
+    /// Sends the request and prints the answer: the server's JSON under
+    /// `--json`, else `render`'s table. A non-2xx answer is an error.
+    async fn print<T: DeserializeOwned>(
+        &self,
+        request: RequestBuilder,
+        render: impl FnOnce(T) -> String,
+    ) -> anyhow::Result<()> {
+        let response = self.send(request).await?;
         let output = if self.json {
             let value: serde_json::Value = response
                 .json()
@@ -368,10 +447,16 @@ impl Admin {
     }
 }
 
+mod audit;
+mod policies;
 mod render;
 #[cfg(test)]
 mod tests;
 mod usage;
+mod word_lists;
 
+pub use audit::{AuditCommand, AuditFilters, audit};
+pub use policies::{PoliciesCommand, policies};
 use render::*;
 pub use usage::{UsageArgs, usage};
+pub use word_lists::{WordListsCommand, word_lists};

@@ -32,10 +32,14 @@ pub(super) fn tenant_table(tenants: &[Tenant]) -> String {
                 .monthly_budget_usd
                 .clone()
                 .unwrap_or_else(|| "unlimited".into()),
+            tenant.policy.clone().unwrap_or_else(|| "default".into()),
             format_ms(tenant.created_at),
         ]
     });
-    render_table(&["NAME", "ID", "STATUS", "BUDGET USD", "CREATED"], rows)
+    render_table(
+        &["NAME", "ID", "STATUS", "BUDGET USD", "POLICY", "CREATED"],
+        rows,
+    )
 }
 
 pub(super) fn key_table(keys: &[Key]) -> String {
