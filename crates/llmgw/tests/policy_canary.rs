@@ -302,11 +302,12 @@ async fn canary_stays_out(label: &str, database_url: Option<String>) {
     .expect("gateway ready");
 
     send_canaries(&client, addresses.edge, &secret).await;
-    // Every hit spooled (5 canary flags, a block, a redaction) before we look.
+    // Every hit (5 canary flags, a block, a redaction) is in billing's
+    // database before we look.
     wait_metric(
         &client,
         addresses.edge,
-        "llmgw_edge_audit_spooled_total",
+        "llmgw_edge_audit_delivered_total",
         7.0,
     )
     .await;
@@ -345,7 +346,15 @@ async fn canary_stays_out(label: &str, database_url: Option<String>) {
     if let Some(url) = database_url {
         assert_postgres_clean(&url, &secret).await;
     } else {
-        assert!(written.iter().any(|(path, _)| path.ends_with("llmgw.db")));
+        // The audit events are in the database (its file or its WAL).
+        assert!(
+            written.iter().any(|(path, bytes)| {
+                path.file_name()
+                    .is_some_and(|name| name.to_string_lossy().starts_with("llmgw.db"))
+                    && contains(bytes, "banned-words")
+            }),
+            "no audit event in the SQLite database"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -366,6 +375,7 @@ async fn assert_postgres_clean(url: &str, secret: &str) {
     .map(|row| row.get::<String, _>(0))
     .collect();
     assert!(!tables.is_empty());
+    let mut audited = false;
     for table in tables {
         // The names come from the catalog, quoted by format('%I').
         let rows: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
@@ -374,11 +384,11 @@ async fn assert_postgres_clean(url: &str, secret: &str) {
         .fetch_one(&mut connection)
         .await
         .unwrap();
-        assert!(
-            !rows.unwrap_or_default().contains(secret),
-            "the secret is in table {table}"
-        );
+        let rows = rows.unwrap_or_default();
+        assert!(!rows.contains(secret), "the secret is in table {table}");
+        audited |= table.contains("audit_events") && rows.contains("banned-words");
     }
+    assert!(audited, "no audit event in the database");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

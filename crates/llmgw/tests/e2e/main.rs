@@ -9,6 +9,7 @@ mod accounts;
 mod faults;
 mod ledger;
 mod passthrough;
+mod policy_audit;
 mod policy_input;
 mod process;
 mod quota;
