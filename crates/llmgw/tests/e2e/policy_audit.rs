@@ -432,3 +432,56 @@ async fn put(admin: &Admin, path: &str, body: Value) -> (u16, Value) {
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
+
+/// Billing unreachable for long: once the edge's audit spool is (nearly)
+/// full, requests a policy applies to are refused (503) rather than served
+/// unaudited; the events already spooled stay.
+#[tokio::test]
+async fn a_full_audit_spool_refuses_requests_rather_than_serve_them_unaudited() {
+    let dir = scratch_dir("policy-audit-full");
+    // A port that was just free: billing is never there.
+    let dead = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let dead_url = format!("http://{}", dead.local_addr().expect("addr"));
+    drop(dead);
+    let gateway = Gateway::start_with({
+        let dir = dir.clone();
+        move |config| {
+            with_input_policy(config);
+            config.edge.billing_url = Some(dead_url);
+            config.router.usage.spool_dir = Some(dir.join("spool"));
+            config.edge.audit.spool_dir = Some(dir.join("audit-spool"));
+            // Room for a handful of ~150-byte events.
+            config.edge.audit.max_bytes = 1_500;
+        }
+    })
+    .await;
+    let mut statuses = Vec::new();
+    for i in 0..40 {
+        let (status, _) = send(&gateway, &format!("forbidden-term #{i}")).await;
+        statuses.push(status);
+        if status == 503 {
+            break;
+        }
+    }
+    let blocked = statuses.iter().filter(|&&status| status == 400).count();
+    assert!(blocked >= 3, "{statuses:?}");
+    assert_eq!(statuses.last(), Some(&503), "{statuses:?}");
+    let response = gateway
+        .chat(json!({"model": "mock", "messages": [{"role": "user", "content": "a clean prompt"}]}))
+        .await;
+    let (status, error) = crate::harness::error_of(response).await;
+    assert_eq!(status, 503);
+    assert_eq!(error["code"], "service_unavailable", "{error}");
+    assert!(
+        error["message"]
+            .as_str()
+            .expect("message")
+            .contains("audit spool is full")
+    );
+    assert_eq!(gateway.mock_stats().await["requests_total"], 0);
+    let metrics = gateway.metrics().await;
+    assert!(
+        metrics.contains(&format!("llmgw_edge_audit_spool_events {blocked}")),
+        "{metrics}"
+    );
+}
