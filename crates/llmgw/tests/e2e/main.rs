@@ -11,6 +11,7 @@ mod ledger;
 mod passthrough;
 mod policy_audit;
 mod policy_input;
+mod policy_outage;
 mod process;
 mod quota;
 mod quota_ledger;
