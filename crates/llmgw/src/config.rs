@@ -44,6 +44,11 @@ pub struct GatewayConfig {
     /// container image sets `LLMGW_EDGE__LISTEN=0.0.0.0:8080`).
     #[serde(skip)]
     pub edge_listen_explicit: bool,
+    /// Content policies: the default for tenants without one of their own,
+    /// the policies and word lists. Edge, router and billing each get a copy
+    /// ([`share_policy`](Self::share_policy)); billing serves it, with what
+    /// the admin API added, to every replica.
+    pub policy: llmgw_policy::PolicySource,
 }
 
 /// Layer 3: variable → setting.
@@ -106,12 +111,25 @@ impl GatewayConfig {
             env.iter()
                 .any(|(key, value)| key == name && !value.is_empty())
         };
+        config.share_policy();
         let problems = config.problems(scope, &is_set);
         if problems.is_empty() {
             Ok(config)
         } else {
             Err(invalid(problems))
         }
+    }
+}
+
+impl GatewayConfig {
+    /// Copies the top-level `policy:` section into the edge, router and
+    /// billing sections (their `policy` fields are never read from the file).
+    /// Loading does it; `start_all` and `start_one` do it again, so a
+    /// configuration built in code needs only `policy` set.
+    pub fn share_policy(&mut self) {
+        self.edge.policy.clone_from(&self.policy);
+        self.router.policy.clone_from(&self.policy);
+        self.billing.policy.clone_from(&self.policy);
     }
 }
 

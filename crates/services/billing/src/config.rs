@@ -60,9 +60,11 @@ pub struct Config {
     /// Apply pending migrations at start. Turn off when migrations run as a
     /// separate deployment step (`llmgw migrate`).
     pub migrate_on_start: bool,
-    /// The config file's content policies: the default policy, and policies
-    /// and word lists the database's of the same name override. Served by
+    /// The config file's content policies (filled from the top-level
+    /// `policy:` section): the default policy, and policies and word lists
+    /// the database's of the same name override. Served by
     /// `Policies.GetPolicies` merged with the database.
+    #[serde(skip)]
     pub policy: llmgw_policy::PolicySource,
 }
 

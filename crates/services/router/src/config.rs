@@ -26,6 +26,11 @@ pub struct Config {
     /// Without it the router records no usage (and says so at start).
     pub billing_url: Option<String>,
     pub usage: UsageConfig,
+    /// Filled from the top-level `policy:` section.
+    #[serde(skip)]
+    pub policy: llmgw_policy::PolicySource,
+    /// How often billing is asked for policy changes (1..=10 s).
+    pub policy_refresh_secs: u64,
 }
 
 /// The durable spool usage events wait in until billing has them.
@@ -70,6 +75,8 @@ impl Default for Config {
             breaker: BreakerConfig::default(),
             billing_url: None,
             usage: UsageConfig::default(),
+            policy: llmgw_policy::PolicySource::default(),
+            policy_refresh_secs: 5,
         }
     }
 }

@@ -11,5 +11,6 @@ mod child;
 mod config;
 mod gateway;
 mod lifecycle;
+mod policy_sdk;
 mod sdk;
 mod trace_context;
