@@ -1,6 +1,8 @@
 //! `llmgw`: an OpenAI-compatible LLM gateway. Thin: parse the command line,
 //! load the configuration, start the services, wait for a signal.
 
+mod probe;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -72,6 +74,11 @@ enum Command {
         #[command(flatten)]
         usage: llmgw::admin_cli::UsageArgs,
     },
+    /// Health check of a running service, for container healthchecks: exit
+    /// 0 if healthy, 1 (and the reason on stderr) if not. grpc://HOST:PORT:
+    /// the standard gRPC health check, healthy if SERVING.
+    /// http://HOST:PORT/PATH: a GET, healthy on 2xx. Reads no configuration.
+    Probe(probe::ProbeArgs),
     /// A fake OpenAI-compatible provider for tests, benchmarks and demos.
     MockUpstream {
         /// Address to listen on.
@@ -84,6 +91,15 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::All);
+    // Before any configuration or logging: a probe needs neither, and must
+    // not fail because of either.
+    if let Command::Probe(args) = &command {
+        if let Err(reason) = probe::run(args).await {
+            eprintln!("llmgw probe: {reason}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let scope = match &command {
         Command::All => Scope::All,
         Command::Edge => Scope::One(Role::Edge),
@@ -94,7 +110,8 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate
         | Command::Tenants { .. }
         | Command::Keys { .. }
-        | Command::Usage { .. } => Scope::NoService,
+        | Command::Usage { .. }
+        | Command::Probe(_) => Scope::NoService,
     };
     let config = GatewayConfig::load(cli.config.as_deref(), scope)?;
     // Admin commands print tables or JSON on stdout: no log lines among them.
@@ -113,7 +130,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Quota => "llmgw-quota",
         Command::Billing => "llmgw-billing",
         Command::Migrate => "llmgw-migrate",
-        Command::Tenants { .. } | Command::Keys { .. } | Command::Usage { .. } => "llmgw-cli",
+        Command::Tenants { .. }
+        | Command::Keys { .. }
+        | Command::Usage { .. }
+        | Command::Probe(_) => "llmgw-cli",
         Command::MockUpstream { .. } => "llmgw-mock-upstream",
     };
     let _telemetry = llmgw_telemetry::init(&config.telemetry, service_name)?;
@@ -151,7 +171,10 @@ async fn main() -> anyhow::Result<()> {
         Command::Migrate => {
             return llmgw_billing::migrate(&config.billing.resolve_database_url()?).await;
         }
-        Command::Tenants { .. } | Command::Keys { .. } | Command::Usage { .. } => {
+        Command::Tenants { .. }
+        | Command::Keys { .. }
+        | Command::Usage { .. }
+        | Command::Probe(_) => {
             return Ok(());
         }
         Command::Quota => {

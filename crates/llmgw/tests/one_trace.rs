@@ -11,6 +11,8 @@
 //! API key or the prompt. Its own test binary: the tracing subscriber is
 //! process-global.
 
+// Each test binary uses part of it.
+#[allow(dead_code)]
 mod in_process_gateway;
 
 use std::collections::HashMap;

@@ -5,6 +5,8 @@
 //! sent. A request without one gets none: nothing is generated. Its own
 //! test binary: the tracing subscriber is process-global.
 
+// Each test binary uses part of it.
+#[allow(dead_code)]
 mod in_process_gateway;
 
 use std::sync::{Arc, Mutex, PoisonError};

@@ -18,6 +18,8 @@ pub const DEADLINE: Duration = Duration::from_secs(20);
 
 pub struct Gateway {
     pub edge: String,
+    /// Every service's TCP address.
+    pub addresses: llmgw::Addresses,
     mock: SocketAddr,
     /// The accounts-database key the requests use.
     pub key: String,
@@ -115,6 +117,7 @@ impl Gateway {
         .expect("gateway ready");
         Gateway {
             edge,
+            addresses,
             mock,
             key,
             client,
