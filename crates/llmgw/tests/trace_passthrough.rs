@@ -30,15 +30,18 @@ const HANDLERS: [(&str, &str); 4] = [
     ("router.chat", "/llmgw.router.v1.Router/Chat"),
 ];
 
-/// Each handler span opened, with the `rpc` of the `grpc.server` span it
-/// runs in. That span exists only when the call carried a valid
-/// `traceparent`, and without an exporter, the only one a service can send
-/// is the one it received.
+/// A handler span, and the `rpc` of the `grpc.server` span it runs in.
+/// That span exists only when the call carried a valid `traceparent`, and
+/// without an exporter, the only one a service can send is the one it
+/// received.
+type HandlerSpan = (String, Option<String>);
+
+/// Every handler span opened.
 #[derive(Debug, Clone, Default)]
-struct Handled(Arc<Mutex<Vec<(String, Option<String>)>>>);
+struct Handled(Arc<Mutex<Vec<HandlerSpan>>>);
 
 impl Handled {
-    fn seen(&self) -> Vec<(String, Option<String>)> {
+    fn seen(&self) -> Vec<HandlerSpan> {
         self.0
             .lock()
             .unwrap_or_else(PoisonError::into_inner)

@@ -19,9 +19,7 @@ use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::{Resource, trace::SdkTracerProvider};
 use serde::Deserialize;
 use tracing_subscriber::{
-    EnvFilter, Layer, Registry,
-    filter::{FilterFn, LevelFilter},
-    layer::{Identity, SubscriberExt as _},
+    EnvFilter, Layer, Registry, filter::LevelFilter, layer::SubscriberExt as _,
     util::SubscriberInitExt as _,
 };
 
@@ -158,13 +156,7 @@ fn install(
                     .boxed(),
             );
         }
-        None => layers.push(
-            Identity::new()
-                .with_filter(FilterFn::new(|metadata| {
-                    metadata.is_span() && *metadata.level() <= tracing::Level::INFO
-                }))
-                .boxed(),
-        ),
+        None => layers.push(passthrough::request_spans()),
     }
 
     tracing_subscriber::registry()

@@ -8,7 +8,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use http::{HeaderMap, HeaderValue};
+use tracing_subscriber::Layer;
 use tracing_subscriber::Registry;
+use tracing_subscriber::filter::FilterFn;
 use tracing_subscriber::registry::{LookupSpan as _, SpanRef};
 
 use crate::propagation::{TRACEPARENT, TRACESTATE};
@@ -118,6 +120,21 @@ fn with_record<R>(span: &tracing::Span, f: impl FnOnce(SpanRef<'_, Registry>) ->
         registry.span(id).map(f)
     })
     .flatten()
+}
+
+/// A layer that keeps every info span in existence whatever the log level
+/// (at `warn`, the log filter would not create them): the request spans are
+/// what the context rides on, from the server span to the calls the request
+/// makes later, from spawned tasks too. It does nothing with them; the
+/// registry keeps them. (Keeping only the spans of requests that carry a
+/// context would need a dynamic filter, and with per-layer filters a dynamic
+/// filter cannot stop the registry from creating a span: no saving.)
+pub(crate) fn request_spans() -> Box<dyn Layer<Registry> + Send + Sync> {
+    tracing_subscriber::layer::Identity::new()
+        .with_filter(FilterFn::new(|metadata| {
+            metadata.is_span() && *metadata.level() <= tracing::Level::INFO
+        }))
+        .boxed()
 }
 
 /// Keeps `incoming` on `span` for the calls made under it. Without a
