@@ -64,8 +64,6 @@ impl Delivery for LedgerDelivery {
         }
     }
 
-    /// Names the event in log lines (never a delivery's trace: see
-    /// [`delivery_span`]).
     fn span(event: &UsageEvent) -> tracing::Span {
         tracing::error_span!(
             "usage_event",
@@ -85,11 +83,11 @@ impl Delivery for LedgerDelivery {
     }
 }
 
-/// The span of one delivery (a trace of its own: it carries many requests)
-/// with a span link to each request whose events it carries, so a request's
-/// trace leads to the delivery that recorded its usage, and the delivery to
-/// its requests. Billing's `RecordUsage` spans are its children. Only built
-/// when spans are exported: otherwise nobody would see it.
+/// The span of one delivery: a trace of its own (it carries the events of
+/// many requests, long after they ended), with a span link to the request
+/// span of each, so a slow or failing delivery leads to the requests whose
+/// usage it records. Billing's `RecordUsage` spans are its children. Only
+/// built when spans are exported: otherwise nobody would see it.
 fn delivery_span(batch: &[UsageEvent]) -> tracing::Span {
     if !llmgw_telemetry::exporting_spans() {
         return tracing::Span::none();
