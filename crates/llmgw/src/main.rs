@@ -1,6 +1,8 @@
 //! `llmgw`: an OpenAI-compatible LLM gateway. Thin: parse the command line,
 //! load the configuration, start the services, wait for a signal.
 
+mod probe;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -96,6 +98,11 @@ enum Command {
         #[command(subcommand)]
         command: llmgw::admin_cli::WordListsCommand,
     },
+    /// Health check of a running service, for container healthchecks: exit
+    /// 0 if healthy, 1 (and the reason on stderr) if not. grpc://HOST:PORT:
+    /// the standard gRPC health check, healthy if SERVING.
+    /// http://HOST:PORT/PATH: a GET, healthy on 2xx. Reads no configuration.
+    Probe(probe::ProbeArgs),
     /// A fake OpenAI-compatible provider for tests, benchmarks and demos.
     MockUpstream {
         /// Address to listen on.
@@ -108,6 +115,15 @@ enum Command {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let command = cli.command.unwrap_or(Command::All);
+    // Before any configuration or logging: a probe needs neither, and must
+    // not fail because of either.
+    if let Command::Probe(args) = &command {
+        if let Err(reason) = probe::run(args).await {
+            eprintln!("llmgw probe: {reason}");
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let scope = match &command {
         Command::All => Scope::All,
         Command::Edge => Scope::One(Role::Edge),
@@ -121,7 +137,8 @@ async fn main() -> anyhow::Result<()> {
         | Command::Usage { .. }
         | Command::Audit { .. }
         | Command::Policies { .. }
-        | Command::WordLists { .. } => Scope::NoService,
+        | Command::WordLists { .. }
+        | Command::Probe(_) => Scope::NoService,
     };
     let config = GatewayConfig::load(cli.config.as_deref(), scope)?;
     // Admin commands print tables or JSON on stdout: no log lines among them.
@@ -156,7 +173,8 @@ async fn main() -> anyhow::Result<()> {
         | Command::Usage { .. }
         | Command::Audit { .. }
         | Command::Policies { .. }
-        | Command::WordLists { .. } => "llmgw-cli",
+        | Command::WordLists { .. }
+        | Command::Probe(_) => "llmgw-cli",
         Command::MockUpstream { .. } => "llmgw-mock-upstream",
     };
     let _telemetry = llmgw_telemetry::init(&config.telemetry, service_name)?;
@@ -199,7 +217,8 @@ async fn main() -> anyhow::Result<()> {
         | Command::Usage { .. }
         | Command::Audit { .. }
         | Command::Policies { .. }
-        | Command::WordLists { .. } => {
+        | Command::WordLists { .. }
+        | Command::Probe(_) => {
             return Ok(());
         }
         Command::Quota => {

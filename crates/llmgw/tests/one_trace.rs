@@ -1,151 +1,153 @@
-//! One chat request through `llmgw all` is ONE trace: the edge's, the
-//! quota service's (Acquire and Settle), the router's and billing's
-//! (LookupKey) spans all share the caller's trace id, each with the right
-//! parent, without any service joining the trace by hand. Its own test
-//! binary: the tracing subscriber it installs is process-global.
+//! One chat request through `llmgw all`, exported by the real OTLP exporter
+//! (`llmgw_telemetry::init` with an endpoint) to an in-process collector (a
+//! tonic server implementing the OpenTelemetry collector's TraceService), is
+//! ONE trace: the edge's spans, the quota service's (Acquire and Settle),
+//! billing's key lookup, the router's and its upstream call all share the
+//! caller's trace id, each with the right parent, without any service
+//! joining the trace by hand; the upstream receives the context of the
+//! attempt's span. The router's delivery of the request's usage event is a
+//! trace of its own, linked to the request's span, with billing's
+//! RecordUsage under it. No exported name, attribute or event contains the
+//! API key or the prompt. Its own test binary: the tracing subscriber is
+//! process-global.
 
-use std::net::SocketAddr;
+// Each test binary uses part of it.
+#[allow(dead_code)]
+mod in_process_gateway;
+
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::Duration;
 
-use llmgw_router::{ModelConfig, Provider};
-use opentelemetry::trace::{SpanId, TraceId, TracerProvider as _};
-use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use serde_json::{Value, json};
+use in_process_gateway::{DEADLINE, Gateway};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
+use prost::Message as _;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tracing_subscriber::layer::SubscriberExt as _;
+use tonic::transport::server::TcpIncoming;
 
-const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
 /// The caller's trace context.
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
-/// Generous: the test checks outcome and order, not speed.
-const DEADLINE: Duration = Duration::from_secs(20);
+const TRACESTATE: &str = "congo=t61rcWkgMzE";
+/// Must appear in no exported span.
+const PROMPT_CANARY: &str = "canary-prompt-5f1e2d3c4b5a";
 
-/// Keeps every finished span (the in-process stand-in for a collector).
+/// Everything the exporter sent.
 #[derive(Debug, Clone, Default)]
-struct Exported(Arc<Mutex<Vec<SpanData>>>);
+struct Collector(Arc<Mutex<Vec<ExportTraceServiceRequest>>>);
 
-impl SpanExporter for Exported {
-    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        self.spans().extend(batch);
-        Ok(())
+#[tonic::async_trait]
+impl TraceService for Collector {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.requests().push(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
     }
 }
 
-impl Exported {
-    fn spans(&self) -> std::sync::MutexGuard<'_, Vec<SpanData>> {
+impl Collector {
+    fn requests(&self) -> std::sync::MutexGuard<'_, Vec<ExportTraceServiceRequest>> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    /// Every span received, in a form the assertions read.
+    fn spans(&self) -> Vec<Span> {
+        let requests = self.requests();
+        let spans = requests
+            .iter()
+            .flat_map(|request| &request.resource_spans)
+            .flat_map(|resource| &resource.scope_spans)
+            .flat_map(|scope| &scope.spans);
+        spans
+            .map(|span| Span {
+                trace_id: hex(&span.trace_id),
+                span_id: hex(&span.span_id),
+                parent_span_id: hex(&span.parent_span_id),
+                name: span.name.clone(),
+                attributes: span
+                    .attributes
+                    .iter()
+                    .map(|kv| {
+                        let value = match kv.value.as_ref().and_then(|value| value.value.as_ref()) {
+                            Some(AnyValue::StringValue(text)) => text.clone(),
+                            other => format!("{other:?}"),
+                        };
+                        (kv.key.clone(), value)
+                    })
+                    .collect(),
+                links: span
+                    .links
+                    .iter()
+                    .map(|link| (hex(&link.trace_id), hex(&link.span_id)))
+                    .collect(),
+            })
+            .collect()
+    }
 }
 
-fn install_tracing() -> Exported {
-    let exported = Exported::default();
-    let provider = SdkTracerProvider::builder()
-        .with_simple_exporter(exported.clone())
-        .build();
-    // What `llmgw_telemetry::init` does when an OTLP endpoint is set.
-    llmgw_telemetry::propagate_trace_context();
-    let subscriber = tracing_subscriber::registry()
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("llmgw")));
-    tracing::subscriber::set_global_default(subscriber).expect("one subscriber per test binary");
-    exported
+/// An exported span, ids in lowercase hex.
+#[derive(Debug, Clone)]
+struct Span {
+    trace_id: String,
+    span_id: String,
+    parent_span_id: String,
+    name: String,
+    attributes: HashMap<String, String>,
+    /// (trace id, span id) of each linked span.
+    links: Vec<(String, String)>,
 }
 
-async fn start_mock(stop: &CancellationToken) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
-    let address = listener.local_addr().expect("mock address");
-    tokio::spawn(llmgw_mock_upstream::run(
-        llmgw_mock_upstream::Config::default(),
-        listener,
-        stop.clone().cancelled_owned(),
-    ));
-    address
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
 }
 
-fn config(mock: SocketAddr) -> llmgw::GatewayConfig {
-    let dir = std::env::temp_dir().join(format!("llmgw-one-trace-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("scratch dir");
-    std::fs::write(dir.join("admin-token"), ADMIN_TOKEN).expect("token file");
-    let mut config = llmgw::GatewayConfig::default();
-    let any_port = "127.0.0.1:0".parse().expect("address");
-    config.router.listen = any_port;
-    config.router.models = vec![ModelConfig {
-        alias: "mock".to_owned(),
-        provider: Some(Provider::Openai),
-        base_url: Some(format!("http://{mock}/v1")),
-        upstream_model: Some("mock-upstream-model".to_owned()),
-        input_price_per_mtok: Some("0.15".to_owned()),
-        output_price_per_mtok: Some("0.60".to_owned()),
-        ..ModelConfig::default()
-    }];
-    config.edge.listen = any_port;
-    config.quota.listen = any_port;
-    // In memory: the trace, not Redis, is under test.
-    config.quota.redis_url = None;
-    // A limit, so the edge asks the quota service (Acquire, then Settle).
-    config.quota.limits.default_key.requests_per_minute = Some(1_000);
-    config.billing.listen = any_port;
-    config.billing.admin_listen = any_port;
-    config.billing.database_url = None;
-    config.billing.data_dir = dir.clone();
-    config.billing.admin_token_file = Some(dir.join("admin-token"));
-    config
-}
-
-/// A key from the accounts database: the edge must ask billing for it.
-async fn database_key(client: &reqwest::Client, admin: SocketAddr) -> String {
-    let admin = format!("http://{admin}/admin/v1");
-    let created = client
-        .post(format!("{admin}/tenants"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "acme"}))
-        .send()
+async fn start_collector(stop: &CancellationToken) -> (Collector, String) {
+    let listener = TcpListener::bind("127.0.0.1:0")
         .await
-        .expect("admin API reachable");
-    assert_eq!(created.status(), 201);
-    let key: Value = client
-        .post(format!("{admin}/tenants/acme/keys"))
-        .bearer_auth(ADMIN_TOKEN)
-        .json(&json!({"name": "ci"}))
-        .send()
-        .await
-        .expect("admin API reachable")
-        .json()
-        .await
-        .expect("key JSON");
-    key["secret"].as_str().expect("secret").to_owned()
+        .expect("bind collector");
+    let url = format!("http://{}", listener.local_addr().expect("address"));
+    let collector = Collector::default();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(collector.clone()))
+            .serve_with_incoming_shutdown(
+                TcpIncoming::from(listener),
+                stop.clone().cancelled_owned(),
+            ),
+    );
+    (collector, url)
 }
 
-/// The one span of the trace named `name` whose `rpc` attribute (if any
-/// given) is `rpc`.
-fn find<'a>(spans: &'a [SpanData], name: &str, rpc: Option<&str>) -> &'a SpanData {
-    let found: Vec<&SpanData> = spans
+/// The one span named `name` (with `rpc` as its `rpc` attribute, if given).
+fn find<'a>(spans: &'a [Span], name: &str, rpc: Option<&str>) -> &'a Span {
+    let found: Vec<&Span> = spans
         .iter()
         .filter(|span| span.name == name)
         .filter(|span| {
-            rpc.is_none_or(|rpc| {
-                span.attributes
-                    .iter()
-                    .any(|kv| kv.key.as_str() == "rpc" && kv.value.as_str() == rpc)
-            })
+            rpc.is_none_or(|rpc| span.attributes.get("rpc").map(String::as_str) == Some(rpc))
         })
         .collect();
-    let names: Vec<_> = spans.iter().map(|span| span.name.as_ref()).collect();
+    let names: Vec<_> = spans.iter().map(|span| span.name.as_str()).collect();
     assert_eq!(
         found.len(),
         1,
-        "one {name} {rpc:?} span expected in the trace; it has {names:?}"
+        "one {name} {rpc:?} span expected; there are {names:?}"
     );
     found[0]
 }
 
-fn assert_child(child: &SpanData, parent: &SpanData) {
+fn assert_child(child: &Span, parent: &Span) {
     assert_eq!(
-        child.parent_span_id,
-        parent.span_context.span_id(),
+        (&child.trace_id, &child.parent_span_id),
+        (&parent.trace_id, &parent.span_id),
         "{} is not a child of {}",
         child.name,
         parent.name
@@ -153,81 +155,48 @@ fn assert_child(child: &SpanData, parent: &SpanData) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn one_request_is_one_trace_across_every_service() {
-    let exported = install_tracing();
-    let stop = CancellationToken::new();
-    let _stop = stop.clone().drop_guard();
-    let mock = start_mock(&stop).await;
-    let (addresses, services) = llmgw::start_all(config(mock), stop.clone())
-        .await
-        .expect("gateway starts");
-    let services = tokio::spawn(services.wait(Duration::from_secs(5)));
-    let client = reqwest::Client::new();
-    let admin = addresses.billing.expect("billing started").1;
-    let key = database_key(&client, admin).await;
-    let edge = format!("http://{}", addresses.edge);
-    tokio::time::timeout(DEADLINE, async {
-        while client
-            .get(format!("{edge}/readyz"))
-            .send()
-            .await
-            .map_or(true, |response| response.status() != 200)
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("gateway ready");
+async fn one_request_is_one_trace_across_every_service_exported_over_otlp() {
+    let stop_collector = CancellationToken::new();
+    let _stop_collector = stop_collector.clone().drop_guard();
+    let (collector, endpoint) = start_collector(&stop_collector).await;
+    let telemetry = llmgw_telemetry::Config {
+        log_level: "warn".to_owned(),
+        otlp_endpoint: Some(endpoint),
+        ..llmgw_telemetry::Config::default()
+    };
+    let exporter = llmgw_telemetry::init(&telemetry, "llmgw").expect("telemetry");
 
-    let response = tokio::time::timeout(
+    let gateway = Gateway::start("one-trace").await;
+    let key = gateway.key.clone();
+    let traceparent = format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01");
+    gateway
+        .chat(
+            &format!("Summarise {PROMPT_CANARY} please"),
+            &[("traceparent", &traceparent), ("tracestate", TRACESTATE)],
+        )
+        .await;
+    let upstream = gateway.upstream_headers().await;
+    // The Settle leaves after the answer and the usage event is delivered
+    // in the background: stopping waits for both, then the exporter's
+    // shutdown sends every span (it blocks: not on a runtime worker).
+    gateway.stop().await;
+    tokio::time::timeout(
         DEADLINE,
-        client
-            .post(format!("{edge}/v1/chat/completions"))
-            .bearer_auth(&key)
-            .header("traceparent", format!("00-{TRACE_ID}-{CALLER_SPAN_ID}-01"))
-            .json(&json!({"model": "mock", "messages": [{"role": "user", "content": "hi"}]}))
-            .send(),
+        tokio::task::spawn_blocking(move || drop(exporter)),
     )
     .await
-    .expect("chat timed out")
-    .expect("edge reachable");
-    assert_eq!(response.status(), 200);
-    let _ = response.bytes().await;
-
-    // The Settle leaves after the answer: wait for its span.
-    let trace_id = TraceId::from_hex(TRACE_ID).expect("trace id");
-    let trace = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let trace: Vec<SpanData> = exported
-                .spans()
-                .iter()
-                .filter(|span| span.span_context.trace_id() == trace_id)
-                .cloned()
-                .collect();
-            let settled = trace.iter().any(|span| span.name == "quota.settle");
-            let edge_done = trace.iter().any(|span| span.name == "http.server");
-            if settled && edge_done {
-                return trace;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| {
-        let names: Vec<String> = exported
-            .spans()
-            .iter()
-            .map(|span| format!("{} {}", span.name, span.span_context.trace_id()))
-            .collect();
-        panic!("the trace never got its quota.settle and http.server spans: {names:?}")
-    });
+    .expect("exporter flush timed out")
+    .expect("exporter flush");
+    let spans = collector.spans();
+    let trace: Vec<Span> = spans
+        .iter()
+        .filter(|span| span.trace_id == TRACE_ID)
+        .cloned()
+        .collect();
 
     // Edge: the HTTP server span continues the caller's trace.
     let http = find(&trace, "http.server", None);
-    assert_eq!(
-        http.parent_span_id,
-        SpanId::from_hex(CALLER_SPAN_ID).expect("span id")
-    );
+    assert_eq!(http.parent_span_id, CALLER_SPAN_ID);
     let chat = find(&trace, "edge.chat", None);
     assert_child(chat, http);
     // Billing, quota and router: each call's server span is a child of the
@@ -242,11 +211,92 @@ async fn one_request_is_one_trace_across_every_service() {
         assert_child(server, chat);
         assert_child(find(&trace, handler, None), server);
     }
+    // The upstream call: the attempt's span, whose context the provider got.
+    let router_chat = find(&trace, "router.chat", None);
+    let attempt = find(&trace, "router.attempt", None);
+    assert_child(attempt, router_chat);
+    assert_eq!(
+        upstream["traceparent"],
+        format!("00-{TRACE_ID}-{}-01", attempt.span_id),
+        "the upstream call carries the attempt's context"
+    );
+    assert_eq!(upstream["tracestate"], TRACESTATE);
+    // One trace: none of the request's spans went elsewhere.
+    for name in [
+        "edge.chat",
+        "router.chat",
+        "router.attempt",
+        "quota.acquire",
+    ] {
+        let elsewhere: Vec<&Span> = spans
+            .iter()
+            .filter(|span| span.name == name && span.trace_id != TRACE_ID)
+            .collect();
+        assert!(
+            elsewhere.is_empty(),
+            "{name} outside the trace: {elsewhere:?}"
+        );
+    }
 
-    stop.cancel();
-    tokio::time::timeout(DEADLINE, services)
-        .await
-        .expect("services stop")
-        .expect("services task")
-        .expect("services ran");
+    // The usage delivery: its own trace, linked to the request's span;
+    // billing's RecordUsage under it.
+    let request_span = (TRACE_ID.to_owned(), router_chat.span_id.clone());
+    let deliveries: Vec<&Span> = spans
+        .iter()
+        .filter(|span| span.name == "router.deliver_usage" && span.links.contains(&request_span))
+        .collect();
+    assert!(
+        !deliveries.is_empty(),
+        "no usage delivery links to the request's span: {:?}",
+        spans
+            .iter()
+            .filter(|span| span.name == "router.deliver_usage")
+            .collect::<Vec<_>>()
+    );
+    for delivery in deliveries {
+        assert_ne!(
+            delivery.trace_id, TRACE_ID,
+            "a delivery is a trace of its own"
+        );
+        assert!(
+            delivery.parent_span_id.is_empty(),
+            "a delivery is a root span"
+        );
+        let in_delivery: Vec<Span> = spans
+            .iter()
+            .filter(|span| span.trace_id == delivery.trace_id)
+            .cloned()
+            .collect();
+        let server = find(
+            &in_delivery,
+            "grpc.server",
+            Some("/llmgw.billing.v1.Ledger/RecordUsage"),
+        );
+        assert_child(server, delivery);
+        assert_child(find(&in_delivery, "billing.record_usage", None), server);
+    }
+
+    // Nothing exported names the key or the prompt: not a span name, an
+    // attribute, an event or a resource attribute (searched in the raw
+    // protobuf of every export).
+    let requests = collector.requests();
+    let contains = |raw: &[u8], text: &str| {
+        raw.windows(text.len())
+            .any(|window| window == text.as_bytes())
+    };
+    assert!(
+        requests
+            .iter()
+            .any(|request| contains(&request.encode_to_vec(), "/llmgw.router.v1.Router/Chat")),
+        "attribute values are searched"
+    );
+    for request in requests.iter() {
+        let raw = request.encode_to_vec();
+        for (secret, what) in [(key.as_str(), "API key"), (PROMPT_CANARY, "prompt")] {
+            assert!(
+                !contains(&raw, secret),
+                "an exported span contains the {what}: {request:?}"
+            );
+        }
+    }
 }

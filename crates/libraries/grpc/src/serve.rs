@@ -15,6 +15,7 @@ use tonic::service::Routes;
 use tonic::transport::server::{Connected, TcpConnectInfo, TcpIncoming};
 
 use crate::InProcessListener;
+use crate::health::ServerHealth;
 
 /// Where a server accepts connections: its TCP port (for other processes,
 /// and for `/metrics`) and, optionally, an in-process address.
@@ -44,11 +45,14 @@ impl Listener {
     }
 }
 
-/// Serves `routes` and `GET /metrics` (the OpenMetrics text `metrics`
-/// renders; HTTP/1 on the same port) on `listener` until `shutdown`
-/// resolves, then stops accepting and waits for open calls to finish (the
-/// caller bounds that wait). A call carrying a trace context is handled in
-/// a `grpc.server` span that continues the caller's trace.
+/// Serves `routes`, the gRPC health service and `GET /metrics` (the
+/// OpenMetrics text `metrics` renders; HTTP/1 on the same port) on
+/// `listener` until `shutdown` resolves, then stops accepting and waits for
+/// open calls to finish (the caller bounds that wait). Call it once the
+/// service's start-up work is done: health is SERVING from here on, and
+/// NOT_SERVING from the moment `shutdown` resolves (see [`crate::health`]).
+/// A call carrying a trace context is handled in a `grpc.server` span that
+/// carries the caller's trace on.
 pub async fn serve(
     routes: Routes,
     metrics: impl Fn() -> String + Clone + Send + Sync + 'static,
@@ -70,6 +74,13 @@ pub async fn serve(
         None => Poll::Pending,
     });
     let incoming = futures_util::stream::select(tcp, in_process);
+    let (health, health_service) = ServerHealth::new().await;
+    let routes = routes.add_service(health_service);
+    health.serving().await;
+    let shutdown = async move {
+        shutdown.await;
+        health.stopping().await;
+    };
     tonic::transport::Server::builder()
         .accept_http1(true)
         .layer(ExtractTraceContextLayer::new(ServerKind::Grpc))

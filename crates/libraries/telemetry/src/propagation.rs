@@ -1,4 +1,18 @@
-//! W3C trace context (`traceparent`/`tracestate`) in and out of header maps.
+//! W3C trace context (`traceparent`/`tracestate`) in and out of header maps,
+//! in one of two modes, chosen once per process:
+//!
+//! - **pass-through** (the default: no exporter): a caller's context is
+//!   kept, as it arrived, on the server span of the request
+//!   ([`crate::passthrough`]) and written unchanged into every call made
+//!   under that span. No trace or span ids are generated, so the cost is
+//!   one header check per hop; the gateway is transparent to the caller's
+//!   trace, and requests without a `traceparent` cost one atomic load per
+//!   outgoing call.
+//! - **full** (an exporter is installed, [`propagate_trace_context`]): the
+//!   caller's context becomes the parent of our spans and each call carries
+//!   the context of the span it is made from, so the gateway's spans join
+//!   the caller's trace.
+//!
 //! Services do not call these by hand on their own hops: the layers in
 //! `trace_layers` do, on every gRPC call and every edge request. The router
 //! injects by hand only into its upstream HTTP calls.
@@ -6,9 +20,15 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
-use opentelemetry::propagation::{Extractor, Injector};
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator as _};
+use opentelemetry::trace::TraceContextExt as _;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+
+use crate::passthrough;
+
+pub(crate) const TRACEPARENT: &str = "traceparent";
+pub(crate) const TRACESTATE: &str = "tracestate";
 
 struct HeaderInjector<'a>(&'a mut HeaderMap);
 
@@ -32,32 +52,85 @@ impl Extractor for HeaderExtractor<'_> {
     }
 }
 
-/// Set once trace context is propagated (an exporter is installed). Until
-/// then injecting would only ask the subscriber for a context nobody reads,
-/// on every outgoing call.
-static PROPAGATING: AtomicBool = AtomicBool::new(false);
+/// A stored `traceparent` read back as a context (span links).
+struct TraceparentExtractor<'a>(&'a str);
 
-/// Propagates W3C trace context from now on: installs the `traceparent`
-/// propagator and turns on injection. `init` calls it when spans are
-/// exported; a test installing its own exporter calls it too.
+impl Extractor for TraceparentExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        (key == TRACEPARENT).then_some(self.0)
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        vec![TRACEPARENT]
+    }
+}
+
+/// Set once spans are exported (full mode); pass-through until then.
+static FULL: AtomicBool = AtomicBool::new(false);
+
+/// Propagates W3C trace context in full mode from now on: installs the
+/// `traceparent` propagator and makes every hop carry the context of our own
+/// spans. `init` calls it when spans are exported; a test installing its
+/// own exporter calls it too.
 pub fn propagate_trace_context() {
     opentelemetry::global::set_text_map_propagator(TraceContextPropagator::new());
-    PROPAGATING.store(true, Ordering::Relaxed);
+    FULL.store(true, Ordering::Relaxed);
 }
 
-/// Writes the current span's trace context into `headers` (nothing when
-/// tracing export is off).
+/// Whether our spans are exported (full mode), rather than a caller's
+/// context passed through.
+pub fn exporting_spans() -> bool {
+    FULL.load(Ordering::Relaxed)
+}
+
+/// Writes the trace context of the current span into `headers`: in full
+/// mode the span's own, in pass-through mode the caller's context the
+/// request arrived with (nothing if it came without one).
 pub fn inject_context(headers: &mut HeaderMap) {
-    if !PROPAGATING.load(Ordering::Relaxed) {
+    if exporting_spans() {
+        let context = tracing::Span::current().context();
+        opentelemetry::global::get_text_map_propagator(|propagator| {
+            propagator.inject_context(&context, &mut HeaderInjector(headers));
+        });
+    } else {
+        passthrough::inject(&tracing::Span::current(), headers);
+    }
+}
+
+/// The `traceparent` that calls made under `span` carry (see
+/// [`inject_context`]), for records that outlive the request and must be
+/// linked to it later (usage events); `None` when there is none.
+pub fn traceparent_of(span: &tracing::Span) -> Option<String> {
+    if !exporting_spans() {
+        return passthrough::traceparent(span);
+    }
+    let context = span.context();
+    let span_context = context.span().span_context().clone();
+    span_context.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            span_context.trace_id(),
+            span_context.span_id(),
+            span_context.trace_flags().to_u8()
+        )
+    })
+}
+
+/// Adds a span link from `span` to the span that `traceparent` names (as
+/// [`traceparent_of`] wrote it). Only spans that are exported have links:
+/// without an exporter this does nothing, and costs nothing.
+pub fn add_link(span: &tracing::Span, traceparent: &str) {
+    if !exporting_spans() || traceparent.is_empty() {
         return;
     }
-    let context = tracing::Span::current().context();
-    opentelemetry::global::get_text_map_propagator(|propagator| {
-        propagator.inject_context(&context, &mut HeaderInjector(headers));
-    });
+    let context = TraceContextPropagator::new().extract(&TraceparentExtractor(traceparent));
+    let linked = context.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
+    }
 }
 
-/// Reads a caller's trace context from `headers`.
+/// Reads a caller's trace context from `headers` (full mode).
 pub(crate) fn extract_context(headers: &HeaderMap) -> opentelemetry::Context {
     opentelemetry::global::get_text_map_propagator(|propagator| {
         propagator.extract(&HeaderExtractor(headers))

@@ -13,7 +13,8 @@ use tracing::Instrument as _;
 use tracing::instrument::Instrumented;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
-use crate::propagation::{extract_context, inject_context};
+use crate::passthrough;
+use crate::propagation::{TRACEPARENT, exporting_spans, extract_context, inject_context};
 
 #[derive(Debug, Clone)]
 pub struct InjectTraceContext<S> {
@@ -55,10 +56,12 @@ pub enum ServerKind {
 }
 
 /// Server side: a request that carries a caller's trace context is handled
-/// inside a server span whose parent is that context, so every span the
-/// handler opens joins the caller's trace. A request without one (or a
-/// process without trace export, where nothing can be extracted) gets no
-/// span at all: it would cost CPU on every request for nobody.
+/// inside a server span, so every call the handler makes carries that trace
+/// on. With spans exported, the span's parent is the caller's context and
+/// every span the handler opens joins the caller's trace; without, the span
+/// keeps the context as it arrived, for the handler's calls to pass on
+/// unchanged. A request without one gets no span at all: it would cost CPU
+/// on every request for nobody.
 #[derive(Debug, Clone, Copy)]
 pub struct ExtractTraceContextLayer {
     kind: ServerKind,
@@ -109,21 +112,35 @@ where
 }
 
 fn server_span<B>(kind: ServerKind, request: &http::Request<B>) -> tracing::Span {
-    if !request.headers().contains_key("traceparent") {
+    let headers = request.headers();
+    if !headers.contains_key(TRACEPARENT) {
         return tracing::Span::none();
     }
-    let parent = extract_context(request.headers());
-    if !parent.span().span_context().is_valid() {
-        return tracing::Span::none();
+    if exporting_spans() {
+        let parent = extract_context(headers);
+        if !parent.span().span_context().is_valid() {
+            return tracing::Span::none();
+        }
+        let span = new_server_span(kind, request);
+        // Fails only when no OpenTelemetry layer is installed: nothing to join.
+        let _ = span.set_parent(parent);
+        span
+    } else {
+        let Some(incoming) = passthrough::Incoming::from_headers(headers) else {
+            return tracing::Span::none();
+        };
+        let span = new_server_span(kind, request);
+        passthrough::attach(&span, incoming);
+        span
     }
+}
+
+fn new_server_span<B>(kind: ServerKind, request: &http::Request<B>) -> tracing::Span {
     let path = request.uri().path();
-    let span = match kind {
+    match kind {
         ServerKind::Grpc => tracing::info_span!("grpc.server", rpc = path),
         ServerKind::Http => {
             tracing::info_span!("http.server", method = %request.method(), path)
         }
-    };
-    // Fails only when no OpenTelemetry layer is installed: nothing to join.
-    let _ = span.set_parent(parent);
-    span
+    }
 }

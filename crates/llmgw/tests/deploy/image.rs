@@ -233,17 +233,6 @@ async fn health_check<'a>(
     edge_port: u16,
     launch: &impl Fn(&'a str, Vec<String>) -> Launch<'a>,
 ) {
-    let (_, help) = launch(
-        "llmgw probe --help",
-        vec!["probe".to_owned(), "--help".to_owned()],
-    )
-    .run()
-    .await;
-    if help.contains("unrecognized subcommand") {
-        // `llmgw probe` arrives with the telemetry part of this issue.
-        eprintln!("SKIPPED the HEALTHCHECK run: this binary has no `probe` subcommand yet");
-        return;
-    }
     let args = command[1..]
         .iter()
         .map(|arg| arg.replace(":8080/", &format!(":{edge_port}/")))

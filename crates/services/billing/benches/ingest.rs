@@ -172,6 +172,7 @@ fn batch(run: &str, n: usize) -> Vec<UsageEvent> {
                 started_at_ms: now - 1_400,
                 ended_at_ms: now,
                 client_cancelled: false,
+                traceparent: String::new(),
             }
         })
         .collect()

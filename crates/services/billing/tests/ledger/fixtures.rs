@@ -41,6 +41,7 @@ pub fn event(request_id: &str, attempt: u32, started_at_ms: i64) -> UsageEvent {
         started_at_ms,
         ended_at_ms: started_at_ms + 900,
         client_cancelled: false,
+        traceparent: String::new(),
     }
 }
 

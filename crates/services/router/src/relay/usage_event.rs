@@ -221,6 +221,8 @@ impl Relay {
             started_at_ms: record.started_at_ms,
             ended_at_ms: record.started_at_ms + duration.as_millis() as i64,
             client_cancelled: matches!(outcome, AttemptEnd::Cancelled),
+            // The delivery's span links back to the request with it.
+            traceparent: llmgw_telemetry::traceparent_of(&self.span).unwrap_or_default(),
             // Filled in by `Draft::emit` once counted.
             ..UsageEvent::default()
         };

@@ -2,14 +2,18 @@
 //! durable spool (`llmgw-spool`) to billing's `Ledger.RecordUsage`, so a
 //! billing outage or a router restart loses no billable usage and never
 //! slows a request. What is usage-specific lives here: the delivery (and how
-//! billing's answers map to "retry" or "invalid"), and how an event is named
-//! in log lines.
+//! billing's answers map to "retry" or "invalid", and its span, linked to
+//! the requests whose events it carries), and how an event is named in log
+//! lines.
+
+use std::collections::HashSet;
 
 use llmgw_grpc::Channel;
 use llmgw_proto::billing_v1::ledger_client::LedgerClient;
 use llmgw_proto::billing_v1::{RecordUsageRequest, UsageEvent};
 use llmgw_spool::{DELIVERY_TIMEOUT, Delivery, DeliveryError};
 use tonic::Code;
+use tracing::Instrument as _;
 
 /// Where the relay sends usage events. Cheap to clone.
 pub type UsageSink = llmgw_spool::Sink<UsageEvent>;
@@ -39,7 +43,11 @@ impl Delivery for LedgerDelivery {
         });
         // Tells billing the deadline the spool enforces on its side.
         request.set_timeout(DELIVERY_TIMEOUT);
-        match self.client.clone().record_usage(request).await {
+        let mut client = self.client.clone();
+        let answer = async move { client.record_usage(request).await }
+            .instrument(delivery_span(batch))
+            .await;
+        match answer {
             Ok(_) => Ok(()),
             // Billing validates every event: a malformed one refuses the
             // batch, and would again on every retry.
@@ -73,4 +81,25 @@ impl Delivery for LedgerDelivery {
             .into_iter()
             .find(|&ms| ms > 0)
     }
+}
+
+/// The span of one delivery: a trace of its own (it carries the events of
+/// many requests, long after they ended), with a span link to the request
+/// span of each, so a slow or failing delivery leads to the requests whose
+/// usage it records. Billing's `RecordUsage` spans are its children. Only
+/// built when spans are exported: otherwise nobody would see it.
+fn delivery_span(batch: &[UsageEvent]) -> tracing::Span {
+    if !llmgw_telemetry::exporting_spans() {
+        return tracing::Span::none();
+    }
+    let span =
+        tracing::info_span!(parent: None, "router.deliver_usage", events = batch.len() as u64);
+    // Attempts of one request share its span: one link each.
+    let mut linked = HashSet::new();
+    for event in batch {
+        if linked.insert(event.traceparent.as_str()) {
+            llmgw_telemetry::add_link(&span, &event.traceparent);
+        }
+    }
+    span
 }
