@@ -36,6 +36,13 @@ struct Segment {
     orig_end: usize,
 }
 
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LastCluster {
+    pub orig: usize,
+    pub norm: usize,
+    pub first: char,
+}
+
 /// Normalised text and the way back to the input's byte offsets.
 #[derive(Debug)]
 pub(crate) struct Normalised<'a> {
@@ -45,10 +52,10 @@ pub(crate) struct Normalised<'a> {
     /// whether it is dropped depends on the next character, not yet seen
     /// by a stream. Its start, in normalised offsets.
     pub undecided_separators: Option<usize>,
-    /// The last cluster: its input offset and first character. A stream
-    /// holds it back when a combining mark still to come could turn it into
-    /// a character some term contains.
-    pub last_cluster: Option<(usize, char)>,
+    /// The last cluster: its input and normalised offsets and its first
+    /// character. A stream holds it back when a combining mark still to
+    /// come could turn it into a character some term contains.
+    pub last_cluster: Option<LastCluster>,
 }
 
 impl Normalised<'_> {
@@ -107,8 +114,13 @@ pub(crate) fn normalise(text: &str, prev: Option<char>, options: Options) -> Nor
             } else {
                 Emit::Same
             };
+            let norm = writer.norm_offset(i);
             writer.cluster(i, i + 1, b as char, emit);
-            last_cluster = Some((i, b as char));
+            last_cluster = Some(LastCluster {
+                orig: i,
+                norm,
+                first: b as char,
+            });
             i += 1;
             continue;
         }
@@ -121,8 +133,13 @@ pub(crate) fn normalise(text: &str, prev: Option<char>, options: Options) -> Nor
         } else {
             rewrite_cluster(&text[i..end], options)
         };
+        let norm = writer.norm_offset(i);
         writer.cluster(i, end, c, emit);
-        last_cluster = Some((i, c));
+        last_cluster = Some(LastCluster {
+            orig: i,
+            norm,
+            first: c,
+        });
         i = end;
     }
     writer.finish(last_cluster)
@@ -390,7 +407,7 @@ impl<'a> Writer<'a> {
         });
     }
 
-    fn finish(mut self, last_cluster: Option<(usize, char)>) -> Normalised<'a> {
+    fn finish(mut self, last_cluster: Option<LastCluster>) -> Normalised<'a> {
         let text = match self.out.take() {
             None => Cow::Borrowed(self.src),
             Some(mut out) => {

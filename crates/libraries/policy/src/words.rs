@@ -18,7 +18,7 @@ use aho_corasick::{Anchored, MatchKind};
 use unicode_normalization::char::decompose_canonical;
 
 use crate::charclass::is_separator;
-use crate::normalise::{Normalised, Options, normalise};
+use crate::normalise::{LastCluster, Normalised, Options, normalise};
 use crate::startfilter::{StartFilter, utf8_len};
 
 #[derive(Debug)]
@@ -138,7 +138,19 @@ impl WordMatcher {
     ) -> Option<usize> {
         let text = normalised.text();
         let bytes = text.as_bytes();
-        let horizon = normalised.undecided_separators.unwrap_or(bytes.len());
+        // A stream's text may still change at its end: undecided trailing
+        // separators may be dropped, and the last character may compose
+        // with a combining mark yet to come. A walk alive up to there is a
+        // partial match too.
+        let composable = if stream {
+            self.composable_tail(normalised)
+        } else {
+            None
+        };
+        let horizon = normalised
+            .undecided_separators
+            .unwrap_or(bytes.len())
+            .min(composable.map_or(bytes.len(), |c| c.norm));
         let rules = self.rules.len();
         let mut next_free = vec![0usize; rules];
         let mut longest = vec![0usize; rules];
@@ -184,17 +196,26 @@ impl WordMatcher {
         if !stream {
             return None;
         }
-        let mut hold = hold.map(|at| normalised.orig_start(at));
-        if let Some((start, c)) = normalised.last_cluster
-            && !self.composable_bases.is_empty()
-            && c.to_lowercase()
-                .next()
-                .and_then(|l| decomposed_base(l).or(Some(l)))
-                .is_some_and(|base| self.composable_bases.binary_search(&base).is_ok())
-        {
-            hold = Some(hold.map_or(start, |h| h.min(start)));
+        let hold = hold.map(|at| normalised.orig_start(at));
+        match composable {
+            Some(tail) => Some(hold.map_or(tail.orig, |h| h.min(tail.orig))),
+            None => hold,
         }
-        hold
+    }
+
+    /// The last cluster, if a combining mark still to come could make it a
+    /// character some term contains.
+    fn composable_tail(&self, normalised: &Normalised<'_>) -> Option<LastCluster> {
+        let tail = normalised.last_cluster?;
+        if self.composable_bases.is_empty() {
+            return None;
+        }
+        let lower = tail.first.to_lowercase().next()?;
+        let base = decomposed_base(lower).unwrap_or(lower);
+        self.composable_bases
+            .binary_search(&base)
+            .is_ok()
+            .then_some(tail)
     }
 
     fn slots_of(&self, pattern: usize) -> &[u16] {

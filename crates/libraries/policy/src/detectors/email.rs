@@ -84,21 +84,37 @@ fn valid_domain(domain: &[u8]) -> bool {
 
 fn hold(hay: &[u8], from: usize) -> Option<usize> {
     let end = hay.len();
-    let tail = &hay[from..];
-    let domain_len = tail.iter().rev().take_while(|&&b| is_domain(b)).count();
+    // A trailing local part: `@` may follow.
+    let run = local_run(hay, from, end);
+    let mut hold = (run.0 < end && end - run.1 <= MAX_LOCAL).then_some(run.0);
+    // `local@domain-so-far`: the domain may still grow.
+    let domain_len = hay[from..]
+        .iter()
+        .rev()
+        .take_while(|&&b| is_domain(b))
+        .count();
     let sign = end - domain_len;
-    if sign > from && hay[sign - 1] == b'@' {
-        // `local@domain-so-far`: the domain may still grow.
-        let local_len = hay[from..sign - 1]
+    if sign > from && hay[sign - 1] == b'@' && domain_len <= MAX_DOMAIN {
+        let (start, trimmed) = local_run(hay, from, sign - 1);
+        if start < sign - 1 && (1..=MAX_LOCAL).contains(&(sign - 1 - trimmed)) {
+            hold = Some(hold.map_or(start, |h| h.min(start)));
+        }
+    }
+    hold
+}
+
+/// The run of local-part characters ending at `end` (not before `from`):
+/// its start, and its start past leading dots (which are not part of an
+/// address).
+fn local_run(hay: &[u8], from: usize, end: usize) -> (usize, usize) {
+    let start = end
+        - hay[from..end]
             .iter()
             .rev()
             .take_while(|&&b| is_local(b))
             .count();
-        return (local_len > 0 && local_len <= MAX_LOCAL + 8 && domain_len <= MAX_DOMAIN)
-            .then_some(sign - 1 - local_len);
-    }
-    let local_len = tail.iter().rev().take_while(|&&b| is_local(b)).count();
-    (local_len > 0 && local_len <= MAX_LOCAL + 8).then_some(end - local_len)
+    let trimmed = start + hay[start..end].iter().take_while(|&&b| b == b'.').count();
+    (start, trimmed)
 }
 
 #[cfg(test)]
