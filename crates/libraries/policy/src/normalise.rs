@@ -102,26 +102,14 @@ pub(crate) fn normalise(text: &str, prev: Option<char>, options: Options) -> Nor
         run: None,
     };
     let bytes = text.as_bytes();
-    let mut last_cluster = None;
     let mut i = 0;
     while i < bytes.len() {
-        let b = bytes[i];
-        if b < 0x80 && !attaches_next(text, i + 1) {
-            // ASCII: lower case keeps the shape; only separators need care.
-            let lower = b.to_ascii_lowercase();
-            let emit = if lower != b {
-                Emit::Char(lower as char)
-            } else {
-                Emit::Same
-            };
-            let norm = writer.norm_offset(i);
-            writer.cluster(i, i + 1, b as char, emit);
-            last_cluster = Some(LastCluster {
-                orig: i,
-                norm,
-                first: b as char,
-            });
-            i += 1;
+        // Fast path: a run of plain ASCII and CJK ideographs, which need no
+        // more than ASCII lower-casing (most text).
+        let (end, upper) = plain_run(bytes, i, &mut writer);
+        if end > i {
+            writer.copy_plain(i, end, upper);
+            i = end;
             continue;
         }
         let Some(c) = text[i..].chars().next() else {
@@ -133,16 +121,138 @@ pub(crate) fn normalise(text: &str, prev: Option<char>, options: Options) -> Nor
         } else {
             rewrite_cluster(&text[i..end], options)
         };
-        let norm = writer.norm_offset(i);
         writer.cluster(i, end, c, emit);
-        last_cluster = Some(LastCluster {
-            orig: i,
-            norm,
-            first: c,
-        });
         i = end;
     }
-    writer.finish(last_cluster)
+    writer.finish()
+}
+
+/// The end of the run of plain characters from `at`: ASCII (any case) and,
+/// unless variants fold, CJK ideographs (U+4000..U+9FFF), none followed by
+/// a combining mark; with `skip_separators`, stopping where a separator
+/// follows a CJK character or a pending separator run could end. Also
+/// says whether the run has upper-case ASCII letters.
+fn plain_run(bytes: &[u8], at: usize, writer: &mut Writer<'_>) -> (usize, bool) {
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let options = writer.options;
+    if options.skip_separators && writer.run.is_some() {
+        return (at, false);
+    }
+    let skip = options.skip_separators;
+    let mut prev_cjk = writer.prev_cjk;
+    let mut upper = false;
+    let mut j = at;
+    while j < bytes.len() {
+        let b = bytes[j];
+        if b < 0x80 {
+            if skip && prev_cjk && is_ascii_separator(b) {
+                break;
+            }
+            // Eight ASCII bytes at once once past any CJK character.
+            if !(skip && prev_cjk)
+                && let Some(chunk) = bytes.get(j..j + 8)
+            {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(chunk);
+                let x = u64::from_le_bytes(word);
+                if x & HIGH == 0 {
+                    upper |= has_upper(x);
+                    prev_cjk = false;
+                    j += 8;
+                    continue;
+                }
+            }
+            upper |= b.is_ascii_uppercase();
+            prev_cjk = false;
+            j += 1;
+        } else if (0xE4..=0xE9).contains(&b) && !options.fold_variants && j + 3 <= bytes.len() {
+            // U+4DC0..U+4DFF (hexagram symbols) are stable but not CJK.
+            prev_cjk = !(b == 0xE4 && bytes[j + 1] == 0xB7 && bytes[j + 2] >= 0x80);
+            j += 3;
+        } else {
+            break;
+        }
+    }
+    // A combining mark after the run belongs to the run's last character.
+    if j < bytes.len() && j > at && is_attaching_lead(bytes, j) {
+        j -= 1;
+        while j > at && (bytes[j] & 0xC0) == 0x80 {
+            j -= 1;
+        }
+        prev_cjk = writer.prev_cjk;
+        if j > at {
+            // Recompute for the shortened run.
+            let (end, upper) = plain_run_until(bytes, at, j, writer);
+            return (end, upper);
+        }
+    }
+    if skip {
+        writer.prev_cjk = prev_cjk;
+    }
+    (j, upper)
+}
+
+/// `plain_run` capped at `until` (known to be a character boundary).
+fn plain_run_until(
+    bytes: &[u8],
+    at: usize,
+    until: usize,
+    writer: &mut Writer<'_>,
+) -> (usize, bool) {
+    let mut prev_cjk = writer.prev_cjk;
+    let mut j = at;
+    while j < until {
+        let b = bytes[j];
+        if b < 0x80 {
+            prev_cjk = false;
+            j += 1;
+        } else {
+            prev_cjk = !(b == 0xE4 && bytes[j + 1] == 0xB7);
+            j += 3;
+        }
+    }
+    if writer.options.skip_separators {
+        writer.prev_cjk = prev_cjk;
+    }
+    (until, bytes[at..until].iter().any(u8::is_ascii_uppercase))
+}
+
+/// SWAR: does this word of ASCII bytes hold an upper-case letter?
+fn has_upper(x: u64) -> bool {
+    const ONES: u64 = u64::MAX / 255;
+    const LOW7: u64 = ONES * 127;
+    // Bit hack "has a byte between m and n" with m = '@', n = '['.
+    let low = x & LOW7;
+    (ONES.wrapping_mul(127 + 0x5B).wrapping_sub(low))
+        & !x
+        & low.wrapping_add(ONES.wrapping_mul(127 - 0x40))
+        & (ONES * 128)
+        != 0
+}
+
+fn is_ascii_separator(b: u8) -> bool {
+    b.is_ascii_whitespace() || b.is_ascii_punctuation()
+}
+
+/// Whether the character at `at` might attach to the one before it: only
+/// then is it worth decoding. ASCII and CJK ideographs never attach.
+#[inline]
+fn is_attaching_lead(bytes: &[u8], at: usize) -> bool {
+    match bytes.get(at) {
+        None => false,
+        Some(&lead) => {
+            lead >= 0x80 && !(0xE4..=0xE9).contains(&lead) && next_attaching_at(bytes, at)
+        }
+    }
+}
+
+fn next_attaching_at(bytes: &[u8], at: usize) -> bool {
+    std::str::from_utf8(&bytes[at..bytes.len().min(at + 4)])
+        .ok()
+        .or_else(|| std::str::from_utf8(&bytes[at..bytes.len().min(at + 3)]).ok())
+        .or_else(|| std::str::from_utf8(&bytes[at..bytes.len().min(at + 2)]).ok())
+        .and_then(|s| s.chars().next())
+        .is_some_and(attaches)
 }
 
 /// What one cluster becomes.
@@ -151,6 +261,8 @@ enum Emit {
     Same,
     /// One character of the same UTF-8 length (no map entry needed).
     Char(char),
+    /// One character of another length.
+    Narrow(char),
     /// Something of another shape.
     Text(String),
     /// Nothing (invisible characters).
@@ -170,15 +282,15 @@ fn single_char(c: char, options: Options) -> Emit {
             } else if folded.len_utf8() == c.len_utf8() {
                 Emit::Char(folded)
             } else {
-                Emit::Text(folded.to_string())
+                Emit::Narrow(folded)
             }
         }
         // Full-width ASCII: NFKC gives the ASCII character.
         0xFF01..=0xFF5E => {
             let ascii = char::from_u32(code - 0xFEE0).map_or(c, |a| a.to_ascii_lowercase());
-            Emit::Text(ascii.to_string())
+            Emit::Narrow(ascii)
         }
-        0x3000 => Emit::Text(" ".to_owned()),
+        0x3000 => Emit::Narrow(' '),
         _ if is_invisible(c) => Emit::Drop,
         _ if is_stable(c, options) => Emit::Same,
         _ => {
@@ -248,10 +360,6 @@ fn cluster_end(text: &str, mut at: usize) -> usize {
     at
 }
 
-fn attaches_next(text: &str, at: usize) -> bool {
-    next_attaching(text, at).is_some()
-}
-
 fn next_attaching(text: &str, at: usize) -> Option<char> {
     let lead = *text.as_bytes().get(at)?;
     // ASCII and CJK ideographs (lead bytes E4..E9) never attach.
@@ -303,6 +411,17 @@ struct Writer<'a> {
 }
 
 impl<'a> Writer<'a> {
+    /// A run of plain characters: itself, ASCII lower-cased. (Runs are
+    /// never inside a pending separator run.)
+    fn copy_plain(&mut self, start: usize, end: usize, upper: bool) {
+        if !upper {
+            return;
+        }
+        let out = self.flush(end);
+        let from = out.len() - (end - start);
+        out[from..].make_ascii_lowercase();
+    }
+
     fn cluster(&mut self, start: usize, end: usize, first: char, emit: Emit) {
         if let Emit::Drop = emit {
             let at = self.norm_offset(start);
@@ -313,7 +432,7 @@ impl<'a> Writer<'a> {
         if self.options.skip_separators {
             let (head, last, all_separators) = match &emit {
                 Emit::Same => (first, last_char(&self.src[start..end]), is_separator(first)),
-                Emit::Char(c) => (*c, *c, is_separator(*c)),
+                Emit::Char(c) | Emit::Narrow(c) => (*c, *c, is_separator(*c)),
                 Emit::Text(s) => (
                     s.chars().next().unwrap_or(first),
                     last_char(s),
@@ -345,6 +464,7 @@ impl<'a> Writer<'a> {
         self.write(start, end, emit);
     }
 
+    #[inline]
     fn norm_offset(&self, orig: usize) -> usize {
         match &self.out {
             None => orig,
@@ -373,6 +493,10 @@ impl<'a> Writer<'a> {
             Emit::Char(c) => {
                 self.flush(start).push(c);
                 self.copied = end;
+            }
+            Emit::Narrow(c) => {
+                let mut buf = [0u8; 4];
+                self.replace(start, end, c.encode_utf8(&mut buf));
             }
             Emit::Text(text) => self.replace(start, end, &text),
             Emit::Drop => self.replace(start, end, ""),
@@ -407,7 +531,7 @@ impl<'a> Writer<'a> {
         });
     }
 
-    fn finish(mut self, last_cluster: Option<LastCluster>) -> Normalised<'a> {
+    fn finish(mut self) -> Normalised<'a> {
         let text = match self.out.take() {
             None => Cow::Borrowed(self.src),
             Some(mut out) => {
@@ -415,6 +539,7 @@ impl<'a> Writer<'a> {
                 Cow::Owned(out)
             }
         };
+        let last_cluster = last_cluster(self.src, text.len(), &self.segments);
         Normalised {
             text,
             segments: self.segments,
@@ -422,6 +547,24 @@ impl<'a> Writer<'a> {
             last_cluster,
         }
     }
+}
+
+/// The last cluster of `src`: where it starts, in the input and in the
+/// output (of length `norm_len`), and its first character.
+fn last_cluster(src: &str, norm_len: usize, segments: &[Segment]) -> Option<LastCluster> {
+    let mut chars = src.char_indices().rev();
+    let (mut orig, mut first) = chars.next()?;
+    while attaches(first) {
+        match chars.next() {
+            Some((at, c)) => (orig, first) = (at, c),
+            None => break,
+        }
+    }
+    let norm = match segments.last() {
+        Some(seg) if seg.orig_end == src.len() && seg.orig_start <= orig => seg.norm_start,
+        _ => norm_len - (src.len() - orig),
+    };
+    Some(LastCluster { orig, norm, first })
 }
 
 fn last_char(s: &str) -> char {

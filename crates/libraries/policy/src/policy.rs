@@ -134,7 +134,6 @@ impl Policy {
             })?;
             words.push((direction, matcher));
         }
-        detectors::warm();
         Ok(Policy {
             name: name.to_owned(),
             audit_excerpts: spec.audit_excerpts,

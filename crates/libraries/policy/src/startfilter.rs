@@ -12,34 +12,45 @@
 //! the automaton then says no). A key that runs past the end of the text
 //! (a stream's last characters) always passes.
 
-/// A position's key, computed the same way for a term and for text.
-enum Key {
-    /// Four bytes (ASCII lead) or two characters, as an integer.
-    Long(u64),
-    /// Too short for a long key (a term of 1-3 bytes or of one character),
-    /// or a text position too close to the end.
-    Short,
+const MASKS: [u64; 9] = [
+    0,
+    0xFF,
+    0xFFFF,
+    0xFF_FFFF,
+    0xFFFF_FFFF,
+    0xFF_FFFF_FFFF,
+    0xFFFF_FFFF_FFFF,
+    0xFF_FFFF_FFFF_FFFF,
+    u64::MAX,
+];
+
+/// The `len` bytes at `at` as an integer (little-endian, zero-padded).
+#[inline]
+fn load(bytes: &[u8], at: usize, len: usize) -> u64 {
+    let mut word = [0u8; 8];
+    match bytes.get(at..at + 8) {
+        Some(window) => word.copy_from_slice(window),
+        None => word[..len].copy_from_slice(&bytes[at..at + len]),
+    }
+    u64::from_le_bytes(word) & MASKS[len]
 }
 
-fn key_at(bytes: &[u8], at: usize) -> Key {
+/// The long key at `at` (four bytes after an ASCII lead, else two
+/// characters), if it ends by `horizon`. Computed the same way for a term
+/// and for text.
+#[inline]
+fn long_key(bytes: &[u8], at: usize, horizon: usize) -> Option<u64> {
     let lead = bytes[at];
     let len = if lead < 0x80 {
         4
     } else {
         let first = utf8_len(lead);
-        match bytes.get(at + first) {
-            Some(&next) => first + utf8_len(next),
-            None => return Key::Short,
+        if at + first >= horizon {
+            return None;
         }
+        first + utf8_len(bytes[at + first])
     };
-    match bytes.get(at..at + len) {
-        Some(window) => {
-            let mut key = [0u8; 8];
-            key[..len].copy_from_slice(window);
-            Key::Long(u64::from_le_bytes(key))
-        }
-        None => Key::Short,
-    }
+    (at + len <= horizon).then(|| load(bytes, at, len))
 }
 
 pub(crate) fn utf8_len(lead: u8) -> usize {
@@ -62,6 +73,9 @@ pub(crate) struct StartFilter {
     short2: Vec<u64>,
     /// One-byte terms.
     short1: [u64; 4],
+    /// Whether any term is a single non-ASCII character (most lists have
+    /// none, which saves a lookup per non-ASCII position).
+    singles: bool,
 }
 
 const HASH: u64 = 0x9E37_79B9_7F4A_7C15;
@@ -76,6 +90,7 @@ impl StartFilter {
             shift: 64 - bits.trailing_zeros(),
             short2: Vec::new(),
             short1: [0; 4],
+            singles: false,
         };
         for term in terms {
             filter.insert(term);
@@ -87,9 +102,10 @@ impl StartFilter {
         let Some(&lead) = term.first() else {
             return;
         };
-        if let Key::Long(key) = key_at(term, 0) {
+        if let Some(key) = long_key(term, 0, term.len()) {
             self.set(key);
         } else if lead >= 0x80 {
+            self.singles = true;
             self.set(char_key(term, 0));
         } else if term.len() == 1 {
             self.short1[usize::from(lead / 64)] |= 1 << (lead % 64);
@@ -117,30 +133,53 @@ impl StartFilter {
     /// (a stream's undecided trailing separators may still be dropped).
     #[inline]
     pub fn may_start(&self, bytes: &[u8], at: usize, horizon: usize) -> bool {
+        let horizon = horizon.min(bytes.len()).max(at + 1);
         let lead = bytes[at];
-        let visible = &bytes[..horizon.max(at + 1).min(bytes.len())];
         if lead < 0x80 {
             if self.short1[usize::from(lead / 64)] & (1 << (lead % 64)) != 0 {
                 return true;
             }
             if !self.short2.is_empty() {
-                match visible.get(at + 1) {
-                    Some(&next) => {
-                        let pair = usize::from(u16::from_le_bytes([lead, next]));
-                        if self.short2[pair / 64] & (1 << (pair % 64)) != 0 {
-                            return true;
-                        }
-                    }
-                    None => return true,
+                if at + 1 >= horizon {
+                    return true;
+                }
+                let pair = usize::from(u16::from_le_bytes([lead, bytes[at + 1]]));
+                if self.short2[pair / 64] & (1 << (pair % 64)) != 0 {
+                    return true;
                 }
             }
-        } else if self.test(char_key(visible, at)) {
+        } else if self.singles && self.test(char_key(bytes, at)) {
             return true;
         }
-        match key_at(visible, at) {
-            Key::Long(key) => self.test(key),
-            Key::Short => true,
+        match long_key(bytes, at, horizon) {
+            Some(key) => self.test(key),
+            None => true,
         }
+    }
+
+    /// [`Self::may_start`] for a position with at least eight bytes before
+    /// the horizon, given those eight bytes (little-endian): the hot path.
+    #[inline]
+    pub fn may_start_word(&self, word: u64) -> bool {
+        let lead = word as u8;
+        if lead < 0x80 {
+            if self.short1[usize::from(lead / 64)] & (1 << (lead % 64)) != 0 {
+                return true;
+            }
+            if !self.short2.is_empty() {
+                let pair = usize::from(word as u16);
+                if self.short2[pair / 64] & (1 << (pair % 64)) != 0 {
+                    return true;
+                }
+            }
+            return self.test(word & MASKS[4]);
+        }
+        let first = utf8_len(lead);
+        if self.singles && self.test((word & MASKS[first]) | (0xFF << 56)) {
+            return true;
+        }
+        let second = utf8_len((word >> (8 * first)) as u8);
+        self.test(word & MASKS[first + second])
     }
 
     pub fn memory_usage(&self) -> usize {
@@ -148,14 +187,12 @@ impl StartFilter {
     }
 }
 
-/// A one-character key: the character's bytes.
+/// A one-character key: the character's bytes, marked so it differs from
+/// any long key (whose second character would fill the marked byte with
+/// something else).
 fn char_key(bytes: &[u8], at: usize) -> u64 {
     let len = utf8_len(bytes[at]).min(bytes.len() - at);
-    let mut key = [0u8; 8];
-    key[..len].copy_from_slice(&bytes[at..at + len]);
-    // Distinct from any long key, whose second character fills more bytes.
-    key[7] = 0xFF;
-    u64::from_le_bytes(key)
+    load(bytes, at, len) | (0xFF << 56)
 }
 
 #[cfg(test)]

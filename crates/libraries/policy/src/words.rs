@@ -152,12 +152,30 @@ impl WordMatcher {
             .unwrap_or(bytes.len())
             .min(composable.map_or(bytes.len(), |c| c.norm));
         let rules = self.rules.len();
-        let mut next_free = vec![0usize; rules];
-        let mut longest = vec![0usize; rules];
+        // Per rule: where its next match may start, and the longest match
+        // at the current position. On the stack for the usual few rules.
+        let mut stack = [0usize; 16];
+        let mut heap = Vec::new();
+        let (next_free, longest) = if rules <= 8 {
+            let (a, b) = stack.split_at_mut(8);
+            (&mut a[..rules], &mut b[..rules])
+        } else {
+            heap.resize(2 * rules, 0);
+            heap.split_at_mut(rules)
+        };
         let mut hold: Option<usize> = None;
         let mut at = 0;
+        // Positions with eight bytes before the horizon take the fast test.
+        let fast_until = horizon.saturating_sub(7);
         while at < bytes.len() {
-            if !self.filter.may_start(bytes, at, horizon) {
+            let may_start = if at < fast_until {
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&bytes[at..at + 8]);
+                self.filter.may_start_word(u64::from_le_bytes(word))
+            } else {
+                self.filter.may_start(bytes, at, horizon)
+            };
+            if !may_start {
                 at += utf8_len(bytes[at]);
                 continue;
             }
@@ -325,5 +343,128 @@ mod tests {
         let n = normalise("你好", None, m.options);
         assert_eq!(m.scan(&n, true, &mut hits), None);
         assert!(hits.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+
+    fn cpu() -> u64 {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse().ok()))
+            .unwrap_or(0)
+    }
+
+    #[test]
+    #[ignore]
+    fn phases() {
+        let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        let mut text = String::new();
+        while text.chars().count() < 10_000 {
+            if next(2) == 0 {
+                for _ in 0..15 {
+                    text.push(char::from_u32(0x4E00 + next(3500) as u32).unwrap_or('x'));
+                }
+                text.push('，');
+            } else {
+                for _ in 0..6 {
+                    for _ in 0..5 {
+                        text.push(char::from(b'a' + next(26) as u8));
+                    }
+                    text.push(' ');
+                }
+            }
+        }
+        let mut terms: Vec<String> = Vec::new();
+        for i in 0..50_000 {
+            if i % 10 < 7 {
+                terms.push(
+                    (0..3)
+                        .map(|_| char::from_u32(0x4E00 + next(3500) as u32).unwrap_or('x'))
+                        .collect(),
+                );
+            } else {
+                terms.push((0..7).map(|_| char::from(b'a' + next(26) as u8)).collect());
+            }
+        }
+        for count in [100usize, 50_000] {
+            let refs: Vec<&str> = terms[..count].iter().map(String::as_str).collect();
+            let b0 = cpu();
+            let m = WordMatcher::build(Options::default(), &[(0, refs.clone())])
+                .unwrap_or_else(|_| panic!());
+            let b1 = cpu();
+            let pats: Vec<String> = refs
+                .iter()
+                .map(|t| normalise(t, None, Options::default()).text().to_owned())
+                .collect();
+            let b2 = cpu();
+            let nc = aho_corasick::nfa::noncontiguous::NFA::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .prefilter(false)
+                .build(&pats);
+            let b3 = cpu();
+            let c = NFA::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .prefilter(false)
+                .build(&pats);
+            let b4 = cpu();
+            println!(
+                "build {:.1} ms: normalise terms {:.1} ms, noncontiguous {:.1} ms ({} B), contiguous {:.1} ms ({} B)",
+                (b1 - b0) as f64 / 1e6,
+                (b2 - b1) as f64 / 1e6,
+                (b3 - b2) as f64 / 1e6,
+                nc.map(|n| n.memory_usage()).unwrap_or(0),
+                (b4 - b3) as f64 / 1e6,
+                c.map(|n| n.memory_usage()).unwrap_or(0),
+            );
+            let n = 500;
+            let c0 = cpu();
+            for _ in 0..n {
+                std::hint::black_box(normalise(std::hint::black_box(&text), None, m.options));
+            }
+            let c1 = cpu();
+            let normalised = normalise(&text, None, m.options);
+            let mut hits = Vec::new();
+            for _ in 0..n {
+                hits.clear();
+                std::hint::black_box(m.scan(&normalised, false, &mut hits));
+            }
+            let c2 = cpu();
+            let mut passed = 0;
+            let bytes = normalised.text().as_bytes();
+            for _ in 0..n {
+                passed = 0;
+                let mut at = 0;
+                while at < bytes.len() {
+                    let fast = if at + 8 <= bytes.len() {
+                        let mut word = [0u8; 8];
+                        word.copy_from_slice(&bytes[at..at + 8]);
+                        m.filter.may_start_word(u64::from_le_bytes(word))
+                    } else {
+                        m.filter.may_start(bytes, at, bytes.len())
+                    };
+                    if std::hint::black_box(fast) {
+                        passed += 1;
+                    }
+                    at += utf8_len(bytes[at]);
+                }
+            }
+            let c3 = cpu();
+            println!("filter only {:.1} us", (c3 - c2) as f64 / n as f64 / 1000.0);
+            println!(
+                "{count} terms, {} bytes: normalise {:.1} us, scan {:.1} us, {passed} positions passed the filter",
+                text.len(),
+                (c1 - c0) as f64 / n as f64 / 1000.0,
+                (c2 - c1) as f64 / n as f64 / 1000.0
+            );
+        }
     }
 }

@@ -85,11 +85,6 @@ pub(crate) fn scan(
     hold
 }
 
-/// Builds shared tables now rather than on the first request.
-pub(crate) fn warm() {
-    secret::warm();
-}
-
 /// What a detector match's hash covers: the value in one canonical form,
 /// so the same value written two ways correlates (`138 0013 8000` and
 /// `13800138000`; `John@Example.com` and `john@example.com`).

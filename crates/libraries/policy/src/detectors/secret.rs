@@ -6,10 +6,6 @@
 //! key is `-----BEGIN ... PRIVATE KEY-----` through its `-----END ...-----`
 //! line (or, unterminated, through the base64 that follows the header).
 
-use std::sync::OnceLock;
-
-use aho_corasick::{AhoCorasick, Input, MatchKind};
-
 use super::Found;
 use crate::spec::RuleKind;
 
@@ -39,8 +35,8 @@ fn alnum_dash(b: u8) -> bool {
 const PEM: &str = "-----BEGIN";
 const MAX_PEM: usize = 16 * 1024;
 
-/// Longest prefix first where one extends another is not needed: the
-/// automaton is leftmost-longest.
+/// Where one prefix extends another (`sk-`, `sk-proj-`), the longest
+/// that matches wins.
 const FAMILIES: &[Family] = &[
     Family {
         prefix: "sk-llmgw-",
@@ -152,43 +148,61 @@ const FAMILIES: &[Family] = &[
     },
 ];
 
-fn prefixes() -> &'static AhoCorasick {
-    static PREFIXES: OnceLock<AhoCorasick> = OnceLock::new();
-    PREFIXES.get_or_init(|| {
-        let patterns = FAMILIES.iter().map(|f| f.prefix).chain([PEM]);
-        match AhoCorasick::builder()
-            .match_kind(MatchKind::LeftmostLongest)
-            .build(patterns)
-        {
-            Ok(ac) => ac,
-            // A fixed, valid set of literals: cannot fail.
-            Err(e) => unreachable!("secret prefixes: {e}"),
-        }
-    })
+/// Where each prefix has its first `-` or `_` (or `A` for the AWS and
+/// Google keys): a prefix occurrence is found from that byte.
+fn anchor_offset(prefix: &str) -> usize {
+    prefix.find(['-', '_']).unwrap_or(0)
 }
 
-/// Builds the prefix automaton now rather than on the first request.
-pub(crate) fn warm() {
-    prefixes();
+/// The longest known prefix starting at `at`: its index in [`FAMILIES`]
+/// (`FAMILIES.len()` for PEM).
+fn prefix_at(hay: &[u8], at: usize) -> Option<usize> {
+    let rest = &hay[at..];
+    let mut best: Option<(usize, usize)> = None;
+    for (index, prefix) in all_prefixes().enumerate() {
+        if rest.starts_with(prefix.as_bytes()) && best.is_none_or(|(_, len)| prefix.len() > len) {
+            best = Some((index, prefix.len()));
+        }
+    }
+    best.map(|(index, _)| index)
+}
+
+/// Every prefix occurrence starting in `hay[from..]`, in order: (start,
+/// prefix index). Found from the rarer bytes `-`, `_` and `A` with
+/// `memchr` rather than by trying every position.
+fn prefix_occurrences(hay: &[u8], from: usize) -> Vec<(usize, usize)> {
+    let mut found = Vec::new();
+    for anchor in memchr::memchr3_iter(b'-', b'_', b'A', &hay[from..]) {
+        let anchor = from + anchor;
+        for prefix in all_prefixes() {
+            let offset = anchor_offset(prefix);
+            if prefix.as_bytes()[offset] != hay[anchor] {
+                continue;
+            }
+            let Some(start) = anchor.checked_sub(offset).filter(|&s| s >= from) else {
+                continue;
+            };
+            if let Some(index) = prefix_at(hay, start) {
+                found.push((start, index));
+            }
+        }
+    }
+    found.sort_unstable();
+    found.dedup();
+    found
 }
 
 /// Finds every secret in `hay[from..]`. For a stream, also returns where a
 /// secret still in progress (or a prefix of one) begins.
 pub(crate) fn scan(hay: &[u8], from: usize, stream: bool, found: &mut Vec<Found>) -> Option<usize> {
-    let ac = prefixes();
     let mut at = from;
-    while at < hay.len() {
-        let Some(m) = ac.find(Input::new(hay).range(at..)) else {
-            break;
-        };
-        let start = m.start();
-        at = start + 1;
-        if start > 0 && hay[start - 1].is_ascii_alphanumeric() {
+    for (start, index) in prefix_occurrences(hay, from) {
+        if start < at || (start > 0 && hay[start - 1].is_ascii_alphanumeric()) {
             continue;
         }
-        let (end, open) = match FAMILIES.get(m.pattern().as_usize()) {
-            Some(family) => key(hay, m.end(), family),
-            None => pem(hay, m.end()),
+        let (end, open) = match FAMILIES.get(index) {
+            Some(family) => key(hay, start + family.prefix.len(), family),
+            None => pem(hay, start + PEM.len()),
         };
         if open && stream {
             return Some(start);
@@ -300,28 +314,45 @@ fn pem(hay: &[u8], after: usize) -> (Option<usize>, bool) {
 
 /// A trailing proper prefix of a known prefix (`sk`, `gith`, `-----BEG`).
 fn partial_prefix(hay: &[u8], from: usize) -> Option<usize> {
-    let longest = FAMILIES
-        .iter()
-        .map(|f| f.prefix.len())
-        .chain([PEM.len()])
-        .max()
-        .unwrap_or(0);
-    let first = from.max(hay.len().saturating_sub(longest - 1));
+    let (&last, tail) = hay[from..].split_last()?;
+    // Cheap exits for the common case: the text's last byte is in no
+    // prefix, or no prefix-initial byte is near the end.
+    if !last.is_ascii_alphabetic() && last != b'-' && last != b'_' {
+        return None;
+    }
+    let first = (from + tail.len()).saturating_sub(MAX_PREFIX - 2).max(from);
     (first..hay.len()).find(|&at| {
-        let tail = &hay[at..];
-        let starts_ok = at == 0 || !hay[at - 1].is_ascii_alphanumeric();
-        starts_ok
-            && FAMILIES
-                .iter()
-                .map(|f| f.prefix)
-                .chain([PEM])
-                .any(|p| p.len() > tail.len() && p.as_bytes().starts_with(tail))
+        matches!(hay[at], b's' | b'A' | b'g' | b'x' | b'-')
+            && (at == 0 || !hay[at - 1].is_ascii_alphanumeric())
+            && all_prefixes()
+                .any(|p| p.len() > hay.len() - at && p.as_bytes().starts_with(&hay[at..]))
     })
+}
+
+/// "github_pat_", the longest prefix.
+const MAX_PREFIX: usize = 11;
+
+fn all_prefixes() -> impl Iterator<Item = &'static str> {
+    FAMILIES.iter().map(|f| f.prefix).chain([PEM])
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefix_facts_the_quick_exits_rely_on() {
+        assert!(all_prefixes().all(|p| p.len() <= MAX_PREFIX));
+        assert!(
+            all_prefixes().all(|p| matches!(p.as_bytes()[0], b's' | b'A' | b'g' | b'x' | b'-'))
+        );
+        let bytes_ok = |b: u8| b.is_ascii_alphabetic() || b == b'-' || b == b'_';
+        assert!(all_prefixes().all(|p| p.bytes().all(bytes_ok)));
+        // Each prefix is found from a `-`, `_` or leading `A`.
+        assert!(
+            all_prefixes().all(|p| matches!(p.as_bytes()[anchor_offset(p)], b'-' | b'_' | b'A'))
+        );
+    }
 
     fn secrets(text: &str) -> Vec<String> {
         let mut found = Vec::new();
