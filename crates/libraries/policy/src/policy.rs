@@ -65,7 +65,7 @@ impl Policy {
         };
         let mut seen = HashSet::new();
         let mut rules = Vec::new();
-        let mut groups: BTreeMap<(bool, bool, u8), Vec<(usize, Vec<&str>)>> = BTreeMap::new();
+        let mut groups: BTreeMap<GroupKey, Vec<(usize, Vec<&str>)>> = BTreeMap::new();
         let mut regexes = Vec::new();
         for (index, spec) in spec.rules.iter().enumerate() {
             if spec.id.is_empty() {
@@ -288,6 +288,10 @@ impl Policy {
         }
     }
 }
+
+/// Word-list rules share a matcher when they normalise alike and apply in
+/// the same direction: (skip_separators, fold_chinese_variants, direction).
+type GroupKey = (bool, bool, u8);
 
 fn direction_key(direction: Direction) -> u8 {
     match direction {
