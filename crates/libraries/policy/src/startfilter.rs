@@ -53,16 +53,28 @@ fn long_key(bytes: &[u8], at: usize, horizon: usize) -> Option<u64> {
     (at + len <= horizon).then(|| load(bytes, at, len))
 }
 
+/// Length of the UTF-8 sequence a lead byte starts (1 for a continuation
+/// byte, which is never a position).
+#[inline]
 pub(crate) fn utf8_len(lead: u8) -> usize {
-    match lead {
-        0x00..=0x7F => 1,
-        0xC0..=0xDF => 2,
-        0xE0..=0xEF => 3,
-        0xF0..=0xFF => 4,
-        // A continuation byte: not a position at all.
-        _ => 1,
-    }
+    usize::from(UTF8_LEN[usize::from(lead)])
 }
+
+const UTF8_LEN: [u8; 256] = {
+    let mut table = [1u8; 256];
+    let mut b = 0xC0;
+    while b < 256 {
+        table[b] = if b < 0xE0 {
+            2
+        } else if b < 0xF0 {
+            3
+        } else {
+            4
+        };
+        b += 1;
+    }
+    table
+};
 
 #[derive(Debug)]
 pub(crate) struct StartFilter {
@@ -157,8 +169,28 @@ impl StartFilter {
         }
     }
 
+    /// Whether every term has a long key (no short-term tables to
+    /// consult): then [`Self::may_start_long`] is the whole test.
+    pub fn only_long(&self) -> bool {
+        !self.singles && self.short2.is_empty() && self.short1 == [0; 4]
+    }
+
+    /// The hot path when [`Self::only_long`]: one Bloom test of the long
+    /// key in the eight bytes (little-endian) at a position.
+    #[inline]
+    pub fn may_start_long(&self, word: u64) -> bool {
+        let lead = word as u8;
+        let len = if lead < 0x80 {
+            4
+        } else {
+            let first = utf8_len(lead);
+            first + utf8_len((word >> (8 * first)) as u8)
+        };
+        self.test(word & MASKS[len])
+    }
+
     /// [`Self::may_start`] for a position with at least eight bytes before
-    /// the horizon, given those eight bytes (little-endian): the hot path.
+    /// the horizon, given those eight bytes (little-endian).
     #[inline]
     pub fn may_start_word(&self, word: u64) -> bool {
         let lead = word as u8;

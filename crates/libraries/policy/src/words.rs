@@ -9,8 +9,6 @@
 //! a stream's text is a partial match, and where it starts is what the
 //! stream holds back.
 
-use std::collections::HashMap;
-
 use aho_corasick::automaton::Automaton;
 use aho_corasick::automaton::StateID;
 use aho_corasick::nfa::contiguous::NFA;
@@ -57,43 +55,34 @@ impl WordMatcher {
         options: Options,
         rules: &[(usize, Vec<&str>)],
     ) -> Result<WordMatcher, BuildError> {
-        let mut ids: HashMap<String, u32> = HashMap::new();
-        let mut patterns: Vec<String> = Vec::new();
-        let mut pairs: Vec<(u32, u16)> = Vec::new();
+        // (normalised term, rule slot), sorted and deduplicated: sorted
+        // terms also build the automaton's trie with better locality.
+        let mut entries: Vec<(String, u16)> = Vec::new();
         for (slot, (rule, terms)) in rules.iter().enumerate() {
-            let before = pairs.len();
+            let before = entries.len();
             for term in terms {
                 let normalised = normalise(term, None, options);
                 let mut text = normalised.text();
                 if options.skip_separators {
                     text = text.trim_matches(is_separator);
                 }
-                if text.is_empty() {
-                    continue;
+                if !text.is_empty() {
+                    entries.push((text.to_owned(), slot as u16));
                 }
-                let id = match ids.get(text) {
-                    Some(&id) => id,
-                    None => {
-                        let id = patterns.len() as u32;
-                        ids.insert(text.to_owned(), id);
-                        patterns.push(text.to_owned());
-                        id
-                    }
-                };
-                pairs.push((id, slot as u16));
             }
-            if pairs.len() == before {
+            if entries.len() == before {
                 return Err(BuildError::NoTerms(*rule));
             }
         }
-        drop(ids);
-        pairs.sort_unstable();
-        pairs.dedup();
-        let mut offsets = Vec::with_capacity(patterns.len() + 1);
-        let mut slots = Vec::with_capacity(pairs.len());
-        for (id, slot) in pairs {
-            while offsets.len() <= id as usize {
+        entries.sort_unstable();
+        entries.dedup();
+        let mut patterns: Vec<String> = Vec::with_capacity(entries.len());
+        let mut offsets = Vec::with_capacity(entries.len() + 1);
+        let mut slots = Vec::with_capacity(entries.len());
+        for (term, slot) in entries {
+            if patterns.last() != Some(&term) {
                 offsets.push(slots.len() as u32);
+                patterns.push(term);
             }
             slots.push(slot);
         }
@@ -110,7 +99,8 @@ impl WordMatcher {
         let mut composable_bases: Vec<char> = patterns
             .iter()
             .flat_map(|p| p.chars())
-            .filter(|c| !c.is_ascii())
+            // ASCII and CJK ideographs never decompose.
+            .filter(|&c| !c.is_ascii() && !matches!(c, '\u{3400}'..='\u{9FFF}'))
             .filter_map(decomposed_base)
             .collect();
         composable_bases.sort_unstable();
@@ -167,7 +157,23 @@ impl WordMatcher {
         let mut at = 0;
         // Positions with eight bytes before the horizon take the fast test.
         let fast_until = horizon.saturating_sub(7);
+        let only_long = self.filter.only_long();
         while at < bytes.len() {
+            if only_long {
+                // The common case, in a tight loop: skip to the next
+                // position that passes the filter.
+                while at < fast_until {
+                    let mut word = [0u8; 8];
+                    word.copy_from_slice(&bytes[at..at + 8]);
+                    if self.filter.may_start_long(u64::from_le_bytes(word)) {
+                        break;
+                    }
+                    at += utf8_len(bytes[at]);
+                }
+                if at >= bytes.len() {
+                    break;
+                }
+            }
             let may_start = if at < fast_until {
                 let mut word = [0u8; 8];
                 word.copy_from_slice(&bytes[at..at + 8]);
@@ -416,6 +422,28 @@ mod timing {
                 .prefilter(false)
                 .build(&pats);
             let b4 = cpu();
+            for (name, kind, depth, classes) in [
+                ("standard", MatchKind::Standard, 3, true),
+                ("depth0", MatchKind::LeftmostLongest, 0, true),
+                ("depth1", MatchKind::LeftmostLongest, 1, true),
+                ("noclasses", MatchKind::LeftmostLongest, 3, false),
+                ("again", MatchKind::LeftmostLongest, 3, true),
+            ] {
+                let t = cpu();
+                let n = NFA::builder()
+                    .match_kind(kind)
+                    .prefilter(false)
+                    .dense_depth(depth)
+                    .byte_classes(classes)
+                    .build(&pats)
+                    .map(|n| n.memory_usage())
+                    .unwrap_or(0);
+                println!("  {name}: {:.1} ms, {n} B", (cpu() - t) as f64 / 1e6);
+            }
+            let t = cpu();
+            let again = WordMatcher::build(Options::default(), &[(0, refs.clone())]);
+            println!("  matcher again: {:.1} ms", (cpu() - t) as f64 / 1e6);
+            drop(again);
             println!(
                 "build {:.1} ms: normalise terms {:.1} ms, noncontiguous {:.1} ms ({} B), contiguous {:.1} ms ({} B)",
                 (b1 - b0) as f64 / 1e6,
