@@ -247,12 +247,20 @@ fn is_attaching_lead(bytes: &[u8], at: usize) -> bool {
 }
 
 fn next_attaching_at(bytes: &[u8], at: usize) -> bool {
-    std::str::from_utf8(&bytes[at..bytes.len().min(at + 4)])
-        .ok()
-        .or_else(|| std::str::from_utf8(&bytes[at..bytes.len().min(at + 3)]).ok())
-        .or_else(|| std::str::from_utf8(&bytes[at..bytes.len().min(at + 2)]).ok())
-        .and_then(|s| s.chars().next())
-        .is_some_and(attaches)
+    decode(bytes, at).is_some_and(attaches)
+}
+
+/// The character at `at` of valid UTF-8 `bytes`.
+fn decode(bytes: &[u8], at: usize) -> Option<char> {
+    let lead = u32::from(*bytes.get(at)?);
+    let cont = |i: usize| bytes.get(at + i).map_or(0, |&b| u32::from(b & 0x3F));
+    let code = match lead {
+        0x00..=0x7F => lead,
+        0xC0..=0xDF => ((lead & 0x1F) << 6) | cont(1),
+        0xE0..=0xEF => ((lead & 0x0F) << 12) | (cont(1) << 6) | cont(2),
+        _ => ((lead & 0x07) << 18) | (cont(1) << 12) | (cont(2) << 6) | cont(3),
+    };
+    char::from_u32(code)
 }
 
 /// What one cluster becomes.
@@ -371,6 +379,21 @@ fn next_attaching(text: &str, at: usize) -> Option<char> {
 }
 
 fn attaches(c: char) -> bool {
+    // Cheap exits for what usually follows plain text: punctuation, CJK
+    // symbols, kana, ideographs, Hangul syllables, full-width forms.
+    if matches!(c as u32,
+        0..=0x2FF
+        | 0x2000..=0x20CF
+        | 0x3000..=0x3029
+        | 0x3030..=0x3098
+        | 0x309B..=0x30FF
+        | 0x4E00..=0x9FFF
+        | 0xAC00..=0xD7A3
+        | 0xFF00..=0xFF9D
+        | 0xFFA0..=0xFFEF)
+    {
+        return false;
+    }
     if canonical_combining_class(c) != 0 {
         return true;
     }
@@ -653,5 +676,42 @@ mod tests {
         let n = normalise(ligature, None, Options::default());
         let start = n.text().find("式会").unwrap_or(0);
         assert_eq!(&ligature[n.orig_start(start)..n.orig_end(start + 6)], "㍿");
+    }
+}
+
+#[cfg(test)]
+mod attach_tests {
+    use super::*;
+
+    /// The cheap exits in `attaches` agree with the full test.
+    #[test]
+    fn cheap_exits_agree_with_the_tables() {
+        let full = |c: char| {
+            canonical_combining_class(c) != 0
+                || match is_nfkc_quick(std::iter::once(c)) {
+                    IsNormalized::Yes => false,
+                    IsNormalized::Maybe => true,
+                    IsNormalized::No => {
+                        let mut first = None;
+                        decompose_compatible(c, |d| {
+                            first.get_or_insert(d);
+                        });
+                        first.is_some_and(|d| canonical_combining_class(d) != 0)
+                    }
+                }
+        };
+        for code in 0..=0x10FFFF {
+            if let Some(c) = char::from_u32(code) {
+                assert_eq!(attaches(c), full(c), "U+{code:04X}");
+            }
+        }
+    }
+
+    #[test]
+    fn decode_agrees_with_std() {
+        let text = "aé中𝄞，";
+        for (at, c) in text.char_indices() {
+            assert_eq!(decode(text.as_bytes(), at), Some(c));
+        }
     }
 }

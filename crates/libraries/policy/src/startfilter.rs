@@ -189,6 +189,54 @@ impl StartFilter {
         self.test(word & MASKS[len])
     }
 
+    /// When [`Self::only_long`]: the first position from `at` (a character
+    /// boundary) that passes the filter, or the first at or after `until`
+    /// (which must leave eight bytes after any position before it). Takes
+    /// sixteen-byte blocks of ASCII (eight positions) or of three-byte
+    /// characters (four positions) at a time.
+    pub fn skip_long(&self, bytes: &[u8], mut at: usize, until: usize) -> usize {
+        const HIGH: u128 = 0x8080_8080_8080_8080_8080_8080_8080_8080;
+        while at < until {
+            if at + 8 < until {
+                let mut block = [0u8; 16];
+                block.copy_from_slice(&bytes[at..at + 16]);
+                let w = u128::from_le_bytes(block);
+                if w & HIGH == 0 {
+                    // Eight ASCII positions, each key inside the block.
+                    match (0..8).find(|k| self.test((w >> (8 * k)) as u64 & MASKS[4])) {
+                        Some(k) => return at + k,
+                        None => {
+                            at += 8;
+                            continue;
+                        }
+                    }
+                }
+                let three = |i: usize| block[i] & 0xF0 == 0xE0;
+                if three(0) && three(3) && three(6) && three(9) && three(12) {
+                    // Four three-byte characters followed by a fifth: four
+                    // positions whose two-character keys are inside.
+                    match [0, 3, 6, 9]
+                        .into_iter()
+                        .find(|&k| self.test((w >> (8 * k)) as u64 & MASKS[6]))
+                    {
+                        Some(k) => return at + k,
+                        None => {
+                            at += 12;
+                            continue;
+                        }
+                    }
+                }
+            }
+            let mut word = [0u8; 8];
+            word.copy_from_slice(&bytes[at..at + 8]);
+            if self.may_start_long(u64::from_le_bytes(word)) {
+                return at;
+            }
+            at += utf8_len(bytes[at]);
+        }
+        at
+    }
+
     /// [`Self::may_start`] for a position with at least eight bytes before
     /// the horizon, given those eight bytes (little-endian).
     #[inline]

@@ -162,14 +162,7 @@ impl WordMatcher {
             if only_long {
                 // The common case, in a tight loop: skip to the next
                 // position that passes the filter.
-                while at < fast_until {
-                    let mut word = [0u8; 8];
-                    word.copy_from_slice(&bytes[at..at + 8]);
-                    if self.filter.may_start_long(u64::from_le_bytes(word)) {
-                        break;
-                    }
-                    at += utf8_len(bytes[at]);
-                }
+                at = self.filter.skip_long(bytes, at, fast_until);
                 if at >= bytes.len() {
                     break;
                 }

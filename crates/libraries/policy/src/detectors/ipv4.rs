@@ -7,9 +7,17 @@ use crate::spec::RuleKind;
 
 /// Finds every address in `hay[from..]`. For a stream, also returns where a
 /// trailing dotted number that could still become an address begins.
-pub(crate) fn scan(hay: &[u8], from: usize, stream: bool, found: &mut Vec<Found>) -> Option<usize> {
-    let mut at = from;
-    while let Some(start) = super::find_digit(hay, at) {
+pub(crate) fn scan(
+    hay: &[u8],
+    runs: &[usize],
+    stream: bool,
+    found: &mut Vec<Found>,
+) -> Option<usize> {
+    let mut at = 0;
+    for &start in runs {
+        if start < at {
+            continue;
+        }
         let token = Token::parse(hay, start);
         at = token.end;
         let left_ok = match start.checked_sub(1).map(|i| hay[i]) {
@@ -95,7 +103,12 @@ mod tests {
 
     fn addresses(text: &str) -> Vec<String> {
         let mut found = Vec::new();
-        scan(text.as_bytes(), 0, false, &mut found);
+        scan(
+            text.as_bytes(),
+            &super::super::digit_runs(text.as_bytes(), 0),
+            false,
+            &mut found,
+        );
         found
             .into_iter()
             .map(|f| text[f.start..f.end].to_owned())
@@ -121,10 +134,42 @@ mod tests {
     #[test]
     fn stream_hold() {
         let mut found = Vec::new();
-        assert_eq!(scan(b"ip 10.0.", 0, true, &mut found), Some(3));
-        assert_eq!(scan(b"ip 10.0.0.1", 0, true, &mut found), Some(3));
-        assert_eq!(scan(b"ip 10.0.0.1.2", 0, true, &mut found), None);
-        assert_eq!(scan(b"ip 300", 0, true, &mut found), None);
+        assert_eq!(
+            scan(
+                b"ip 10.0.",
+                &super::super::digit_runs(b"ip 10.0.", 0),
+                true,
+                &mut found
+            ),
+            Some(3)
+        );
+        assert_eq!(
+            scan(
+                b"ip 10.0.0.1",
+                &super::super::digit_runs(b"ip 10.0.0.1", 0),
+                true,
+                &mut found
+            ),
+            Some(3)
+        );
+        assert_eq!(
+            scan(
+                b"ip 10.0.0.1.2",
+                &super::super::digit_runs(b"ip 10.0.0.1.2", 0),
+                true,
+                &mut found
+            ),
+            None
+        );
+        assert_eq!(
+            scan(
+                b"ip 300",
+                &super::super::digit_runs(b"ip 300", 0),
+                true,
+                &mut found
+            ),
+            None
+        );
         assert!(found.is_empty());
     }
 }

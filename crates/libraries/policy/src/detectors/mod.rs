@@ -69,12 +69,17 @@ pub(crate) fn scan(
             hold = Some(hold.map_or(h, |old| old.min(h)));
         }
     };
-    if kinds.phone || kinds.resident_id || kinds.bank_card {
-        let wanted = (kinds.phone, kinds.resident_id, kinds.bank_card);
-        merge(numbers::scan(bytes, from, stream, wanted, found));
-    }
-    if kinds.ipv4 {
-        merge(ipv4::scan(bytes, from, stream, found));
+    let numbers = kinds.phone || kinds.resident_id || kinds.bank_card;
+    if numbers || kinds.ipv4 {
+        // Both read digit runs: find them once.
+        let runs = digit_runs(bytes, from);
+        if numbers {
+            let wanted = (kinds.phone, kinds.resident_id, kinds.bank_card);
+            merge(numbers::scan(bytes, from, &runs, stream, wanted, found));
+        }
+        if kinds.ipv4 {
+            merge(ipv4::scan(bytes, &runs, stream, found));
+        }
     }
     if kinds.email {
         merge(email::scan(bytes, from, stream, found));
@@ -106,6 +111,22 @@ pub(crate) fn canonical(kind: RuleKind, matched: &str) -> String {
 
 pub(crate) fn is_word_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
+}
+
+/// Where each run of ASCII digits in `hay[from..]` starts.
+pub(crate) fn digit_runs(hay: &[u8], from: usize) -> Vec<usize> {
+    let mut runs = Vec::new();
+    let mut at = from;
+    while let Some(digit) = find_digit(hay, at) {
+        runs.push(digit);
+        at = digit
+            + 1
+            + hay[digit + 1..]
+                .iter()
+                .take_while(|b| b.is_ascii_digit())
+                .count();
+    }
+    runs
 }
 
 /// The first ASCII digit in `hay[from..]`, eight bytes at a time.
