@@ -34,7 +34,7 @@ use std::sync::Arc;
 pub use hit::{Findings, Hit};
 pub use policy::Policy;
 pub use spec::{Action, Direction, PolicySource, PolicySpec, RuleKind, RuleSpec};
-pub use stream::{Scanned, StreamScanner};
+pub use stream::{MAX_HOLD, Scanned, StreamScanner};
 
 /// Why a policy set does not compile. Names the policy and rule, so an
 /// admin API caller or a config file author can fix it.

@@ -24,6 +24,12 @@ use crate::spec::{Action, Direction};
 /// are glued to (`\b`, a digit before a number) and for excerpts.
 const CONTEXT_CHARS: usize = 16;
 
+/// The most a stream holds back. Word terms, detectors and PEM blocks
+/// (16 KiB) stay well below it; a regex that can stay alive forever
+/// (`a.*b`) would otherwise hold the whole answer. Beyond it, text is
+/// released even though such a regex might still match it.
+pub const MAX_HOLD: usize = 64 * 1024;
+
 /// Scans one answer as it streams: [`push`](Self::push) each piece of text
 /// as it arrives and send what it returns. It holds back only text that
 /// could still become part of a match.
@@ -108,6 +114,13 @@ impl StreamScanner {
         } else {
             hold.unwrap_or(self.buf.len())
         };
+        if self.buf.len() - cut > MAX_HOLD {
+            let mut forced = self.buf.len() - MAX_HOLD / 2;
+            while !self.buf.is_char_boundary(forced) {
+                forced -= 1;
+            }
+            cut = cut.max(forced);
+        }
         // A match straddling the cut is not final: hold from its start.
         while let Some(start) = raw
             .iter()

@@ -339,3 +339,26 @@ proptest! {
         prop_assert_eq!(got, want);
     }
 }
+
+#[test]
+fn a_regex_that_never_dies_holds_at_most_max_hold() {
+    let policy = compile(vec![common::regex(
+        "span",
+        Action::Redact,
+        r"(?s)BEGIN.*END",
+    )]);
+    let mut scanner = policy.stream();
+    let first = scanner.push("ok BEGIN ");
+    assert_eq!(first.text, "ok ");
+    let filler = "x".repeat(1000);
+    let mut released = first.text.len();
+    for _ in 0..200 {
+        released += scanner.push(&filler).text.len();
+        assert!(
+            scanner.held_back() <= llmgw_policy::MAX_HOLD,
+            "{}",
+            scanner.held_back()
+        );
+    }
+    assert!(released > 100_000);
+}
