@@ -35,6 +35,17 @@ pub(crate) struct Rule {
     pub mask: Arc<str>,
 }
 
+/// What a scan of a stream's window found.
+#[derive(Debug)]
+pub(crate) struct Window {
+    pub hits: Vec<RawHit>,
+    /// Where text that could still become (part of) a match begins.
+    pub hold: Option<usize>,
+    /// Stretches (number runs, e-mail candidates) a stream must not be cut
+    /// inside: a scan restarting inside one would read it differently.
+    pub spans: Vec<(usize, usize)>,
+}
+
 /// A match before it becomes a [`Hit`]: rule, offsets in the scanned text,
 /// and what its hash covers.
 #[derive(Debug)]
@@ -156,7 +167,7 @@ impl Policy {
 
     /// Every match in `text` going `way`, in text order.
     pub fn check(&self, way: Direction, text: &str) -> Findings {
-        let (raw, _) = self.scan(way, text, 0, false);
+        let raw = self.scan(way, text, 0, false).hits;
         let mut hits: Vec<Hit> = raw.into_iter().map(|raw| self.hit(raw, 0)).collect();
         hit::sort(&mut hits);
         self.add_excerpts(text, 0, &mut hits);
@@ -184,15 +195,11 @@ impl Policy {
 
     /// The scan behind `check` and the stream: matches starting in
     /// `hay[from..]` (`hay[..from]` is context), and with `stream` the
-    /// offset from which text could still become part of a match.
-    pub(crate) fn scan(
-        &self,
-        way: Direction,
-        hay: &str,
-        from: usize,
-        stream: bool,
-    ) -> (Vec<RawHit>, Option<usize>) {
+    /// offset from which text could still become part of a match and the
+    /// stretches not to cut inside.
+    pub(crate) fn scan(&self, way: Direction, hay: &str, from: usize, stream: bool) -> Window {
         let mut raw = Vec::new();
+        let mut spans = Vec::new();
         let mut hold: Option<usize> = None;
         let mut merge = |h: Option<usize>| {
             if let Some(h) = h {
@@ -225,7 +232,9 @@ impl Policy {
         }
         if kinds.any() {
             let mut found: Vec<Found> = Vec::new();
-            merge(detectors::scan(hay, from, stream, kinds, &mut found));
+            merge(detectors::scan(
+                hay, from, stream, kinds, &mut found, &mut spans,
+            ));
             for f in found {
                 let value = detectors::canonical(f.kind, &hay[f.start..f.end]);
                 for (index, rule) in self.rules.iter().enumerate() {
@@ -258,7 +267,11 @@ impl Policy {
                 });
             }
         }
-        (raw, hold)
+        Window {
+            hits: raw,
+            hold,
+            spans,
+        }
     }
 
     /// The public hit for `raw`, offsets shifted by `shift`.

@@ -106,14 +106,22 @@ impl StreamScanner {
 
     fn step(&mut self, at_end: bool) -> Scanned {
         let from = self.context;
-        let (raw, hold) = self
+        let window = self
             .policy
             .scan(Direction::Output, &self.buf, from, !at_end);
+        let raw = window.hits;
         let mut cut = if at_end {
             self.buf.len()
         } else {
-            hold.unwrap_or(self.buf.len())
+            window.hold.unwrap_or(self.buf.len())
         };
+        if !at_end {
+            // A match reaching the end of what arrived may still grow (a
+            // combining mark joins its last character, a number its digits).
+            for h in raw.iter().filter(|h| h.end == self.buf.len()) {
+                cut = cut.min(h.start);
+            }
+        }
         if self.buf.len() - cut > MAX_HOLD {
             let mut forced = self.buf.len() - MAX_HOLD / 2;
             while !self.buf.is_char_boundary(forced) {
@@ -121,11 +129,16 @@ impl StreamScanner {
             }
             cut = cut.max(forced);
         }
-        // A match straddling the cut is not final: hold from its start.
-        while let Some(start) = raw
+        // Never cut inside a match (it is not final yet) or inside a stretch
+        // a restarted scan would read differently: hold from its start.
+        let spans = raw
             .iter()
-            .filter(|h| h.start < cut && cut < h.end)
-            .map(|h| h.start)
+            .map(|h| (h.start, h.end))
+            .chain(window.spans.iter().copied());
+        while let Some(start) = spans
+            .clone()
+            .filter(|&(s, e)| from <= s && s < cut && cut < e)
+            .map(|(s, _)| s)
             .min()
         {
             cut = start;

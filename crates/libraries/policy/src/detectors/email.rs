@@ -21,7 +21,13 @@ fn is_domain(b: u8) -> bool {
 /// trailing text that could still become (part of) an address begins: a
 /// trailing local part (it may be followed by `@`), or an address whose
 /// domain may still grow.
-pub(crate) fn scan(hay: &[u8], from: usize, stream: bool, found: &mut Vec<Found>) -> Option<usize> {
+pub(crate) fn scan(
+    hay: &[u8],
+    from: usize,
+    stream: bool,
+    found: &mut Vec<Found>,
+    spans: &mut Vec<(usize, usize)>,
+) -> Option<usize> {
     let mut at = from;
     while let Some(offset) = memchr::memchr(b'@', &hay[at..]) {
         let sign = at + offset;
@@ -38,6 +44,9 @@ pub(crate) fn scan(hay: &[u8], from: usize, stream: bool, found: &mut Vec<Found>
                 .take_while(|&&b| b == b'.')
                 .count();
         let domain_end = at + hay[at..].iter().take_while(|&&b| is_domain(b)).count();
+        if stream && local_start >= from {
+            spans.push((local_start, domain_end));
+        }
         if local_start < from || (stream && domain_end == hay.len()) {
             continue;
         }
@@ -123,7 +132,7 @@ mod tests {
 
     fn emails(text: &str) -> Vec<String> {
         let mut found = Vec::new();
-        scan(text.as_bytes(), 0, false, &mut found);
+        scan(text.as_bytes(), 0, false, &mut found, &mut Vec::new());
         found
             .into_iter()
             .map(|f| text[f.start..f.end].to_owned())
@@ -156,11 +165,32 @@ mod tests {
     #[test]
     fn stream_hold() {
         let mut found = Vec::new();
-        assert_eq!(scan(b"write to john", 0, true, &mut found), Some(9));
-        assert_eq!(scan(b"write to john@", 0, true, &mut found), Some(9));
-        assert_eq!(scan(b"write to john@ex.co", 0, true, &mut found), Some(9));
-        assert_eq!(scan(b"write to john@ex.com ", 0, true, &mut found), None);
+        assert_eq!(
+            scan(b"write to john", 0, true, &mut found, &mut Vec::new()),
+            Some(9)
+        );
+        assert_eq!(
+            scan(b"write to john@", 0, true, &mut found, &mut Vec::new()),
+            Some(9)
+        );
+        assert_eq!(
+            scan(b"write to john@ex.co", 0, true, &mut found, &mut Vec::new()),
+            Some(9)
+        );
+        assert_eq!(
+            scan(
+                b"write to john@ex.com ",
+                0,
+                true,
+                &mut found,
+                &mut Vec::new()
+            ),
+            None
+        );
         assert_eq!(found.len(), 1);
-        assert_eq!(scan("你好。".as_bytes(), 0, true, &mut found), None);
+        assert_eq!(
+            scan("你好。".as_bytes(), 0, true, &mut found, &mut Vec::new()),
+            None
+        );
     }
 }

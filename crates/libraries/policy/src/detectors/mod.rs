@@ -54,13 +54,17 @@ impl Kinds {
 
 /// Runs the detectors in `kinds` over `hay[from..]`, appending matches to
 /// `found` (in no particular order). With `stream`, returns the earliest
-/// offset from which text could still become part of a match.
+/// offset from which text could still become part of a match, and adds to
+/// `spans` the stretches a stream must not be cut inside (number runs,
+/// e-mail candidates), because a scan restarting inside one would read
+/// it differently.
 pub(crate) fn scan(
     hay: &str,
     from: usize,
     stream: bool,
     kinds: Kinds,
     found: &mut Vec<Found>,
+    spans: &mut Vec<(usize, usize)>,
 ) -> Option<usize> {
     let bytes = hay.as_bytes();
     let mut hold: Option<usize> = None;
@@ -75,14 +79,16 @@ pub(crate) fn scan(
         let runs = digit_runs(bytes, from);
         if numbers {
             let wanted = (kinds.phone, kinds.resident_id, kinds.bank_card);
-            merge(numbers::scan(bytes, from, &runs, stream, wanted, found));
+            merge(numbers::scan(
+                bytes, from, &runs, stream, wanted, found, spans,
+            ));
         }
         if kinds.ipv4 {
             merge(ipv4::scan(bytes, &runs, stream, found));
         }
     }
     if kinds.email {
-        merge(email::scan(bytes, from, stream, found));
+        merge(email::scan(bytes, from, stream, found, spans));
     }
     if kinds.secret {
         merge(secret::scan(bytes, from, stream, found));

@@ -74,6 +74,7 @@ pub(crate) fn scan(
     stream: bool,
     kinds: (bool, bool, bool),
     found: &mut Vec<Found>,
+    spans: &mut Vec<(usize, usize)>,
 ) -> Option<usize> {
     let (phone, resident_id, bank_card) = kinds;
     let mut hold = None;
@@ -87,6 +88,9 @@ pub(crate) fn scan(
         if run.start < from {
             // Led by a `+` in the stream's released text: decided then.
             continue;
+        }
+        if stream {
+            spans.push((run.start, run.end));
         }
         let open = is_open(hay, &run);
         if open && stream {
@@ -319,6 +323,7 @@ mod tests {
             false,
             (true, true, true),
             &mut found,
+            &mut Vec::new(),
         );
         found
             .into_iter()
@@ -432,7 +437,15 @@ mod tests {
 
     fn hold(text: &[u8]) -> Option<usize> {
         let runs = super::super::digit_runs(text, 0);
-        scan(text, 0, &runs, true, (true, true, true), &mut Vec::new())
+        scan(
+            text,
+            0,
+            &runs,
+            true,
+            (true, true, true),
+            &mut Vec::new(),
+            &mut Vec::new(),
+        )
     }
 
     #[test]

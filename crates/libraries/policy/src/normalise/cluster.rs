@@ -24,7 +24,7 @@ fn next_attaching_at(bytes: &[u8], at: usize) -> bool {
 }
 
 /// The character at `at` of valid UTF-8 `bytes`.
-fn decode(bytes: &[u8], at: usize) -> Option<char> {
+pub(super) fn decode(bytes: &[u8], at: usize) -> Option<char> {
     let lead = u32::from(*bytes.get(at)?);
     let cont = |i: usize| bytes.get(at + i).map_or(0, |&b| u32::from(b & 0x3F));
     let code = match lead {

@@ -18,7 +18,8 @@ mod cluster;
 mod writer;
 
 use crate::charclass::is_cjk;
-use cluster::{cluster_end, is_attaching_lead, rewrite_cluster, single_char};
+use crate::startfilter::utf8_len;
+use cluster::{Emit, cluster_end, decode, is_attaching_lead, rewrite_cluster, single_char};
 use writer::Writer;
 
 /// How a group of word-list rules wants text normalised.
@@ -106,6 +107,19 @@ pub(crate) fn normalise(text: &str, prev: Option<char>, options: Options) -> Nor
             i = end;
             continue;
         }
+        // Full-width ASCII (`，！？：；（）ＡＢＣ`): one character, folded.
+        if bytes[i] == 0xEF
+            && !options.skip_separators
+            && let Some(c) = decode(bytes, i).filter(|c| ('\u{FF01}'..='\u{FF5E}').contains(c))
+            && !is_attaching_lead(bytes, i + 3)
+        {
+            let ascii = char::from_u32(c as u32 - 0xFEE0)
+                .unwrap_or(c)
+                .to_ascii_lowercase();
+            writer.cluster(i, i + 3, c, Emit::Narrow(ascii));
+            i += 3;
+            continue;
+        }
         let Some(c) = text[i..].chars().next() else {
             break;
         };
@@ -163,6 +177,12 @@ fn plain_run(bytes: &[u8], at: usize, writer: &mut Writer<'_>) -> (usize, bool) 
             // U+4DC0..U+4DFF (hexagram symbols) are stable but not CJK.
             prev_cjk = !(b == 0xE4 && bytes[j + 1] == 0xB7 && bytes[j + 2] >= 0x80);
             j += 3;
+        } else if j + 3 <= bytes.len() && is_stable_punctuation(b, bytes[j + 1], bytes[j + 2]) {
+            if skip && prev_cjk {
+                break;
+            }
+            prev_cjk = false;
+            j += 3;
         } else {
             break;
         }
@@ -201,14 +221,24 @@ fn plain_run_until(
             prev_cjk = false;
             j += 1;
         } else {
-            prev_cjk = !(b == 0xE4 && bytes[j + 1] == 0xB7);
-            j += 3;
+            prev_cjk = decode(bytes, j).is_some_and(is_cjk);
+            j += utf8_len(b);
         }
     }
     if writer.options.skip_separators {
         writer.prev_cjk = prev_cjk;
     }
     (until, bytes[at..until].iter().any(u8::is_ascii_uppercase))
+}
+
+/// Common punctuation of Chinese text that NFKC keeps as it is: `、。`,
+/// `《》「」『』【】`, `‘’“”` (three UTF-8 bytes each). Separators, though.
+fn is_stable_punctuation(b0: u8, b1: u8, b2: u8) -> bool {
+    match (b0, b1) {
+        (0xE3, 0x80) => matches!(b2, 0x81 | 0x82 | 0x8A..=0x91),
+        (0xE2, 0x80) => matches!(b2, 0x98 | 0x99 | 0x9C | 0x9D),
+        _ => false,
+    }
 }
 
 /// SWAR: does this word of ASCII bytes hold an upper-case letter?
@@ -310,5 +340,89 @@ mod tests {
         let n = normalise(ligature, None, Options::default());
         let start = n.text().find("式会").unwrap_or(0);
         assert_eq!(&ligature[n.orig_start(start)..n.orig_end(start + 6)], "㍿");
+    }
+}
+
+/// The fast paths agree with a plain, cluster-by-cluster reference.
+#[cfg(test)]
+mod reference_tests {
+    use proptest::prelude::*;
+
+    use super::cluster::{Emit, attaches, rewrite_cluster};
+    use super::*;
+    use crate::charclass::is_separator;
+
+    /// Cluster by cluster: the full rewrite, then separator runs between
+    /// CJK characters dropped.
+    fn reference(text: &str, prev: Option<char>, options: Options) -> String {
+        let mut clusters: Vec<String> = Vec::new();
+        for c in text.chars() {
+            match clusters.last_mut() {
+                Some(last) if attaches(c) => last.push(c),
+                _ => clusters.push(c.to_string()),
+            }
+        }
+        let outputs: Vec<String> = clusters
+            .iter()
+            .map(|cluster| match rewrite_cluster(cluster, options) {
+                Emit::Same => cluster.clone(),
+                Emit::Char(c) | Emit::Narrow(c) => c.to_string(),
+                Emit::Text(t) => t,
+                Emit::Drop => String::new(),
+            })
+            .collect();
+        if !options.skip_separators {
+            return outputs.concat();
+        }
+        let is_sep = |s: &str| !s.is_empty() && s.chars().all(is_separator);
+        let mut out = String::new();
+        let mut prev_cjk = prev.is_some_and(is_cjk);
+        for (i, piece) in outputs.iter().enumerate() {
+            if is_sep(piece) && prev_cjk {
+                let next = outputs[i + 1..]
+                    .iter()
+                    .find(|p| !p.is_empty() && !is_sep(p));
+                if next.and_then(|p| p.chars().next()).is_some_and(is_cjk) {
+                    continue;
+                }
+            }
+            out.push_str(piece);
+            if !piece.is_empty() && !is_sep(piece) {
+                prev_cjk = piece.chars().next_back().is_some_and(is_cjk);
+            } else if is_sep(piece) && !prev_cjk {
+                prev_cjk = false;
+            }
+        }
+        out
+    }
+
+    const ALPHABET: &[&str] = &[
+        "a", "Z", "Q", " ", "*", "-", ".", "\n", "1", "敏", "感", "詞", "词", "、", "。", "《",
+        "“", "，", "！", "Ａ", "ｂ", "\u{3000}", "\u{200B}", "\u{200D}", "\u{FEFF}", "\u{301}",
+        "\u{308}", "é", "ß", "Σ", "㍿", "ｶ", "\u{FF9E}", "か", "\u{3099}", "한", "\u{11A8}", "①",
+        "ﬁ", "x",
+    ];
+
+    proptest! {
+        #[test]
+        fn fast_paths_match_the_reference(
+            pieces in prop::collection::vec(prop::sample::select(ALPHABET), 0..40),
+            skip in any::<bool>(),
+            fold in any::<bool>(),
+            prev in prop::option::of(prop::sample::select(vec!['敏', 'a', ' '])),
+        ) {
+            let text = pieces.concat();
+            let options = Options { skip_separators: skip, fold_variants: fold };
+            let n = normalise(&text, prev, options);
+            prop_assert_eq!(n.text(), reference(&text, prev, options), "{:?}", text);
+            // Offsets map to character boundaries, in order.
+            let mut last = 0;
+            for at in (0..=n.text().len()).filter(|&i| n.text().is_char_boundary(i)) {
+                let start = n.orig_start(at);
+                prop_assert!(text.is_char_boundary(start) && start >= last);
+                last = start;
+                prop_assert!(text.is_char_boundary(n.orig_end(at)));
+            }
+        }
     }
 }

@@ -69,7 +69,10 @@ impl<'a> Writer<'a> {
         }
         if self.options.skip_separators {
             let (head, last, all_separators) = match &emit {
-                Emit::Same => (first, last_char(&self.src[start..end]), is_separator(first)),
+                Emit::Same => {
+                    let cluster = &self.src[start..end];
+                    (first, last_char(cluster), cluster.chars().all(is_separator))
+                }
                 Emit::Char(c) | Emit::Narrow(c) => (*c, *c, is_separator(*c)),
                 Emit::Text(s) => (
                     s.chars().next().unwrap_or(first),
