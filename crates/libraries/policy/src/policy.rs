@@ -13,8 +13,7 @@ use crate::spec::{Action, Direction, PolicySpec, RuleKind, RuleSpec};
 use crate::stream::StreamScanner;
 use crate::words::{self, WordMatcher};
 
-/// One compiled policy.
-#[derive(Debug)]
+/// One compiled policy. Its `Debug` shows rules and sizes, never terms.
 pub struct Policy {
     name: String,
     audit_excerpts: bool,
@@ -24,6 +23,18 @@ pub struct Policy {
     /// Regex rules: (rule index, compiled).
     regexes: Vec<(usize, RegexRule)>,
     hasher: MatchHasher,
+}
+
+impl std::fmt::Debug for Policy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Policy")
+            .field("name", &self.name)
+            .field("audit_excerpts", &self.audit_excerpts)
+            .field("rules", &self.rules)
+            .field("word_matchers", &self.words.len())
+            .field("memory_usage", &self.memory_usage())
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]

@@ -33,7 +33,6 @@ pub const MAX_HOLD: usize = 64 * 1024;
 /// Scans one answer as it streams: [`push`](Self::push) each piece of text
 /// as it arrives and send what it returns. It holds back only text that
 /// could still become part of a match.
-#[derive(Debug)]
 pub struct StreamScanner {
     policy: Arc<Policy>,
     checks: bool,
@@ -44,6 +43,18 @@ pub struct StreamScanner {
     /// Bytes of the answer released so far (the offset of pending text).
     released: usize,
     blocked: bool,
+}
+
+impl std::fmt::Debug for StreamScanner {
+    /// Positions only, never the answer's text.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamScanner")
+            .field("policy", &self.policy.name())
+            .field("released", &self.released)
+            .field("held_back", &self.held_back())
+            .field("blocked", &self.blocked)
+            .finish()
+    }
 }
 
 /// What a [`StreamScanner`] lets through.

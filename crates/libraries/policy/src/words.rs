@@ -19,7 +19,6 @@ use crate::charclass::is_separator;
 use crate::normalise::{LastCluster, Normalised, Options, normalise};
 use crate::startfilter::{StartFilter, utf8_len};
 
-#[derive(Debug)]
 pub(crate) struct WordMatcher {
     pub options: Options,
     nfa: NFA,
@@ -35,6 +34,17 @@ pub(crate) struct WordMatcher {
     /// characters in the terms (sorted): a stream's last character with
     /// one of these as its base may still compose into one of them.
     composable_bases: Vec<char>,
+}
+
+impl std::fmt::Debug for WordMatcher {
+    /// Sizes only: terms may be sensitive themselves.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WordMatcher")
+            .field("options", &self.options)
+            .field("rules", &self.rules)
+            .field("terms", &self.nfa.patterns_len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// A match, in offsets of the text given to [`WordMatcher::scan`].

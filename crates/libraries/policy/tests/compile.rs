@@ -174,3 +174,24 @@ fn a_spec_round_trips_through_json() {
     let back: PolicySpec = serde_json::from_str(&json).unwrap_or_default();
     assert_eq!(back, src.policies["p"]);
 }
+
+#[test]
+fn compiled_policies_cross_threads_and_do_not_print_terms() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<PolicySet>();
+    send_sync::<llmgw_policy::Policy>();
+    send::<llmgw_policy::StreamScanner>();
+    let set = match PolicySet::compile(
+        &source(vec![words("w", Action::Block, &["topsecretterm"])]),
+        KEY,
+    ) {
+        Ok(set) => set,
+        Err(e) => panic!("{e}"),
+    };
+    let shown = format!("{set:?}");
+    assert!(
+        shown.contains("\"w\"") && !shown.contains("topsecretterm"),
+        "{shown}"
+    );
+}
