@@ -42,6 +42,13 @@ pub struct Hit {
 }
 
 /// What [`crate::Policy::check`] found.
+///
+/// Every rule's matches are reported, overlapping or not. A `block` hit
+/// wins over everything (the prompt is refused; an answer is cut before
+/// it). `redact` hits whose ranges overlap merge into one redaction that
+/// covers their union and shows the mask of the first of them (earliest
+/// start, then longest); touching ranges stay separate. `flag` hits change
+/// nothing.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Findings {
     /// In text order: by start, then longest first.

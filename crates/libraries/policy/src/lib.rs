@@ -4,18 +4,23 @@
 //! the edge checks prompts with [`Policy::check`], the router checks answers
 //! with a [`StreamScanner`] per choice.
 //!
-//! - Word lists: terms matched after normalisation (NFKC, case folding,
-//!   invisible characters removed, optionally separators between CJK
-//!   characters skipped and traditional Chinese folded to simplified) by an
-//!   Aho-Corasick automaton, leftmost-longest per rule; see [`normalise`]
-//!   (module docs) for the exact rules.
+//! - Word lists: terms matched as substrings after normalisation (per
+//!   character cluster: NFKC, lower case, invisible characters removed;
+//!   per rule, optionally: separators between CJK characters skipped,
+//!   traditional Chinese folded to simplified), by an Aho-Corasick
+//!   automaton, leftmost-longest per rule. Matches map back to the original
+//!   characters, so redaction replaces exactly what matched.
 //! - Detectors (e-mail, phone, resident ID, bank card, IPv4, secrets), each
-//!   validated (checksums, Luhn, boundaries) to keep false positives down.
-//! - Custom regexes: the `regex` crate, size-limited.
+//!   validated (checksums, Luhn, boundaries) to keep false positives down;
+//!   they read the original text.
+//! - Custom regexes: the `regex` crate (no backtracking), size-limited.
 //!
 //! Overlapping hits: see [`Findings`]; a `block` wins, overlapping
-//! redactions merge. Matched text is never logged or kept: hits carry
-//! offsets and a keyed hash (plus a masked excerpt if the policy opts in).
+//! redactions merge. Streams: see [`StreamScanner`]; they hold back only
+//! what could still become a match and end up equal to a check of the
+//! whole answer. Matched text is never logged or kept: hits carry offsets
+//! and a keyed hash (plus a masked excerpt if the policy opts in), and no
+//! `Debug` output shows terms or answer text.
 
 mod charclass;
 mod detectors;
