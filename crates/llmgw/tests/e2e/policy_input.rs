@@ -254,11 +254,8 @@ async fn redacted_prompts_reach_the_upstream_masked_flagged_ones_unchanged() {
 
 /// Evasion: the engine's normalisation (NFKC, case folding, zero-width
 /// characters removed, separators between CJK characters skipped) applies
-/// at the edge. NEEDS THE REAL POLICY ENGINE (branch i12/policy): the
-/// skeleton engine on this branch matches plain text only. Run with
-/// `--ignored` once it is merged, then drop the `ignore`.
+/// at the edge.
 #[tokio::test]
-#[ignore = "needs the real policy engine (i12/policy): the skeleton matches plain text only"]
 async fn evasions_are_blocked_at_the_edge() {
     let gateway = Gateway::start_with(|config| {
         config.policy = serde_json::from_value(json!({
