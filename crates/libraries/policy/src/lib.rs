@@ -8,6 +8,7 @@
 //! placeholder (case-insensitive substring search for word lists, no
 //! detectors, a fixed hold-back) to be replaced by the real engine.
 
+pub mod feed;
 mod spec;
 
 use std::borrow::Cow;
