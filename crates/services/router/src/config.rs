@@ -26,6 +26,15 @@ pub struct Config {
     /// Without it the router records no usage (and says so at start).
     pub billing_url: Option<String>,
     pub usage: UsageConfig,
+    /// Filled from the top-level `policy:` section.
+    #[serde(skip)]
+    pub policy: llmgw_policy::PolicySource,
+    /// How often billing is asked for policy changes (1..=10 s).
+    pub policy_refresh_secs: u64,
+    /// The durable spool the audit events of answers (policy hits) wait in
+    /// until billing has them. `llmgw all` defaults `spool_dir` to
+    /// `{billing.data_dir}/audit-spool/router`.
+    pub audit: llmgw_audit::AuditSpoolConfig,
 }
 
 /// The durable spool usage events wait in until billing has them.
@@ -70,6 +79,9 @@ impl Default for Config {
             breaker: BreakerConfig::default(),
             billing_url: None,
             usage: UsageConfig::default(),
+            policy: llmgw_policy::PolicySource::default(),
+            policy_refresh_secs: 5,
+            audit: llmgw_audit::AuditSpoolConfig::default(),
         }
     }
 }
