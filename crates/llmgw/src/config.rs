@@ -38,6 +38,11 @@ pub struct GatewayConfig {
     pub quota: llmgw_quota::Config,
     pub billing: llmgw_billing::Config,
     pub mock_upstream: llmgw_mock_upstream::Config,
+    /// Content policies: the default for tenants without one of their own,
+    /// the policies and word lists. Edge, router and billing each get a copy
+    /// ([`share_policy`](Self::share_policy)); billing serves it, with what
+    /// the admin API added, to every replica.
+    pub policy: llmgw_policy::PolicySource,
 }
 
 /// Layer 3: variable → setting.
@@ -91,19 +96,32 @@ impl GatewayConfig {
                 path.display()
             )]));
         }
-        let config: GatewayConfig = layers(path, env)
+        let mut config: GatewayConfig = layers(path, env)
             .extract()
             .map_err(|error| invalid(error.into_iter().map(|error| error.to_string()).collect()))?;
         let is_set = |name: &str| {
             env.iter()
                 .any(|(key, value)| key == name && !value.is_empty())
         };
+        config.share_policy();
         let problems = config.problems(scope, &is_set);
         if problems.is_empty() {
             Ok(config)
         } else {
             Err(invalid(problems))
         }
+    }
+}
+
+impl GatewayConfig {
+    /// Copies the top-level `policy:` section into the edge, router and
+    /// billing sections (their `policy` fields are never read from the file).
+    /// Loading does it; `start_all` and `start_one` do it again, so a
+    /// configuration built in code needs only `policy` set.
+    pub fn share_policy(&mut self) {
+        self.edge.policy.clone_from(&self.policy);
+        self.router.policy.clone_from(&self.policy);
+        self.billing.policy.clone_from(&self.policy);
     }
 }
 

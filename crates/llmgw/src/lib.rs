@@ -85,6 +85,7 @@ pub async fn start_all(
     mut config: GatewayConfig,
     stop: CancellationToken,
 ) -> anyhow::Result<(Addresses, Services)> {
+    config.share_policy();
     let mut tasks = JoinSet::new();
     // Shutdown in dependency order: the services that others call (billing,
     // quota, the demo mock) stop once their callers (edge, router) have
@@ -159,6 +160,12 @@ pub async fn start_all(
     }
     if config.router.usage.spool_dir.is_none() {
         config.router.usage.spool_dir = Some(config.billing.data_dir.join("spool"));
+    }
+    // The edge's audit events (prompts' policy hits) too, in a spool of
+    // their own (each spool locks its directory).
+    if config.edge.audit.spool_dir.is_none() {
+        config.edge.audit.spool_dir =
+            Some(config.billing.data_dir.join("audit-spool").join("edge"));
     }
     // The router's audit events (answers' policy hits) in a spool of their
     // own (each spool locks its directory).
@@ -246,10 +253,11 @@ impl Role {
 /// Starts a single service on `listen`.
 pub async fn start_one(
     role: Role,
-    config: GatewayConfig,
+    mut config: GatewayConfig,
     listen: SocketAddr,
     stop: CancellationToken,
 ) -> anyhow::Result<(SocketAddr, Services)> {
+    config.share_policy();
     let name = role.name();
     let listener = bind(listen, name).await?;
     let address = listener.local_addr()?;

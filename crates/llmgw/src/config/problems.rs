@@ -67,6 +67,10 @@ impl GatewayConfig {
             );
         }
         self.url_problems(&mut problems);
+        policy_problems(&self.policy, &mut problems);
+        if !(1..=10).contains(&self.router.policy_refresh_secs) {
+            problems.push("router.policy_refresh_secs: must be 1 to 10".to_owned());
+        }
         self.limited_model_problems(&mut problems);
         let services = self.services(scope);
         if services.contains(&Role::Router) {
@@ -163,6 +167,29 @@ impl GatewayConfig {
                     "quota.limits.models.{alias:?}: not a model in router.models"
                 ));
             }
+        }
+    }
+}
+
+/// The `policy:` section compiled as the services will compile it, every
+/// policy on its own so that each broken one is reported.
+fn policy_problems(source: &llmgw_policy::PolicySource, problems: &mut Vec<String>) {
+    for (name, spec) in &source.policies {
+        if let Err(error) = llmgw_policy::Policy::compile(name, spec, &source.word_lists, b"") {
+            problems.push(format!("policy.policies.{name:?}: {error}"));
+        }
+    }
+    if !source.default.is_empty() && !source.policies.contains_key(&source.default) {
+        problems.push(format!(
+            "policy.default: {:?} is not a policy in policy.policies",
+            source.default
+        ));
+    }
+    for (tenant, name) in &source.tenants {
+        if !source.policies.contains_key(name) {
+            problems.push(format!(
+                "policy.tenants.{tenant:?}: {name:?} is not a policy in policy.policies"
+            ));
         }
     }
 }

@@ -217,3 +217,88 @@ fn an_unknown_override_is_a_problem() {
     let error = GatewayConfig::load_from(None, &vars, Scope::NoService).unwrap_err();
     assert!(error.to_string().contains("listn"), "{error}");
 }
+
+/// The commented policy example at the end of the deploy example, once
+/// uncommented, is a valid `policy:` section.
+#[test]
+fn the_deploy_policy_example_loads_when_uncommented() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/llmgw.example.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let start = text.find("\n# policy:").expect("the policy example") + 1;
+    let uncommented: String = text[start..]
+        .lines()
+        .take_while(|line| line.starts_with("# "))
+        .map(|line| format!("{}\n", &line[2..]))
+        .collect();
+    let example = file(&format!("{text}\n{uncommented}"));
+    let config = GatewayConfig::load_from(Some(&example), &[], Scope::One(Role::Edge)).unwrap();
+    assert_eq!(config.policy.default, "standard");
+    assert!(config.policy.policies["standard"].rules.len() >= 5);
+    let _ = std::fs::remove_file(&example);
+}
+
+/// One `policy:` section for the whole gateway: each service gets a copy.
+#[test]
+fn the_policy_section_reaches_edge_router_and_billing() {
+    let path = file(
+        r#"
+policy:
+  default: standard
+  word_lists: {confidential: ["Project Falcon"]}
+  policies:
+    standard:
+      rules:
+        - {id: confidential-terms, kind: words, word_lists: [confidential], action: block}
+edge: {policy_refresh_secs: 2}
+"#,
+    );
+    let config = GatewayConfig::load_from(Some(&path), &[], Scope::NoService).unwrap();
+    assert_eq!(config.edge.policy, config.policy);
+    assert_eq!(config.router.policy, config.policy);
+    assert_eq!(config.billing.policy, config.policy);
+    assert_eq!(
+        config.edge.policy.word_lists["confidential"],
+        ["Project Falcon"]
+    );
+    assert_eq!(config.edge.policy_refresh_secs, 2);
+    assert_eq!(config.router.policy_refresh_secs, 5);
+    let _ = std::fs::remove_file(&path);
+}
+
+/// Every broken policy is listed, with the refresh intervals out of range.
+#[test]
+fn a_bad_policy_section_lists_every_problem() {
+    let path = file(
+        r#"
+policy:
+  default: missing
+  tenants: {acme: also-missing}
+  policies:
+    one:
+      rules:
+        - {id: words-a, kind: words, word_lists: [nope], action: block}
+    two:
+      rules:
+        - {id: words-b, kind: words, word_lists: [nada], action: flag}
+edge: {policy_refresh_secs: 0}
+router: {policy_refresh_secs: 30}
+"#,
+    );
+    let error = GatewayConfig::load_from(Some(&path), &[], Scope::NoService).unwrap_err();
+    let expected = [
+        "policy.policies.\"one\": policy \"one\", rule \"words-a\"",
+        "policy.policies.\"two\": policy \"two\", rule \"words-b\"",
+        "policy.default: \"missing\" is not a policy",
+        "policy.tenants.\"acme\": \"also-missing\" is not a policy",
+        "edge.policy_refresh_secs: must be 1 to 10",
+        "router.policy_refresh_secs: must be 1 to 10",
+    ];
+    for want in expected {
+        assert!(
+            error.problems.iter().any(|p| p.starts_with(want)),
+            "missing {want:?} in\n{error}"
+        );
+    }
+    assert_eq!(error.problems.len(), expected.len(), "{error}");
+    let _ = std::fs::remove_file(&path);
+}

@@ -9,6 +9,7 @@ mod accounts;
 mod faults;
 mod ledger;
 mod passthrough;
+mod policy_input;
 mod process;
 mod quota;
 mod quota_ledger;

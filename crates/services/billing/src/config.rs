@@ -50,6 +50,9 @@ pub struct Config {
     /// Apply pending migrations at start. Turn off when migrations run as a
     /// separate deployment step (`llmgw migrate`).
     pub migrate_on_start: bool,
+    /// Filled from the top-level `policy:` section.
+    #[serde(skip)]
+    pub policy: llmgw_policy::PolicySource,
 }
 
 impl Default for Config {
@@ -62,6 +65,7 @@ impl Default for Config {
             admin_token_env: "LLMGW_ADMIN_TOKEN".to_owned(),
             admin_token_file: None,
             migrate_on_start: true,
+            policy: llmgw_policy::PolicySource::default(),
         }
     }
 }

@@ -10,6 +10,8 @@ use axum::response::{IntoResponse as _, Response};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use http_body_util::{BodyExt as _, LengthLimitError, Limited};
+use llmgw_audit::{AuditContext, EDGE_ATTEMPT};
+use llmgw_policy::Direction;
 use llmgw_proto::ErrorCode;
 use llmgw_proto::quota_v1::Subject;
 use llmgw_proto::router_v1::{ChatEvent, ChatRequest, Done, Envelope, chat_event::Event};
@@ -20,7 +22,7 @@ use crate::error::ApiError;
 use crate::outcome::Outcome;
 use crate::quota::Demand;
 use crate::router_call::RouterCall;
-use crate::{sse, validate};
+use crate::{prompt_policy, sse, validate};
 
 pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
     let started = Instant::now();
@@ -157,6 +159,24 @@ async fn call_router(
     outcome.model.clone_from(&valid.model.alias);
     span.record("model", valid.model.alias.as_str());
     span.record("stream", valid.stream);
+
+    // The input content policy: before quota and before anything leaves.
+    let policies = state.policies.current();
+    let body = match policies.for_tenant(&principal.tenant) {
+        Some(policy) if policy.checks(Direction::Input) => {
+            let context = AuditContext {
+                request_id: request_id.to_owned(),
+                attempt: EDGE_ATTEMPT,
+                tenant: principal.tenant.clone(),
+                key_id: principal.key_id.clone(),
+                model: valid.model.alias.clone(),
+                policy: policy.name().to_owned(),
+            };
+            prompt_policy::enforce(policy, &state.audit, body, context).await?
+        }
+        _ => body,
+    };
+    drop(policies);
 
     // The quota reservation, settled when the router call ends.
     let mut settlement = None;

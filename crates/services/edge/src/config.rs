@@ -46,6 +46,16 @@ pub struct Config {
     /// Bootstrap API keys. The accounts database replaces these in
     /// production; they stay useful for development and break-glass access.
     pub api_keys: Vec<ApiKeyConfig>,
+    /// Filled from the top-level `policy:` section.
+    #[serde(skip)]
+    pub policy: llmgw_policy::PolicySource,
+    /// How often billing (`billing_url`) is asked for policy changes
+    /// (1..=10 s: a change is in force everywhere within 10 s).
+    pub policy_refresh_secs: u64,
+    /// The durable spool audit events of prompts wait in until billing has
+    /// them. `llmgw all` defaults `spool_dir` to
+    /// `{billing.data_dir}/audit-spool/edge`.
+    pub audit: llmgw_audit::AuditSpoolConfig,
 }
 
 impl Default for Config {
@@ -65,6 +75,9 @@ impl Default for Config {
             auth_cache_ttl_secs: 30,
             auth_negative_ttl_secs: 5,
             api_keys: Vec::new(),
+            policy: llmgw_policy::PolicySource::default(),
+            policy_refresh_secs: 5,
+            audit: llmgw_audit::AuditSpoolConfig::default(),
         }
     }
 }
@@ -87,6 +100,15 @@ impl Config {
                 problems.push(format!("{key}: must be above 0"));
             }
         }
+        if !(1..=10).contains(&self.policy_refresh_secs) {
+            problems.push("policy_refresh_secs: must be 1 to 10".to_owned());
+        }
+        problems.extend(
+            self.audit
+                .validate()
+                .into_iter()
+                .map(|problem| format!("audit.{problem}")),
+        );
         let mut keys = std::collections::HashSet::new();
         let mut names = std::collections::HashSet::new();
         for (index, api_key) in self.api_keys.iter().enumerate() {

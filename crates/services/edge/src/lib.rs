@@ -8,6 +8,7 @@ mod config;
 mod error;
 mod metrics;
 mod outcome;
+mod prompt_policy;
 mod quota;
 mod router_call;
 mod sse;
@@ -24,8 +25,10 @@ use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use axum::serve::ListenerExt as _;
 use http::StatusCode;
+use llmgw_audit::AuditTrail;
 use llmgw_grpc::Channel;
 use llmgw_openai::{ModelList, ModelObject};
+use llmgw_policy::feed::PolicyFeed;
 use llmgw_proto::ErrorCode;
 use llmgw_proto::billing_v1::accounts_client::AccountsClient;
 use llmgw_proto::quota_v1::quota_client::QuotaClient;
@@ -49,6 +52,10 @@ pub(crate) struct AppState {
     router: RouterClient<Channel>,
     quota: Option<quota::Quota>,
     metrics: Arc<Metrics>,
+    /// The content policies in force (kept current from billing).
+    policies: Arc<PolicyFeed>,
+    /// Where prompts' policy hits are recorded.
+    audit: AuditTrail,
     /// Cancelled when shutdown begins: not ready, no new requests.
     stopping: CancellationToken,
     /// Cancelled when the drain deadline passes: open streams end.
@@ -86,6 +93,31 @@ pub async fn run(
     };
     let stopping = CancellationToken::new();
     let drain_expired = CancellationToken::new();
+    // A bad `policy:` section fails the start (the binary checked it
+    // already); billing's later sets replace it when they compile.
+    let policies = PolicyFeed::new(&config.policy, metrics.policy_feed.clone())
+        .context("the policy section does not compile")?;
+    if let Some(url) = &config.billing_url {
+        policies.follow(
+            channel(url, "billing_url")?,
+            Duration::from_secs(config.policy_refresh_secs),
+            stopping.clone().cancelled_owned(),
+        );
+    }
+    // The audit spool stops after the server has drained, so the last
+    // requests' events are still written.
+    let (audit_stop, audit_stopping) = tokio::sync::oneshot::channel::<()>();
+    let (audit, audit_stopped) = AuditTrail::start(
+        "edge-audit",
+        &config.audit,
+        config.billing_url.as_deref(),
+        "./data/audit-spool/edge".into(),
+        metrics.audit.clone(),
+        async {
+            let _ = audit_stopping.await;
+        },
+    )
+    .await?;
     let catalog = Arc::new(Catalog::default());
     tokio::spawn(catalog.clone().refresh_loop(
         router.clone(),
@@ -100,6 +132,8 @@ pub async fn run(
         router,
         quota,
         metrics,
+        policies,
+        audit,
         stopping: stopping.clone(),
         drain_expired: drain_expired.clone(),
     });
@@ -110,6 +144,18 @@ pub async fn run(
         tracing::info!("edge shutting down: not ready, draining open requests");
         signal.cancel();
     });
+    let served = serve(state, listener, drain).await;
+    let _ = audit_stop.send(());
+    if let Some(stopped) = audit_stopped {
+        stopped.await;
+    }
+    served
+}
+
+/// Serves until shutdown and the drain are over.
+async fn serve(state: Arc<AppState>, listener: TcpListener, drain: Duration) -> anyhow::Result<()> {
+    let stopping = state.stopping.clone();
+    let drain_expired = state.drain_expired.clone();
     let address = listener.local_addr()?;
     tracing::info!(%address, "edge listening");
     // Each SSE frame must leave at once, not wait for Nagle's algorithm.

@@ -37,6 +37,11 @@ pub struct Metrics {
     tokens: Family<TokenLabels, Counter>,
     pub open_streams: Gauge,
     pub quota_unreachable: Counter,
+    /// The policy feed's (`llmgw_edge_policy_*`).
+    pub policy_feed: llmgw_policy::feed::FeedMetrics,
+    /// Policy hits and the audit spool (`llmgw_edge_policy_hits_total`,
+    /// `llmgw_edge_audit_*`).
+    pub audit: llmgw_audit::AuditMetrics,
 }
 
 impl Metrics {
@@ -76,8 +81,14 @@ impl Metrics {
             "Requests decided without the quota service (unreachable or too slow), per on_quota_unreachable",
             quota_unreachable.clone(),
         );
+        let policy_feed = llmgw_policy::feed::FeedMetrics::default();
+        policy_feed.register(&mut registry);
+        let audit = llmgw_audit::AuditMetrics::default();
+        audit.register(&mut registry);
         Arc::new(Metrics {
             registry,
+            policy_feed,
+            audit,
             requests,
             duration,
             first_token,
