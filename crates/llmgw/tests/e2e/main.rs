@@ -10,6 +10,7 @@ mod faults;
 mod ledger;
 mod passthrough;
 mod policy_input;
+mod policy_output;
 mod process;
 mod quota;
 mod quota_ledger;

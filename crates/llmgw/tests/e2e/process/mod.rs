@@ -7,9 +7,9 @@
 //! every wait is bounded.
 
 mod accounts;
-mod child;
+pub(crate) mod child;
 mod config;
 mod gateway;
 mod lifecycle;
-mod sdk;
+pub(crate) mod sdk;
 mod trace_context;

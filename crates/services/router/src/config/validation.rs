@@ -59,9 +59,6 @@ impl Config {
                 usage.segment_bytes, usage.max_bytes
             ));
         }
-        if !(1..=10).contains(&self.policy_refresh_secs) {
-            problems.push("policy_refresh_secs: must be 1 to 10".to_owned());
-        }
         problems.extend(
             self.audit
                 .validate()
