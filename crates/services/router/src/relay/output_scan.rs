@@ -24,8 +24,9 @@ use crate::provider::upstream_error;
 pub const CONTENT_FILTER: &str = "content_filter";
 
 /// One scanned text field of a choice. The order of the variants is the
-/// order a model generates them in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// order a model generates them in (reasoning, then content, then tool
+/// calls one after another).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Field {
     Reasoning,
     Content,
@@ -68,6 +69,8 @@ struct FieldScan {
     choice: u32,
     field: Field,
     scanner: StreamScanner,
+    /// Finished (nothing held); pushing reopens it.
+    done: bool,
 }
 
 /// Text to put in one field of the rewritten chunk (`carried`: the chunk
@@ -128,6 +131,12 @@ impl OutputScan {
             self.seen(index);
             if let Some(delta) = &choice.delta {
                 for (field, text) in texts(delta) {
+                    // A later field started: the earlier ones are complete,
+                    // so what they hold goes out now, before it.
+                    if self.finish_fields(index, Some(field), &mut pieces) {
+                        cut = Some(index);
+                        break;
+                    }
                     let scanned = self.scanner(index, field).push(text);
                     let changed = scanned.text != text;
                     if self.take(index, field, scanned, changed, true, &mut pieces) {
@@ -298,11 +307,14 @@ impl OutputScan {
                     choice,
                     field,
                     scanner: self.policy.stream(),
+                    done: false,
                 });
                 self.fields.len() - 1
             }
         };
-        &mut self.fields[at].scanner
+        let scan = &mut self.fields[at];
+        scan.done = false;
+        &mut scan.scanner
     }
 
     /// Records what a scanner let through; true if it blocked.
@@ -347,13 +359,33 @@ impl OutputScan {
 
     /// Releases what the scanners of `choice` hold; true if it blocked.
     fn finish_choice(&mut self, choice: u32, pieces: &mut Vec<Piece>) -> bool {
+        if self.finish_fields(choice, None, pieces) {
+            // Still open: the `content_filter` chunk ends it.
+            return true;
+        }
+        if let Some(seen) = self.choices.iter_mut().find(|(index, _)| *index == choice) {
+            seen.1 = true;
+        }
+        false
+    }
+
+    /// Finishes the open scanners of `choice` for fields before `before`
+    /// (all of them: `None`); true if that blocked.
+    fn finish_fields(
+        &mut self,
+        choice: u32,
+        before: Option<Field>,
+        pieces: &mut Vec<Piece>,
+    ) -> bool {
         let mut at = 0;
         while at < self.fields.len() {
             let scan = &mut self.fields[at];
             at += 1;
-            if scan.choice != choice {
+            let earlier = before.is_none_or(|before| scan.field < before);
+            if scan.choice != choice || scan.done || !earlier {
                 continue;
             }
+            scan.done = true;
             let field = scan.field;
             let scanned = scan.scanner.finish();
             if scanned.text.is_empty() && scanned.hits.is_empty() && !scanned.blocked {
@@ -361,12 +393,8 @@ impl OutputScan {
             }
             let changed = !scanned.text.is_empty() || scanned.blocked;
             if self.take(choice, field, scanned, changed, false, pieces) {
-                // Still open: the `content_filter` chunk ends it.
                 return true;
             }
-        }
-        if let Some(seen) = self.choices.iter_mut().find(|(index, _)| *index == choice) {
-            seen.1 = true;
         }
         false
     }

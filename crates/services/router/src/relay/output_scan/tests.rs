@@ -296,3 +296,35 @@ fn evasions_are_caught_in_streams() {
         assert_eq!(content(&out), "", "{pieces:?}");
     }
 }
+
+#[test]
+fn reasoning_held_back_goes_out_before_the_content_starts() {
+    let mut scan = OutputScan::new(policy(json!([words("w", "block", &["敏感词"])])));
+    let chunks = [
+        chunk(json!({"reasoning_content": "thinking about 敏"}), None),
+        text("The answer"),
+        text(" is 42."),
+        chunk(json!({}), Some("stop")),
+    ];
+    let out = parsed(&run(&mut scan, &chunks));
+    let mut reasoning = String::new();
+    let mut content = String::new();
+    for chunk in &out {
+        let delta = &chunk["choices"][0]["delta"];
+        if let Some(text) = delta["reasoning_content"].as_str() {
+            assert!(
+                content.is_empty(),
+                "reasoning after the content began: {out:#?}"
+            );
+            reasoning.push_str(text);
+        }
+        content.push_str(delta["content"].as_str().unwrap_or(""));
+    }
+    assert_eq!(reasoning, "thinking about 敏");
+    assert_eq!(content, "The answer is 42.");
+    assert_eq!(
+        scan.take_found().len(),
+        0,
+        "no hit in text that only looked like the start of one"
+    );
+}
