@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use llmgw_policy::PolicySpec;
+use llmgw_policy::{Action, Direction, PolicySpec};
 use serde_json::{Value, json};
 
 use super::*;
