@@ -26,6 +26,9 @@ use tonic::service::Routes;
 /// The router's Prometheus metrics (served on `GET /metrics`); the catalog
 /// registers each deployment's breaker state in them.
 pub use metrics::Metrics;
+/// The content policy's scan of one answer (streamed chunk by chunk, or
+/// whole), as the relay runs it.
+pub use relay::output_scan::{CONTENT_FILTER, Field, Found, OutputScan, Verdict};
 /// What the relay accounts of each streamed chunk (finish reason, reported
 /// usage, generated text).
 pub use relay::tally::Tally;
