@@ -297,13 +297,12 @@ impl Relay {
         if usage_only && !self.envelope.include_usage {
             return Ok(None);
         }
-        match self.output.is_some() && !usage_only {
-            false => Ok(Some(chunk)),
-            // Whatever the policy lets through waits in the outbox.
-            true => self
-                .scan_chunk(&chunk, &view)
-                .map(|pass| pass.then_some(chunk)),
+        if self.output.is_none() || usage_only {
+            return Ok(Some(chunk));
         }
+        // What the policy lets through instead waits in the outbox.
+        let pass = self.scan_chunk(&chunk, &view)?;
+        Ok(pass.then_some(chunk))
     }
 
     /// The upstream stream ended. Without a `finish_reason` so far, a clean
@@ -318,7 +317,8 @@ impl Relay {
                 "the model provider's stream ended early",
             ));
         }
-        let (id, created, model) = self.tally.first.take().unwrap_or_default();
+        // Kept: a cut answer's usage chunk names them too.
+        let (id, created, model) = self.tally.first.clone().unwrap_or_default();
         if self.release_held_back(&id, created, &model) {
             // A block in the held-back text: the cut answer's last chunk is
             // queued already.

@@ -328,3 +328,15 @@ fn reasoning_held_back_goes_out_before_the_content_starts() {
         "no hit in text that only looked like the start of one"
     );
 }
+
+#[test]
+fn a_term_at_the_very_end_of_a_stream_without_finish_reason_is_cut() {
+    let mut scan = OutputScan::new(policy(json!([words("w", "block", &["敏感词"])])));
+    let mut all = run(&mut scan, &[text("end 敏感词")]);
+    let end = scan.finish_all("chatcmpl-1", 1, "m");
+    assert!(scan.blocked());
+    all.extend(end);
+    assert_eq!(content(&all), "end ");
+    assert_eq!(finish_reasons(&all), [CONTENT_FILTER]);
+    assert_eq!(scan.take_found().len(), 1);
+}
