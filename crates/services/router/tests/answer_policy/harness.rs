@@ -121,6 +121,15 @@ impl Router {
         mock: llmgw_mock_upstream::Config,
         source: llmgw_policy::PolicySource,
     ) -> Router {
+        Router::start_with(mock, source, |_| {}).await
+    }
+
+    /// [`Router::start`] with the router's config adjusted by `adjust`.
+    pub async fn start_with(
+        mock: llmgw_mock_upstream::Config,
+        source: llmgw_policy::PolicySource,
+        adjust: impl FnOnce(&mut Config),
+    ) -> Router {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind mock");
         let mock_address = listener.local_addr().expect("mock address");
         let (mock_stop, mock_stopped) = oneshot::channel::<()>();
@@ -149,6 +158,7 @@ impl Router {
         config.usage.flush_interval_ms = 2;
         config.audit.spool_dir = Some(scratch_dir("audit"));
         config.audit.flush_interval_ms = 2;
+        adjust(&mut config);
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind router");
         let address = listener.local_addr().expect("router address");
         let (stop, stopped) = oneshot::channel::<()>();

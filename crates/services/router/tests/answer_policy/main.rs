@@ -303,3 +303,36 @@ async fn evasions_are_caught_in_streamed_answers() {
         assert_eq!(answer.finish_reasons(), ["content_filter"], "{pieces:?}");
     }
 }
+
+#[tokio::test]
+async fn a_full_audit_spool_refuses_calls_the_policy_applies_to() {
+    // Billing unreachable: audit events pile up in a small spool.
+    let dead = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dead_url = format!("http://{}", dead.local_addr().unwrap());
+    drop(dead);
+    let rule = json!([words("watch", "flag", &["fox"])]);
+    let pieces: Vec<&str> = std::iter::repeat_n("a fox ", 40).collect();
+    let router = Router::start_with(mock_answering(&pieces), policy(rule), |config| {
+        config.billing_url = Some(dead_url);
+        config.audit.max_bytes = 4096;
+        config.audit.segment_bytes = 4096;
+    })
+    .await;
+    // 40 hits, more than 4 KiB of events: the spool is full after it.
+    let first = router
+        .chat(TENANT, request("chat", true, Value::Null))
+        .await;
+    assert_eq!(first.done.expect("served").finish_reason, "stop");
+    let refused = router
+        .chat(TENANT, request("chat", true, Value::Null))
+        .await;
+    let error = refused.error.expect("refused");
+    assert_eq!(error.code, llmgw_proto::ErrorCode::Unavailable as i32);
+    assert!(error.message.contains("audit spool is full"), "{error:?}");
+    assert_eq!(refused.billed, Default::default());
+    // Tenants without a policy have nothing to audit: still served.
+    let free = router
+        .chat(UNPOLICED, request("chat", true, Value::Null))
+        .await;
+    assert_eq!(free.done.expect("served").finish_reason, "stop");
+}
