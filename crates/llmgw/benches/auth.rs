@@ -5,7 +5,7 @@
 
 use std::time::{Duration, Instant};
 
-use llmgw_billing::store::{Limits, NewKey, NewTenant, Store};
+use llmgw_billing::store::{Actor, Limits, NewKey, NewTenant, Store};
 use llmgw_edge::auth::Keys;
 use llmgw_proto::billing_v1::accounts_client::AccountsClient;
 use reqwest::header::{AUTHORIZATION, HeaderMap, HeaderValue};
@@ -27,12 +27,17 @@ async fn main() -> anyhow::Result<()> {
     let url = format!("sqlite://{}/llmgw.db", dir.display());
     let store = Store::connect(&url).await?;
     store.migrate().await?;
+    let seeder = Actor::system("bench");
     let tenant = store
-        .create_tenant(NewTenant {
-            name: "bench".to_owned(),
-            monthly_budget_nano_usd: None,
-            limits: Limits::default(),
-        })
+        .create_tenant(
+            NewTenant {
+                name: "bench".to_owned(),
+                monthly_budget_nano_usd: None,
+                limits: Limits::default(),
+                policy: None,
+            },
+            &seeder,
+        )
         .await?;
     let mut secrets = Vec::new();
     for n in 0..300 {
@@ -42,7 +47,7 @@ async fn main() -> anyhow::Result<()> {
             limits: Limits::default(),
             expires_at: None,
         };
-        secrets.push(store.create_key(&tenant.id, new).await?.1);
+        secrets.push(store.create_key(&tenant.id, new, &seeder).await?.1);
     }
 
     let stop = CancellationToken::new();

@@ -14,7 +14,8 @@ use serde_json::{Value, json};
 
 use crate::accounts::scratch_dir;
 use crate::harness::{Gateway, OTHER_TENANT_KEY, error_of};
-use crate::ledger::{Billing, Ledger};
+use crate::ledger::Ledger;
+use crate::policy_audit::PolicyBilling;
 
 const REDIS_URL: &str = "redis://127.0.0.1:6379";
 
@@ -94,7 +95,9 @@ async fn a_blocked_prompt_is_refused_before_anything_leaves_or_is_charged() {
         .await
         .expect("postgres reachable");
     let dir = scratch_dir("policy-block");
-    let billing = Billing::start(database.url(), &dir, None).await;
+    // Billing serves the same policy (it is the source of truth once it
+    // answers the edge's policy feed).
+    let billing = PolicyBilling::start(database.url(), &dir, None, None, input_policy()).await;
     let prefix = format!(
         "llmgw-test-policy-{}-{}",
         std::process::id(),

@@ -11,6 +11,10 @@
 //!   migrate_on_start: true
 //! ```
 //!
+//! `policy` is the config file's top-level `policy:` section, copied here by
+//! the binary: the default policies and word lists billing serves under the
+//! database's.
+//!
 //! The admin token is deliberately not a config field: config files get
 //! committed, pasted and printed; a token belongs in the environment or a
 //! secrets file.
@@ -50,7 +54,10 @@ pub struct Config {
     /// Apply pending migrations at start. Turn off when migrations run as a
     /// separate deployment step (`llmgw migrate`).
     pub migrate_on_start: bool,
-    /// Filled from the top-level `policy:` section.
+    /// The config file's content policies (filled from the top-level
+    /// `policy:` section): the default policy, and policies and word lists
+    /// the database's of the same name override. Served by
+    /// `Policies.GetPolicies` merged with the database.
     #[serde(skip)]
     pub policy: llmgw_policy::PolicySource,
 }
@@ -84,6 +91,10 @@ impl fmt::Debug for Config {
             .field("admin_token_env", &self.admin_token_env)
             .field("admin_token_file", &self.admin_token_file)
             .field("migrate_on_start", &self.migrate_on_start)
+            // Names only: word lists can hold 100k terms.
+            .field("policy.default", &self.policy.default)
+            .field("policy.policies", &self.policy.policies.keys())
+            .field("policy.word_lists", &self.policy.word_lists.keys())
             .finish()
     }
 }
@@ -149,10 +160,21 @@ impl fmt::Debug for AdminToken {
 }
 
 impl AdminToken {
-    fn new(token: &str) -> AdminToken {
+    pub(crate) fn new(token: &str) -> AdminToken {
         AdminToken {
             digest: sha256(token.as_bytes()),
         }
+    }
+
+    /// The token's id in the admin trail: `admin:` and the first 12 hex
+    /// digits of its SHA-256. Names which token acted (after a rotation the
+    /// id changes) without revealing anything usable.
+    pub(crate) fn id(&self) -> String {
+        let hex: String = self.digest[..6]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        format!("admin:{hex}")
     }
 
     /// Whether `candidate` is the token, in time independent of where (and
@@ -254,6 +276,8 @@ mod tests {
     #[test]
     fn token_comparison() {
         let token = AdminToken::new("0123456789abcdef");
+        // sha256("0123456789abcdef") = 9f9f5111f7b27a78...
+        assert_eq!(token.id(), "admin:9f9f5111f7b2");
         assert!(token.matches(b"0123456789abcdef"));
         assert!(!token.matches(b"0123456789abcdeF"));
         assert!(!token.matches(b"0123456789abcdef0"));

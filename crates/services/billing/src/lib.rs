@@ -3,27 +3,34 @@
 //!
 //! - gRPC (`listen`): `llmgw.billing.v1.Accounts/LookupKey` for the edge,
 //!   `llmgw.billing.v1.Ledger` (usage events from the routers, month-to-date
-//!   spend), and `GET /metrics` over HTTP/1 on the same port;
+//!   spend), `llmgw.billing.v1.Audit` (content-policy hits from the edge and
+//!   the routers), `llmgw.billing.v1.Policies` (the content policies every
+//!   replica polls), and `GET /metrics` over HTTP/1 on the same port;
 //! - the admin HTTP API (`admin_listen`, loopback by default): tenants,
-//!   keys and usage reports, every route behind the admin bearer token. It
-//!   is never served on the gRPC port, so exposing the edge-facing port does
-//!   not expose it.
+//!   keys, usage reports, the audit trails, policies and word lists, every
+//!   route behind the admin bearer token. It is never served on the gRPC
+//!   port, so exposing the edge-facing port does not expose it.
 
 mod accounts;
 mod admin;
+mod audit;
 mod config;
 mod ledger;
 mod metrics;
+mod policies;
 pub mod store;
 
 use std::future::Future;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::serve::ListenerExt as _;
 use llmgw_proto::billing_v1::accounts_server::AccountsServer;
+use llmgw_proto::billing_v1::audit_server::AuditServer;
 use llmgw_proto::billing_v1::ledger_server::LedgerServer;
+use llmgw_proto::billing_v1::policies_server::PoliciesServer;
 use sqlx::Connection as _;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -33,15 +40,17 @@ pub use config::Config;
 
 use crate::accounts::AccountsService;
 use crate::admin::AdminState;
+use crate::audit::AuditService;
 use crate::ledger::LedgerService;
 use crate::metrics::Metrics;
+use crate::policies::PoliciesService;
 use crate::store::Store;
 
 /// How long start-up waits for the database. A database that is down must
 /// fail the start with a clear message, not hang the deployment.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// The largest RecordUsage request accepted.
+/// The largest RecordUsage or RecordAudit request accepted.
 const LEDGER_MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 
 /// Serves gRPC on `grpc` and the admin API on `admin` until `shutdown`
@@ -56,7 +65,9 @@ pub async fn run(
     let grpc = grpc.into();
     let admin_token = config::load_admin_token(&config)?;
     let database_url = config.resolve_database_url()?;
-    let store = connect(&database_url).await?;
+    let store = connect(&database_url)
+        .await?
+        .with_policy_defaults(Arc::new(config.policy.clone()));
     if config.migrate_on_start {
         store
             .migrate()
@@ -99,7 +110,18 @@ pub async fn run(
             metrics: metrics.clone(),
         })
         .max_decoding_message_size(LEDGER_MAX_MESSAGE_BYTES),
-    );
+    )
+    .add_service(
+        AuditServer::new(AuditService {
+            store: store.clone(),
+            metrics: metrics.clone(),
+        })
+        .max_decoding_message_size(LEDGER_MAX_MESSAGE_BYTES),
+    )
+    .add_service(PoliciesServer::new(PoliciesService::new(
+        store.clone(),
+        metrics.clone(),
+    )?));
     let render = {
         let metrics = metrics.clone();
         move || metrics.render()
@@ -119,7 +141,8 @@ pub async fn run(
             // Best effort: without it the API still works, a little slower.
             let _ = tcp.set_nodelay(true);
         }),
-        app,
+        // The peer address goes into the admin trail.
+        app.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(signal(stopped));
 

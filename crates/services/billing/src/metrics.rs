@@ -33,8 +33,18 @@ pub struct LedgerBatchLabels {
     pub outcome: &'static str,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PolicyFetchLabels {
+    /// "full" (the whole set sent), "unchanged" (the caller's etag is
+    /// current) or "error" (the database failed).
+    pub result: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    audit_events: Family<LedgerEventLabels, Counter>,
+    audit_batches: Family<LedgerBatchLabels, Counter>,
+    policy_fetches: Family<PolicyFetchLabels, Counter>,
     lookups: Family<LookupLabels, Counter>,
     admin_requests: Family<AdminLabels, Counter>,
     ledger_events: Family<LedgerEventLabels, Counter>,
@@ -88,8 +98,38 @@ impl Metrics {
             "Time to record one RecordUsage batch in the database (one transaction)",
             ledger_batch_seconds.clone(),
         );
+        let audit_events = Family::<LedgerEventLabels, Counter>::default();
+        registry.register(
+            "audit_events",
+            "Audit events received by RecordAudit, by result (duplicates are redeliveries)",
+            audit_events.clone(),
+        );
+        for result in ["inserted", "duplicate"] {
+            let _ = audit_events.get_or_create(&LedgerEventLabels { result });
+        }
+        let audit_batches = Family::<LedgerBatchLabels, Counter>::default();
+        registry.register(
+            "audit_batches",
+            "RecordAudit batches, by outcome",
+            audit_batches.clone(),
+        );
+        for outcome in ["ok", "invalid", "error"] {
+            let _ = audit_batches.get_or_create(&LedgerBatchLabels { outcome });
+        }
+        let policy_fetches = Family::<PolicyFetchLabels, Counter>::default();
+        registry.register(
+            "policy_fetches",
+            "GetPolicies calls from the edges and routers, by result",
+            policy_fetches.clone(),
+        );
+        for result in ["full", "unchanged", "error"] {
+            let _ = policy_fetches.get_or_create(&PolicyFetchLabels { result });
+        }
         Metrics {
             registry,
+            audit_events,
+            audit_batches,
+            policy_fetches,
             lookups,
             admin_requests,
             ledger_events,
@@ -131,6 +171,27 @@ impl Metrics {
         if outcome != "invalid" {
             self.ledger_batch_seconds.observe(seconds);
         }
+    }
+
+    /// One RecordAudit batch: its outcome and what it recorded.
+    pub fn audit_batch(&self, outcome: &'static str, inserted: u64, duplicates: u64) {
+        self.audit_batches
+            .get_or_create(&LedgerBatchLabels { outcome })
+            .inc();
+        self.audit_events
+            .get_or_create(&LedgerEventLabels { result: "inserted" })
+            .inc_by(inserted);
+        self.audit_events
+            .get_or_create(&LedgerEventLabels {
+                result: "duplicate",
+            })
+            .inc_by(duplicates);
+    }
+
+    pub fn policy_fetch(&self, result: &'static str) {
+        self.policy_fetches
+            .get_or_create(&PolicyFetchLabels { result })
+            .inc();
     }
 
     pub fn render(&self) -> String {

@@ -11,5 +11,6 @@ pub(crate) mod child;
 mod config;
 mod gateway;
 mod lifecycle;
+mod policy_sdk;
 pub(crate) mod sdk;
 mod trace_context;

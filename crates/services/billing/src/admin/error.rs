@@ -59,6 +59,17 @@ impl ApiError {
         )
     }
 
+    pub fn conflict(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::Conflict, message)
+    }
+
+    pub fn internal() -> Self {
+        ApiError::new(
+            ErrorCode::Internal,
+            "internal error; see the billing service's logs",
+        )
+    }
+
     pub fn unauthorized(message: impl Into<String>) -> Self {
         ApiError::new(ErrorCode::InvalidAdminToken, message)
     }
@@ -85,6 +96,11 @@ impl ApiError {
         let error = match error {
             StoreError::Conflict(message) => ApiError::new(ErrorCode::Conflict, message),
             StoreError::Invalid(message) => ApiError::invalid(message),
+            // The store knows the field: it wins over the caller's guess.
+            StoreError::InvalidField { field, message } => {
+                return ApiError::invalid_param(field, message);
+            }
+            StoreError::InUse(message) => ApiError::new(ErrorCode::Conflict, message),
             StoreError::Database(error) => {
                 tracing::warn!(error = %error, "admin request: database failure");
                 return ApiError::unavailable(

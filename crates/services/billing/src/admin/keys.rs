@@ -4,17 +4,17 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::{Extension, Json};
 use http::StatusCode;
 use serde::Deserialize;
 
-use super::body::{self, Field, typed};
+use super::body::{self, Field, double_option, typed};
 use super::error::ApiError;
 use super::views::{CreatedKey, KeyView, List};
 use super::{AdminState, check_model, check_name, find_tenant};
-use crate::store::{ApiKey, Limits, NewKey};
+use crate::store::{Actor, ApiKey, KeyUpdate, Limits, NewKey};
 
 type Shared = State<Arc<AdminState>>;
 
@@ -52,25 +52,47 @@ const CREATE_FIELDS: &[Field] = &[
     },
 ];
 
+/// Absent fields are left alone; `null` clears the limits or the expiry.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateKey {
+    allowed_models: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "double_option")]
+    limits: Option<Option<Limits>>,
+    #[serde(default, deserialize_with = "double_option")]
+    expires_at: Option<Option<i64>>,
+}
+
+const UPDATE_FIELDS: &[Field] = &[
+    Field {
+        name: "allowed_models",
+        check: typed::<Vec<String>>,
+        required: false,
+    },
+    Field {
+        name: "limits",
+        check: body::limits,
+        required: false,
+    },
+    Field {
+        name: "expires_at",
+        check: typed::<Option<i64>>,
+        required: false,
+    },
+];
+
 /// More aliases than any catalog has: a bound on what one key row holds.
 const MAX_ALLOWED_MODELS: usize = 256;
 
 pub async fn create(
     State(state): Shared,
+    Extension(by): Extension<Actor>,
     Path(tenant): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     let request: CreateKey = body::parse(&body, CREATE_FIELDS)?;
     check_name("key", &request.name)?;
-    if request.allowed_models.len() > MAX_ALLOWED_MODELS {
-        return Err(ApiError::invalid_param(
-            "allowed_models",
-            format!("allowed_models: at most {MAX_ALLOWED_MODELS} models"),
-        ));
-    }
-    for model in &request.allowed_models {
-        check_model(model)?;
-    }
+    check_models(&request.allowed_models)?;
     let limits = request.limits.unwrap_or_default();
     body::check_limits(&limits)?;
     if let Some(expires_at) = request.expires_at {
@@ -87,6 +109,7 @@ pub async fn create(
                 limits,
                 expires_at: request.expires_at,
             },
+            &by,
         )
         .await
         .map_err(|error| ApiError::store(error, Some("name")))?;
@@ -98,6 +121,53 @@ pub async fn create(
             secret,
         }),
     ))
+}
+
+fn check_models(models: &[String]) -> Result<(), ApiError> {
+    if models.len() > MAX_ALLOWED_MODELS {
+        return Err(ApiError::invalid_param(
+            "allowed_models",
+            format!("allowed_models: at most {MAX_ALLOWED_MODELS} models"),
+        ));
+    }
+    models.iter().try_for_each(|model| check_model(model))
+}
+
+/// `PATCH /admin/v1/keys/{key}`: models, limits or expiry of an active key
+/// (a revoked key is refused: create a new one).
+pub async fn update(
+    State(state): Shared,
+    Extension(by): Extension<Actor>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<Json<KeyView>, ApiError> {
+    let request: UpdateKey = body::parse(&body, UPDATE_FIELDS)?;
+    if let Some(models) = &request.allowed_models {
+        check_models(models)?;
+    }
+    let limits = request.limits.map(Option::unwrap_or_default);
+    if let Some(limits) = &limits {
+        body::check_limits(limits)?;
+    }
+    if let Some(Some(expires_at)) = request.expires_at {
+        check_expiry(expires_at)?;
+    }
+    let updated = state
+        .store
+        .update_key(
+            &key,
+            KeyUpdate {
+                allowed_models: request.allowed_models,
+                limits,
+                expires_at: request.expires_at,
+            },
+            &by,
+        )
+        .await
+        .map_err(|error| ApiError::store(error, None))?
+        .ok_or_else(|| no_key(&key))?;
+    tracing::info!(key_id = %updated.id, tenant_id = %updated.tenant_id, "key updated");
+    Ok(Json(updated.into()))
 }
 
 /// A time already past is refused: most likely seconds were sent where
@@ -141,13 +211,14 @@ pub async fn get(State(state): Shared, Path(key): Path<String>) -> Result<Json<K
 
 pub async fn revoke(
     State(state): Shared,
+    Extension(by): Extension<Actor>,
     Path(key): Path<String>,
     body: Bytes,
 ) -> Result<Json<KeyView>, ApiError> {
     body::parse_empty(&body)?;
     let revoked: ApiKey = state
         .store
-        .revoke_key(&key)
+        .revoke_key(&key, &by)
         .await
         .map_err(|error| ApiError::store(error, None))?
         .ok_or_else(|| no_key(&key))?;
@@ -158,13 +229,14 @@ pub async fn revoke(
 /// Revokes the key and issues a new one with the same settings.
 pub async fn rotate(
     State(state): Shared,
+    Extension(by): Extension<Actor>,
     Path(key): Path<String>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
     body::parse_empty(&body)?;
     let (new_key, secret) = state
         .store
-        .rotate_key(&key)
+        .rotate_key(&key, &by)
         .await
         .map_err(|error| ApiError::store(error, None))?
         .ok_or_else(|| no_key(&key))?;

@@ -1,28 +1,39 @@
-//! The admin HTTP API: tenants, API keys and usage reports, JSON in and out
-//! (CSV for usage on request), every route (unknown paths included, so they
-//! cannot be probed) behind the admin bearer token. Served only on
-//! `admin_listen`.
+//! The admin HTTP API: tenants, API keys, usage reports, the audit trails,
+//! content policies and word lists, JSON in and out (CSV for usage and
+//! audit on request), every route (unknown paths included, so they cannot
+//! be probed) behind the admin bearer token. Served only on `admin_listen`.
+//!
+//! Every change is recorded in the admin trail (`admin_audit`) by the store,
+//! in the change's own transaction, with the [`Actor`] the authentication
+//! layer attaches to the request.
 
+mod audit;
+mod audit_csv;
 mod body;
+mod csv;
 mod error;
 mod keys;
 mod openapi;
+mod openapi_audit;
+mod policies;
 mod tenants;
 mod usage;
 mod usage_csv;
 mod views;
+mod word_lists;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse as _, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 
 use crate::config::AdminToken;
 use crate::metrics::Metrics;
-use crate::store::{Store, Tenant};
+use crate::store::{Actor, Store, Tenant};
 
 use self::error::ApiError;
 
@@ -37,33 +48,74 @@ pub(crate) struct AdminState {
 
 type Shared = State<Arc<AdminState>>;
 
-pub(crate) fn router(state: AdminState) -> Router {
-    let state = Arc::new(state);
-    Router::new()
-        .route(
+/// Word lists of 100k terms are a few MB of JSON; axum's 2 MB default body
+/// limit stays on every other route.
+const WORD_LIST_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// Every route: its path and handlers. One table, so the OpenAPI test can
+/// check the document against exactly what is served.
+fn routes() -> Vec<(&'static str, MethodRouter<Arc<AdminState>>)> {
+    let big = || DefaultBodyLimit::max(WORD_LIST_BODY_LIMIT);
+    vec![
+        (
             "/admin/v1/tenants",
             post(tenants::create).get(tenants::list),
-        )
-        .route(
+        ),
+        (
             "/admin/v1/tenants/{tenant}",
             get(tenants::get).patch(tenants::update),
-        )
-        .route("/admin/v1/tenants/{tenant}/disable", post(tenants::disable))
-        .route("/admin/v1/tenants/{tenant}/enable", post(tenants::enable))
-        .route(
+        ),
+        ("/admin/v1/tenants/{tenant}/disable", post(tenants::disable)),
+        ("/admin/v1/tenants/{tenant}/enable", post(tenants::enable)),
+        (
             "/admin/v1/tenants/{tenant}/keys",
             post(keys::create).get(keys::list),
-        )
-        .route("/admin/v1/keys/{key}", get(keys::get))
-        .route("/admin/v1/keys/{key}/revoke", post(keys::revoke))
-        .route("/admin/v1/keys/{key}/rotate", post(keys::rotate))
-        .route("/admin/v1/usage", get(usage::report))
-        .route(
+        ),
+        ("/admin/v1/keys/{key}", get(keys::get).patch(keys::update)),
+        ("/admin/v1/keys/{key}/revoke", post(keys::revoke)),
+        ("/admin/v1/keys/{key}/rotate", post(keys::rotate)),
+        ("/admin/v1/usage", get(usage::report)),
+        (
             "/admin/v1/usage/requests/{request_id}",
             get(usage::attempts),
-        )
-        .route("/admin/v1/usage/export", get(usage::export))
-        .route("/admin/v1/openapi.json", get(openapi::document))
+        ),
+        ("/admin/v1/usage/export", get(usage::export)),
+        ("/admin/v1/audit", get(audit::events)),
+        ("/admin/v1/audit/admin", get(audit::admin_actions)),
+        ("/admin/v1/policies", get(policies::list)),
+        (
+            "/admin/v1/policies/{name}",
+            get(policies::get)
+                .put(policies::put)
+                .delete(policies::delete),
+        ),
+        ("/admin/v1/word-lists", get(word_lists::list)),
+        (
+            "/admin/v1/word-lists/{name}",
+            get(word_lists::get)
+                .put(word_lists::put)
+                .delete(word_lists::delete)
+                .layer(big()),
+        ),
+        (
+            "/admin/v1/word-lists/{name}/terms",
+            post(word_lists::add).layer(big()),
+        ),
+        (
+            "/admin/v1/word-lists/{name}/terms:remove",
+            post(word_lists::remove).layer(big()),
+        ),
+        ("/admin/v1/openapi.json", get(openapi::document)),
+    ]
+}
+
+pub(crate) fn router(state: AdminState) -> Router {
+    let state = Arc::new(state);
+    let mut router = Router::new();
+    for (path, handlers) in routes() {
+        router = router.route(path, handlers);
+    }
+    router
         .fallback(|| async { ApiError::not_found("no such admin route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         // Layers run outside in: count every answer (401s included), then
@@ -79,7 +131,7 @@ async fn count(State(state): Shared, request: Request, next: Next) -> Response {
     response
 }
 
-async fn authenticate(State(state): Shared, request: Request, next: Next) -> Response {
+async fn authenticate(State(state): Shared, mut request: Request, next: Next) -> Response {
     let Some(token) = &state.token else {
         return ApiError::unavailable(format!("admin API disabled: set {}", state.token_env))
             .into_response();
@@ -89,7 +141,19 @@ async fn authenticate(State(state): Shared, request: Request, next: Next) -> Res
         .get(http::header::AUTHORIZATION)
         .map(|value| bearer(value.as_bytes()));
     match presented {
-        Some(Some(presented)) if token.matches(presented) => next.run(request).await,
+        Some(Some(presented)) if token.matches(presented) => {
+            // Behind a proxy this is the proxy's address: a forwarded-for
+            // header would be the caller's word, not a fact.
+            let address = request
+                .extensions()
+                .get::<ConnectInfo<SocketAddr>>()
+                .map_or_else(|| "unknown".to_owned(), |info| info.0.to_string());
+            request.extensions_mut().insert(Actor {
+                id: token.id(),
+                address,
+            });
+            next.run(request).await
+        }
         Some(_) => {
             tracing::warn!(path = %request.uri().path(), "admin request with a wrong token");
             ApiError::unauthorized("invalid admin token").into_response()
@@ -140,6 +204,13 @@ fn check_name(what: &str, name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// A name held in field `param` (a tenant's `policy`, a path's `name`):
+/// policy and word-list names use the tenant alphabet too (they appear in
+/// paths, audit events and metric labels).
+fn check_name_in(what: &str, param: &str, name: &str) -> Result<(), ApiError> {
+    check_name(what, name).map_err(|error| error.with_param(param))
+}
+
 /// Model aliases are the catalog's business; here only the shape is
 /// checked: not empty, not huge, no control characters (they would forge
 /// log lines).
@@ -159,8 +230,97 @@ fn check_model(model: &str) -> Result<(), ApiError> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // panicking is how tests fail
 mod tests {
+    use std::collections::BTreeSet;
+
     use super::*;
+
+    /// Every (path, method) the router serves is in the OpenAPI document,
+    /// and everything the document lists is served. Which methods a path
+    /// serves is found by asking it: the router answers 405 to the others.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn openapi_document_lists_every_route() {
+        let dir = std::env::temp_dir().join(format!("llmgw-openapi-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.join("db").display()))
+            .await
+            .unwrap();
+        store.migrate().await.unwrap();
+        let token = "openapi-test-token-0123456789";
+        let app = router(AdminState {
+            store,
+            token: Some(AdminToken::new(token)),
+            token_env: "UNSET".to_owned(),
+            metrics: Arc::new(Metrics::new()),
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .await
+        });
+        let http = reqwest::Client::new();
+        let methods = ["get", "post", "put", "patch", "delete"];
+        let mut served = BTreeSet::new();
+        for (path, _) in routes() {
+            let concrete = path
+                .split('/')
+                .map(|segment| match segment.split_once('}') {
+                    Some((_, rest)) if segment.starts_with('{') => format!("probe{rest}"),
+                    _ => segment.to_owned(),
+                })
+                .collect::<Vec<_>>()
+                .join("/");
+            for method in methods {
+                let answer = http
+                    .request(
+                        method.to_uppercase().parse().unwrap(),
+                        format!("http://{address}{concrete}"),
+                    )
+                    .bearer_auth(token)
+                    .send()
+                    .await
+                    .unwrap();
+                if answer.status() != http::StatusCode::METHOD_NOT_ALLOWED {
+                    served.insert((path.to_owned(), method.to_owned()));
+                }
+            }
+        }
+        let document = openapi::document().await.0;
+        let mut documented = BTreeSet::new();
+        for (path, item) in document["paths"].as_object().unwrap() {
+            for method in methods {
+                if item.get(method).is_some() {
+                    documented.insert((path.clone(), method.to_owned()));
+                }
+            }
+        }
+        assert_eq!(
+            served.difference(&documented).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "served but not documented"
+        );
+        assert_eq!(
+            documented.difference(&served).collect::<Vec<_>>(),
+            Vec::<&(String, String)>::new(),
+            "documented but not served"
+        );
+        // Every reference in the document resolves.
+        let text = document.to_string();
+        for reference in text.split("\"$ref\":\"#/components/").skip(1) {
+            let path: Vec<&str> = reference.split('"').next().unwrap().split('/').collect();
+            let mut node = &document["components"];
+            for segment in path {
+                node = &node[segment];
+            }
+            assert!(!node.is_null(), "dangling $ref {reference:.60}");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn parses_bearer_credentials() {

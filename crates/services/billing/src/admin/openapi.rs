@@ -62,9 +62,14 @@ fn build() -> Value {
                 "get": {"summary": "List the tenant's keys (never their secrets)", "responses": with_errors(json!({"200": answer("keys", "KeyList")}))},
                 "post": {"summary": "Create a key; the secret is shown once", "requestBody": json_body("NewKey"), "responses": with_errors(json!({"201": answer("created", "CreatedKey")}))}
             },
-            "/admin/v1/keys/{key}": {"parameters": [key_param], "get": {"summary": "Read a key", "responses": with_errors(json!({"200": answer("the key", "Key")}))}},
+            "/admin/v1/keys/{key}": {
+                "parameters": [key_param],
+                "get": {"summary": "Read a key", "responses": with_errors(json!({"200": answer("the key", "Key")}))},
+                "patch": {"summary": "Change an active key's models, limits or expiry (absent: unchanged, null: cleared)", "requestBody": json_body("KeyUpdate"), "responses": with_errors(json!({"200": answer("updated", "Key")}))}
+            },
             "/admin/v1/keys/{key}/revoke": {"parameters": [key_param], "post": {"summary": "Revoke a key", "responses": with_errors(json!({"200": answer("revoked", "Key")}))}},
-            "/admin/v1/keys/{key}/rotate": {"parameters": [key_param], "post": {"summary": "Revoke a key and issue a new one with the same settings", "responses": with_errors(json!({"201": answer("the new key", "CreatedKey")}))}}
+            "/admin/v1/keys/{key}/rotate": {"parameters": [key_param], "post": {"summary": "Revoke a key and issue a new one with the same settings", "responses": with_errors(json!({"201": answer("the new key", "CreatedKey")}))}},
+            "/admin/v1/openapi.json": {"get": {"summary": "This document", "responses": with_errors(json!({"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}))}}
         },
         "components": {
             "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
@@ -77,18 +82,22 @@ fn build() -> Value {
                 "NewTenant": {"type": "object", "additionalProperties": false, "required": ["name"], "properties": {
                     "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
                     "monthly_budget_usd": {"$ref": "#/components/schemas/Budget"},
-                    "limits": {"$ref": "#/components/schemas/Limits"}
+                    "limits": {"$ref": "#/components/schemas/Limits"},
+                    "policy": {"$ref": "#/components/schemas/TenantPolicy"}
                 }},
                 "TenantUpdate": {"type": "object", "additionalProperties": false, "properties": {
                     "name": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,64}$"},
                     "monthly_budget_usd": {"$ref": "#/components/schemas/Budget"},
-                    "limits": {"oneOf": [{"$ref": "#/components/schemas/Limits"}, {"type": "null"}]}
+                    "limits": {"oneOf": [{"$ref": "#/components/schemas/Limits"}, {"type": "null"}]},
+                    "policy": {"$ref": "#/components/schemas/TenantPolicy"}
                 }},
+                "TenantPolicy": {"type": ["string", "null"], "description": "the tenant's content policy (the database's or the config file's); null: the default policy. An unknown policy is a 400 with param `policy`."},
                 "Tenant": {"type": "object", "properties": {
                     "id": {"type": "string"}, "name": {"type": "string"},
                     "status": {"enum": ["active", "disabled"]},
                     "monthly_budget_usd": {"$ref": "#/components/schemas/Budget"},
                     "limits": {"$ref": "#/components/schemas/Limits"},
+                    "policy": {"$ref": "#/components/schemas/TenantPolicy"},
                     "created_at": {"type": "integer", "description": "unix ms"},
                     "updated_at": {"type": "integer", "description": "unix ms"}
                 }},
@@ -98,6 +107,11 @@ fn build() -> Value {
                     "allowed_models": {"type": "array", "items": {"type": "string"}, "description": "empty: every model"},
                     "limits": {"$ref": "#/components/schemas/Limits"},
                     "expires_at": {"type": ["integer", "null"], "description": "unix ms, in the future"}
+                }},
+                "KeyUpdate": {"type": "object", "additionalProperties": false, "properties": {
+                    "allowed_models": {"type": "array", "items": {"type": "string"}, "description": "empty: every model"},
+                    "limits": {"oneOf": [{"$ref": "#/components/schemas/Limits"}, {"type": "null"}]},
+                    "expires_at": {"type": ["integer", "null"], "description": "unix ms, in the future; null: never"}
                 }},
                 "Key": {"type": "object", "properties": {
                     "id": {"type": "string"}, "tenant_id": {"type": "string"}, "name": {"type": "string"},
@@ -117,6 +131,7 @@ fn build() -> Value {
         }
     });
     add_usage(&mut document, &with_errors);
+    super::openapi_audit::add(&mut document, &with_errors);
     document
 }
 
@@ -228,7 +243,7 @@ fn add_usage(document: &mut Value, with_errors: &dyn Fn(Value) -> Value) {
 }
 
 /// Adds `entries` into `target`, recursing into objects both have.
-fn merge(target: &mut Value, entries: Value) {
+pub(super) fn merge(target: &mut Value, entries: Value) {
     match (target, entries) {
         (Value::Object(target), Value::Object(entries)) => {
             for (name, value) in entries {

@@ -2,17 +2,17 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
+use axum::{Extension, Json};
 use http::StatusCode;
 use serde::Deserialize;
 
 use super::body::{self, Field, double_option, typed};
 use super::error::ApiError;
 use super::views::{List, TenantView};
-use super::{AdminState, check_name, find_tenant};
-use crate::store::{Limits, NewTenant, TenantStatus, TenantUpdate};
+use super::{AdminState, check_name, check_name_in, find_tenant};
+use crate::store::{Actor, Limits, NewTenant, TenantStatus, TenantUpdate};
 
 type Shared = State<Arc<AdminState>>;
 
@@ -22,6 +22,8 @@ struct CreateTenant {
     name: String,
     monthly_budget_usd: Option<String>,
     limits: Option<Limits>,
+    /// The tenant's content policy; absent or null: the default policy.
+    policy: Option<String>,
 }
 
 const CREATE_FIELDS: &[Field] = &[
@@ -40,9 +42,15 @@ const CREATE_FIELDS: &[Field] = &[
         check: body::limits,
         required: false,
     },
+    Field {
+        name: "policy",
+        check: typed::<Option<String>>,
+        required: false,
+    },
 ];
 
-/// Absent fields are left alone; `null` clears a budget or all limits.
+/// Absent fields are left alone; `null` clears a budget, all limits or the
+/// policy (the tenant then follows the default policy).
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UpdateTenant {
@@ -54,6 +62,8 @@ struct UpdateTenant {
     monthly_budget_usd: Option<Option<String>>,
     #[serde(default, deserialize_with = "double_option")]
     limits: Option<Option<Limits>>,
+    #[serde(default, deserialize_with = "double_option")]
+    policy: Option<Option<String>>,
 }
 
 const UPDATE_FIELDS: &[Field] = &[
@@ -70,6 +80,11 @@ const UPDATE_FIELDS: &[Field] = &[
     Field {
         name: "limits",
         check: body::limits,
+        required: false,
+    },
+    Field {
+        name: "policy",
+        check: typed::<Option<String>>,
         required: false,
     },
 ];
@@ -96,6 +111,7 @@ fn parse_budget(text: Option<&str>) -> Result<Option<u64>, ApiError> {
 
 pub async fn create(
     State(state): Shared,
+    Extension(by): Extension<Actor>,
     body: Bytes,
 ) -> Result<(StatusCode, Json<TenantView>), ApiError> {
     let request: CreateTenant = body::parse(&body, CREATE_FIELDS)?;
@@ -103,13 +119,20 @@ pub async fn create(
     let monthly_budget_nano_usd = parse_budget(request.monthly_budget_usd.as_deref())?;
     let limits = request.limits.unwrap_or_default();
     body::check_limits(&limits)?;
+    if let Some(policy) = &request.policy {
+        check_name_in("policy", "policy", policy)?;
+    }
     let tenant = state
         .store
-        .create_tenant(NewTenant {
-            name: request.name,
-            monthly_budget_nano_usd,
-            limits,
-        })
+        .create_tenant(
+            NewTenant {
+                name: request.name,
+                monthly_budget_nano_usd,
+                limits,
+                policy: request.policy,
+            },
+            &by,
+        )
         .await
         .map_err(|error| ApiError::store(error, Some("name")))?;
     tracing::info!(tenant_id = %tenant.id, tenant = %tenant.name, "tenant created");
@@ -134,6 +157,7 @@ pub async fn get(
 
 pub async fn update(
     State(state): Shared,
+    Extension(by): Extension<Actor>,
     Path(tenant): Path<String>,
     body: Bytes,
 ) -> Result<Json<TenantView>, ApiError> {
@@ -161,6 +185,9 @@ pub async fn update(
     if let Some(limits) = &limits {
         body::check_limits(limits)?;
     }
+    if let Some(Some(policy)) = &request.policy {
+        check_name_in("policy", "policy", policy)?;
+    }
     let id = find_tenant(&state, &tenant).await?.id;
     let updated = state
         .store
@@ -170,7 +197,9 @@ pub async fn update(
                 name,
                 monthly_budget_nano_usd,
                 limits,
+                policy: request.policy,
             },
+            &by,
         )
         .await
         .map_err(|error| ApiError::store(error, Some("name")))?
@@ -181,22 +210,25 @@ pub async fn update(
 
 pub async fn disable(
     state: Shared,
+    by: Extension<Actor>,
     tenant: Path<String>,
     body: Bytes,
 ) -> Result<Json<TenantView>, ApiError> {
-    set_status(state, tenant, body, TenantStatus::Disabled).await
+    set_status(state, by, tenant, body, TenantStatus::Disabled).await
 }
 
 pub async fn enable(
     state: Shared,
+    by: Extension<Actor>,
     tenant: Path<String>,
     body: Bytes,
 ) -> Result<Json<TenantView>, ApiError> {
-    set_status(state, tenant, body, TenantStatus::Active).await
+    set_status(state, by, tenant, body, TenantStatus::Active).await
 }
 
 async fn set_status(
     State(state): Shared,
+    Extension(by): Extension<Actor>,
     Path(tenant): Path<String>,
     body: Bytes,
     status: TenantStatus,
@@ -206,7 +238,7 @@ async fn set_status(
     let id = find_tenant(&state, &tenant).await?.id;
     let updated = state
         .store
-        .set_tenant_status(&id, status)
+        .set_tenant_status(&id, status, &by)
         .await
         .map_err(|error| ApiError::store(error, None))?
         .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant:?}")))?;

@@ -26,7 +26,7 @@ use crate::store::calendar::{Day, Month};
 use crate::store::usage_query::{Dimension, LedgerRow, UsageQuery, UsageSums, check_range};
 
 type Shared = State<Arc<AdminState>>;
-type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
+pub(super) type Params = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
 /// Ledger rows per database round trip of an export.
 const EXPORT_PAGE_ROWS: u32 = 5_000;
@@ -186,7 +186,7 @@ fn full_page_last(mut rows: Vec<LedgerRow>) -> Option<LedgerRow> {
     }
 }
 
-fn csv_response(body: impl Into<Body>, file_name: Option<&str>) -> Response {
+pub(super) fn csv_response(body: impl Into<Body>, file_name: Option<&str>) -> Response {
     let mut response = Response::new(body.into());
     let headers = response.headers_mut();
     headers.insert(
@@ -233,7 +233,10 @@ fn attempt_json(row: &LedgerRow) -> Result<Value, ApiError> {
 
 /// The query string as a map; unknown and repeated parameters are refused
 /// (a misspelt `groupby` silently ignored would give a wrong report).
-fn parse_params(params: Params, known: &[&str]) -> Result<HashMap<String, String>, ApiError> {
+pub(super) fn parse_params(
+    params: Params,
+    known: &[&str],
+) -> Result<HashMap<String, String>, ApiError> {
     let Query(pairs) = params.map_err(|rejection| ApiError::invalid(rejection.body_text()))?;
     let mut map = HashMap::new();
     for (name, value) in pairs {
@@ -256,7 +259,7 @@ fn parse_params(params: Params, known: &[&str]) -> Result<HashMap<String, String
 
 /// An optional tenant or key filter. Present but empty is refused: an unset
 /// shell variable must not turn "one tenant" into "every tenant".
-fn optional_name(
+pub(super) fn optional_name(
     params: &mut HashMap<String, String>,
     name: &'static str,
 ) -> Result<Option<String>, ApiError> {
@@ -326,7 +329,7 @@ fn group_by(text: &str) -> Result<Vec<Dimension>, ApiError> {
 
 /// `format=csv|json`; without it, CSV if the client's Accept names
 /// `text/csv`, else JSON.
-fn wants_csv(format: Option<&str>, headers: &HeaderMap) -> Result<bool, ApiError> {
+pub(super) fn wants_csv(format: Option<&str>, headers: &HeaderMap) -> Result<bool, ApiError> {
     match format {
         Some("csv") => Ok(true),
         Some("json") => Ok(false),

@@ -14,6 +14,8 @@ pub struct TenantView {
     /// A decimal string ("12.5"), exact; null = no budget.
     monthly_budget_usd: Option<String>,
     limits: Limits,
+    /// The tenant's content policy; null = the default policy.
+    policy: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -26,6 +28,7 @@ impl From<Tenant> for TenantView {
             status: tenant.status,
             monthly_budget_usd: tenant.monthly_budget_nano_usd.map(llmgw_usd::format_usd),
             limits: tenant.limits,
+            policy: tenant.policy,
             created_at: tenant.created_at,
             updated_at: tenant.updated_at,
         }

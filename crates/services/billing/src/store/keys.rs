@@ -1,9 +1,12 @@
 //! API keys: create, list, revoke, rotate, and the lookup that authorizes a
 //! request.
 
+use serde::Serialize;
+
+use super::admin_audit::{Actor, Change, record_change};
 use super::rows::{KeyRow, LookupRow, parse_budget, parse_limits, parse_models, to_json};
 use super::{
-    ApiKey, BeginWrite, KeyInfo, KeyStatus, NewKey, Store, StoreError, TenantStatus,
+    ApiKey, BeginWrite, KeyInfo, KeyStatus, KeyUpdate, NewKey, Store, StoreError, TenantStatus,
     conflict_or_db, now_ms, validate_models, validate_name,
 };
 
@@ -19,6 +22,31 @@ const INSERT_KEY: &str = "INSERT INTO api_keys \
       expires_at, created_at) \
      SELECT $1, id, $2, $3, $4, 'active', $5, $6, $7, $8 \
      FROM tenants WHERE id = $9 AND status = 'active'";
+
+/// Revokes an active key, giving it as revoked.
+const REVOKE_KEY: &str = concat!(
+    "UPDATE api_keys SET status = 'revoked', revoked_at = $2 \
+     WHERE id = $1 AND status = 'active' RETURNING ",
+    key_columns!()
+);
+
+/// A rotation's "after": the old key revoked and its successor (records,
+/// never secrets).
+#[derive(Serialize)]
+struct Rotated<'a> {
+    revoked: &'a ApiKey,
+    issued: &'a ApiKey,
+}
+
+/// What a key just revoked looked like before: only the status and the
+/// revocation time changed.
+fn active_before(revoked: &ApiKey) -> ApiKey {
+    ApiKey {
+        status: KeyStatus::Active,
+        revoked_at: None,
+        ..revoked.clone()
+    }
+}
 
 /// A key about to be inserted, with its secret (returned to the caller once).
 struct Minted {
@@ -102,11 +130,26 @@ impl Store {
         &self,
         tenant_id: &str,
         new: NewKey,
+        by: &Actor,
     ) -> Result<(ApiKey, String), StoreError> {
         validate_name("key", &new.name)?;
         validate_models(&new.allowed_models)?;
         let minted = Minted::new(tenant_id, new)?;
-        let written = on_pool!(self, pool => insert_key!(pool, &minted))?;
+        let change = Change::new(
+            "key.create",
+            format!("key:{}", minted.key.id),
+            None::<&ApiKey>,
+            Some(&minted.key),
+        )?;
+        let written = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let written = insert_key!(&mut *tx, &minted)?;
+            if written > 0 {
+                record_change!(&mut *tx, by, &change)?;
+                tx.commit().await?;
+            }
+            written
+        });
         if written == 0 {
             return Err(self.why_no_key(tenant_id).await);
         }
@@ -140,22 +183,103 @@ impl Store {
     }
 
     /// Revokes key `key_id` (at once: the next lookup fails). Revoking a
-    /// revoked key changes nothing and returns it as it is; `None` if there is
-    /// no such key.
-    pub async fn revoke_key(&self, key_id: &str) -> Result<Option<ApiKey>, StoreError> {
-        let sql = concat!(
-            "UPDATE api_keys SET status = 'revoked', revoked_at = $2 \
-             WHERE id = $1 AND status = 'active' RETURNING ",
+    /// revoked key changes (and records) nothing and returns it as it is;
+    /// `None` if there is no such key.
+    pub async fn revoke_key(&self, key_id: &str, by: &Actor) -> Result<Option<ApiKey>, StoreError> {
+        let revoked = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let row: Option<KeyRow> = sqlx::query_as(REVOKE_KEY)
+                .bind(key_id)
+                .bind(now_ms())
+                .fetch_optional(&mut *tx)
+                .await?;
+            match row {
+                Some(row) => {
+                    let after = ApiKey::try_from(row)?;
+                    let change = Change::new(
+                        "key.revoke",
+                        format!("key:{key_id}"),
+                        Some(&active_before(&after)),
+                        Some(&after),
+                    )?;
+                    record_change!(&mut *tx, by, &change)?;
+                    tx.commit().await?;
+                    Some(after)
+                }
+                None => None,
+            }
+        });
+        match revoked {
+            Some(key) => Ok(Some(key)),
+            None => self.get_key(key_id).await,
+        }
+    }
+
+    /// Changes the given settings of active key `key_id`. `None` if there is
+    /// no such key; [`StoreError::Invalid`] if it is revoked.
+    pub async fn update_key(
+        &self,
+        key_id: &str,
+        update: KeyUpdate,
+        by: &Actor,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        if let Some(models) = &update.allowed_models {
+            validate_models(models)?;
+        }
+        let models = update.allowed_models.as_ref().map(to_json).transpose()?;
+        let limits = update.limits.as_ref().map(to_json).transpose()?;
+        let set_expiry = update.expires_at.is_some();
+        let expiry = update.expires_at.flatten();
+        // The no-op UPDATE locks the row (see tenants.rs) for an exact
+        // "before"; the condition leaves revoked keys alone.
+        let lock = concat!(
+            "UPDATE api_keys SET status = status WHERE id = $1 AND status = 'active' RETURNING ",
             key_columns!()
         );
-        let row: Option<KeyRow> = on_pool!(self, pool => sqlx::query_as(sql)
-            .bind(key_id)
-            .bind(now_ms())
-            .fetch_optional(pool)
-            .await)?;
-        match row {
-            Some(row) => Ok(Some(ApiKey::try_from(row)?)),
-            None => self.get_key(key_id).await,
+        let sql = concat!(
+            "UPDATE api_keys SET \
+               allowed_models = COALESCE($2, allowed_models), \
+               limits = COALESCE($3, limits), \
+               expires_at = CASE WHEN $4 THEN $5 ELSE expires_at END \
+             WHERE id = $1 RETURNING ",
+            key_columns!()
+        );
+        let updated = on_pool!(self, pool => {
+            let mut tx = pool.begin_write().await?;
+            let before: Option<KeyRow> =
+                sqlx::query_as(lock).bind(key_id).fetch_optional(&mut *tx).await?;
+            match before {
+                None => None,
+                Some(before) => {
+                    let after: KeyRow = sqlx::query_as(sql)
+                        .bind(key_id)
+                        .bind(models.as_deref())
+                        .bind(limits.as_deref())
+                        .bind(set_expiry)
+                        .bind(expiry)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let (before, after) = (ApiKey::try_from(before)?, ApiKey::try_from(after)?);
+                    let change = Change::new(
+                        "key.update",
+                        format!("key:{key_id}"),
+                        Some(&before),
+                        Some(&after),
+                    )?;
+                    record_change!(&mut *tx, by, &change)?;
+                    tx.commit().await?;
+                    Some(after)
+                }
+            }
+        });
+        match updated {
+            Some(key) => Ok(Some(key)),
+            None => match self.get_key(key_id).await? {
+                None => Ok(None),
+                Some(_) => Err(StoreError::Invalid(format!(
+                    "key {key_id} is revoked; create a new key instead"
+                ))),
+            },
         }
     }
 
@@ -163,18 +287,17 @@ impl Store {
     /// same tenant, name, models, limits and expiry. `None` if there is no
     /// such key; [`StoreError::Invalid`] if it is already revoked or its
     /// tenant is disabled (then nothing changes).
-    pub async fn rotate_key(&self, key_id: &str) -> Result<Option<(ApiKey, String)>, StoreError> {
-        let revoke = concat!(
-            "UPDATE api_keys SET status = 'revoked', revoked_at = $2 \
-             WHERE id = $1 AND status = 'active' RETURNING ",
-            key_columns!()
-        );
+    pub async fn rotate_key(
+        &self,
+        key_id: &str,
+        by: &Actor,
+    ) -> Result<Option<(ApiKey, String)>, StoreError> {
         // The revoking UPDATE comes first: it locks the row (Postgres) or the
         // database (SQLite), so of two concurrent rotations one finds the key
         // already revoked instead of both minting a successor.
         let outcome: Result<Rotation, StoreError> = on_pool!(self, pool => {
             let mut tx = pool.begin_write().await?;
-            let old: Option<KeyRow> = sqlx::query_as(revoke)
+            let old: Option<KeyRow> = sqlx::query_as(REVOKE_KEY)
                 .bind(key_id)
                 .bind(now_ms())
                 .fetch_optional(&mut *tx)
@@ -184,9 +307,9 @@ impl Store {
                 Some(old) => {
                     let old = ApiKey::try_from(old)?;
                     let minted = Minted::new(&old.tenant_id, NewKey {
-                        name: old.name,
-                        allowed_models: old.allowed_models,
-                        limits: old.limits,
+                        name: old.name.clone(),
+                        allowed_models: old.allowed_models.clone(),
+                        limits: old.limits.clone(),
                         expires_at: old.expires_at,
                     })?;
                     // On 0 rows (tenant disabled) or an error, dropping `tx`
@@ -194,6 +317,13 @@ impl Store {
                     if insert_key!(&mut *tx, &minted)? == 0 {
                         Ok(Rotation::TenantInactive(old.tenant_id))
                     } else {
+                        let change = Change::new(
+                            "key.rotate",
+                            format!("key:{key_id}"),
+                            Some(&active_before(&old)),
+                            Some(&Rotated { revoked: &old, issued: &minted.key }),
+                        )?;
+                        record_change!(&mut *tx, by, &change)?;
                         tx.commit().await?;
                         Ok(Rotation::Done(Box::new(minted)))
                     }

@@ -252,7 +252,8 @@ async fn record_postgres(pool: &PgPool, rows: &[Row<'_>]) -> Result<usize, Store
     match try_record_postgres(pool, rows).await {
         Err(StoreError::Database(error)) if super::partitions::is_missing(&error) => {
             let months: BTreeSet<Month> = rows.iter().map(|row| row.day.month()).collect();
-            super::partitions::ensure(pool, &months).await?;
+            super::partitions::ensure(pool, super::partitions::Partitioned::UsageEvents, &months)
+                .await?;
             try_record_postgres(pool, rows).await
         }
         other => other,

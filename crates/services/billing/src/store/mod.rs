@@ -10,8 +10,12 @@
 //! Secrets never reach the database: a key is generated here, its SHA-256
 //! digest stored, and the text returned once to the caller.
 
+use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use llmgw_policy::PolicySource;
 
 use serde::{Deserialize, Serialize};
 use sqlx::migrate::Migrator;
@@ -35,7 +39,7 @@ macro_rules! on_pool {
 /// (which sqlx accepts as SQL without an `AssertSqlSafe`).
 macro_rules! tenant_columns {
     () => {
-        "id, name, status, monthly_budget_nano_usd, limits, created_at, updated_at"
+        "id, name, status, monthly_budget_nano_usd, limits, policy, created_at, updated_at"
     };
 }
 
@@ -49,12 +53,19 @@ macro_rules! key_columns {
 }
 
 pub use llmgw_calendar as calendar;
+pub mod admin_audit;
+pub mod audit;
+pub mod audit_query;
 mod keys;
 pub mod ledger;
 mod partitions;
+pub mod policies;
 mod rows;
 mod tenants;
 pub mod usage_query;
+pub mod word_lists;
+
+pub use admin_audit::Actor;
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../../migrations/billing/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../../migrations/billing/sqlite");
@@ -112,6 +123,8 @@ pub struct Tenant {
     pub status: TenantStatus,
     pub monthly_budget_nano_usd: Option<u64>,
     pub limits: Limits,
+    /// The tenant's content policy; `None` = the default policy.
+    pub policy: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
 }
@@ -137,15 +150,18 @@ pub struct NewTenant {
     pub name: String,
     pub monthly_budget_nano_usd: Option<u64>,
     pub limits: Limits,
+    /// A policy of the database or the config file; `None` = the default.
+    pub policy: Option<String>,
 }
 
-/// Fields to change; `None` leaves a field as it is. The budget is doubly
-/// optional so that it can be removed: `Some(None)`.
+/// Fields to change; `None` leaves a field as it is. The budget and the
+/// policy are doubly optional so that they can be removed: `Some(None)`.
 #[derive(Default)]
 pub struct TenantUpdate {
     pub name: Option<String>,
     pub monthly_budget_nano_usd: Option<Option<u64>>,
     pub limits: Option<Limits>,
+    pub policy: Option<Option<String>>,
 }
 
 pub struct NewKey {
@@ -153,6 +169,15 @@ pub struct NewKey {
     pub allowed_models: Vec<String>,
     pub limits: Limits,
     pub expires_at: Option<i64>,
+}
+
+/// Settings of an active key to change; `None` leaves a field as it is. The
+/// expiry is doubly optional so that it can be removed: `Some(None)`.
+#[derive(Default)]
+pub struct KeyUpdate {
+    pub allowed_models: Option<Vec<String>>,
+    pub limits: Option<Limits>,
+    pub expires_at: Option<Option<i64>>,
 }
 
 /// What the edge needs to authorize a request (an active key of an active
@@ -181,6 +206,13 @@ pub enum StoreError {
     /// tenant...); the message says why and is safe to show to an operator.
     #[error("{0}")]
     Invalid(String),
+    /// As `Invalid`, about one field of the request (`policy`, `rules[2]`).
+    #[error("{message}")]
+    InvalidField { field: String, message: String },
+    /// The change would leave something pointing at nothing (a policy a
+    /// tenant uses, a word list a policy uses); the message says what.
+    #[error("{0}")]
+    InUse(String),
     #[error("database error")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
@@ -194,9 +226,23 @@ enum Pool {
 }
 
 /// The accounts database. Cloning is cheap (the pool is shared).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
     pool: Pool,
+    /// The config file's policies and word lists: the defaults the
+    /// database's override, consulted when a change must not leave a
+    /// tenant or a policy pointing at nothing.
+    defaults: Arc<PolicySource>,
+}
+
+/// By hand: the defaults can hold word lists of 100k terms.
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("pool", &self.pool)
+            .field("default_policies", &self.defaults.policies.keys())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Store {
@@ -230,7 +276,23 @@ impl Store {
                 "unsupported database URL: expected postgres://... or sqlite://PATH".into(),
             ));
         };
-        Ok(Store { pool })
+        Ok(Store {
+            pool,
+            defaults: Arc::default(),
+        })
+    }
+
+    /// This store, with the config file's policies and word lists as the
+    /// defaults (see [`Store::policy_defaults`]).
+    pub fn with_policy_defaults(mut self, defaults: Arc<PolicySource>) -> Store {
+        self.defaults = defaults;
+        self
+    }
+
+    /// The config file's `policy:` section: policies and word lists the
+    /// database's of the same name override, and the default policy.
+    pub fn policy_defaults(&self) -> &Arc<PolicySource> {
+        &self.defaults
     }
 
     /// `"postgres"` or `"sqlite"`.
@@ -312,6 +374,28 @@ impl BeginWrite for SqlitePool {
     type Db = sqlx::Sqlite;
     async fn begin_write(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error> {
         self.begin_with("BEGIN IMMEDIATE").await
+    }
+}
+
+/// Begins a read-only transaction whose reads all see one snapshot (on
+/// Postgres REPEATABLE READ; a SQLite read transaction already does).
+trait BeginSnapshot {
+    type Db: sqlx::Database;
+    async fn begin_snapshot(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error>;
+}
+
+impl BeginSnapshot for PgPool {
+    type Db = sqlx::Postgres;
+    async fn begin_snapshot(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error> {
+        self.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            .await
+    }
+}
+
+impl BeginSnapshot for SqlitePool {
+    type Db = sqlx::Sqlite;
+    async fn begin_snapshot(&self) -> Result<sqlx::Transaction<'static, Self::Db>, sqlx::Error> {
+        self.begin().await
     }
 }
 

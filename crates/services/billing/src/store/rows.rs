@@ -11,6 +11,7 @@ pub(super) struct TenantRow {
     status: String,
     monthly_budget_nano_usd: Option<i64>,
     limits: String,
+    policy: Option<String>,
     created_at: i64,
     updated_at: i64,
 }
@@ -62,6 +63,7 @@ impl TryFrom<TenantRow> for Tenant {
             name: row.name,
             status,
             monthly_budget_nano_usd,
+            policy: row.policy,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })

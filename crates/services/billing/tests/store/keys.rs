@@ -6,11 +6,11 @@ use llmgw_billing::store::{
     KeyStatus, Limits, NewKey, NewTenant, StoreError, TenantStatus, TenantUpdate, now_ms,
 };
 
-use crate::support::{TestDb, contains, key, lookup, tenant};
+use crate::support::{TestDb, by, contains, key, lookup, tenant};
 
 pub async fn key_lifecycle(db: &TestDb) {
     let s = &db.store;
-    let t = s.create_tenant(tenant("acme")).await.unwrap();
+    let t = s.create_tenant(tenant("acme"), &by()).await.unwrap();
     let limits = Limits {
         tokens_per_minute: Some(10_000),
         concurrent: Some(4),
@@ -22,7 +22,7 @@ pub async fn key_lifecycle(db: &TestDb) {
         limits: limits.clone(),
         expires_at: None,
     };
-    let (created, secret) = s.create_key(&t.id, new).await.unwrap();
+    let (created, secret) = s.create_key(&t.id, new, &by()).await.unwrap();
     assert!(llmgw_apikey::is_well_formed(&secret));
     assert_eq!(
         created.display_prefix,
@@ -57,19 +57,22 @@ pub async fn key_lifecycle(db: &TestDb) {
     }
     assert!(last_used.is_some_and(|at| at >= created.created_at));
 
-    let revoked = s.revoke_key(&created.id).await.unwrap().unwrap();
+    let revoked = s.revoke_key(&created.id, &by()).await.unwrap().unwrap();
     assert_eq!(revoked.status, KeyStatus::Revoked);
     assert!(revoked.revoked_at.is_some());
     assert_eq!(lookup(s, &secret).await, None);
     // Revoking twice is harmless and keeps the first revocation time.
-    assert_eq!(s.revoke_key(&created.id).await.unwrap(), Some(revoked));
-    assert_eq!(s.revoke_key("missing").await.unwrap(), None);
+    assert_eq!(
+        s.revoke_key(&created.id, &by()).await.unwrap(),
+        Some(revoked)
+    );
+    assert_eq!(s.revoke_key("missing", &by()).await.unwrap(), None);
     assert_eq!(s.get_key("missing").await.unwrap(), None);
 }
 
 pub async fn rotation(db: &TestDb) {
     let s = &db.store;
-    let t = s.create_tenant(tenant("acme")).await.unwrap();
+    let t = s.create_tenant(tenant("acme"), &by()).await.unwrap();
     let expires = now_ms() + 86_400_000;
     let new = NewKey {
         name: "svc".into(),
@@ -80,8 +83,8 @@ pub async fn rotation(db: &TestDb) {
         },
         expires_at: Some(expires),
     };
-    let (old, old_secret) = s.create_key(&t.id, new).await.unwrap();
-    let (rotated, new_secret) = s.rotate_key(&old.id).await.unwrap().unwrap();
+    let (old, old_secret) = s.create_key(&t.id, new, &by()).await.unwrap();
+    let (rotated, new_secret) = s.rotate_key(&old.id, &by()).await.unwrap().unwrap();
     assert_ne!(rotated.id, old.id);
     assert_ne!(new_secret, old_secret);
     assert_eq!(
@@ -105,22 +108,22 @@ pub async fn rotation(db: &TestDb) {
     assert_eq!(statuses.len(), 2);
     assert!(statuses.contains(&KeyStatus::Revoked) && statuses.contains(&KeyStatus::Active));
 
-    assert_eq!(s.rotate_key("missing").await.unwrap(), None);
+    assert_eq!(s.rotate_key("missing", &by()).await.unwrap(), None);
     assert!(matches!(
-        s.rotate_key(&old.id).await,
+        s.rotate_key(&old.id, &by()).await,
         Err(StoreError::Invalid(_))
     ));
 
     // A disabled tenant's key cannot be rotated, and the failed attempt must
     // not leave it revoked.
-    s.set_tenant_status(&t.id, TenantStatus::Disabled)
+    s.set_tenant_status(&t.id, TenantStatus::Disabled, &by())
         .await
         .unwrap();
     assert!(matches!(
-        s.rotate_key(&rotated.id).await,
+        s.rotate_key(&rotated.id, &by()).await,
         Err(StoreError::Invalid(_))
     ));
-    s.set_tenant_status(&t.id, TenantStatus::Active)
+    s.set_tenant_status(&t.id, TenantStatus::Active, &by())
         .await
         .unwrap();
     assert_eq!(lookup(s, &new_secret).await.unwrap().key_id, rotated.id);
@@ -129,30 +132,30 @@ pub async fn rotation(db: &TestDb) {
 
 pub async fn expired_keys_and_disabled_tenants_do_not_authorize(db: &TestDb) {
     let s = &db.store;
-    let t = s.create_tenant(tenant("acme")).await.unwrap();
+    let t = s.create_tenant(tenant("acme"), &by()).await.unwrap();
     let past = NewKey {
         expires_at: Some(now_ms() - 1_000),
         ..key("old")
     };
-    let (_, expired) = s.create_key(&t.id, past).await.unwrap();
+    let (_, expired) = s.create_key(&t.id, past, &by()).await.unwrap();
     assert_eq!(lookup(s, &expired).await, None);
     let future = NewKey {
         expires_at: Some(now_ms() + 60_000),
         ..key("new")
     };
-    let (_, valid) = s.create_key(&t.id, future).await.unwrap();
+    let (_, valid) = s.create_key(&t.id, future, &by()).await.unwrap();
     assert!(lookup(s, &valid).await.is_some());
 
-    s.set_tenant_status(&t.id, TenantStatus::Disabled)
+    s.set_tenant_status(&t.id, TenantStatus::Disabled, &by())
         .await
         .unwrap();
     assert_eq!(lookup(s, &valid).await, None);
-    let err = s.create_key(&t.id, key("more")).await.unwrap_err();
+    let err = s.create_key(&t.id, key("more"), &by()).await.unwrap_err();
     assert!(
         matches!(&err, StoreError::Invalid(m) if m.contains("disabled")),
         "{err:?}"
     );
-    s.set_tenant_status(&t.id, TenantStatus::Active)
+    s.set_tenant_status(&t.id, TenantStatus::Active, &by())
         .await
         .unwrap();
     assert!(lookup(s, &valid).await.is_some());
@@ -160,10 +163,10 @@ pub async fn expired_keys_and_disabled_tenants_do_not_authorize(db: &TestDb) {
 
 pub async fn secret_is_never_stored(db: &TestDb) {
     let s = &db.store;
-    let t = s.create_tenant(tenant("acme")).await.unwrap();
-    let (_, first) = s.create_key(&t.id, key("a")).await.unwrap();
-    let (second_key, _) = s.create_key(&t.id, key("b")).await.unwrap();
-    let (_, second) = s.rotate_key(&second_key.id).await.unwrap().unwrap();
+    let t = s.create_tenant(tenant("acme"), &by()).await.unwrap();
+    let (_, first) = s.create_key(&t.id, key("a"), &by()).await.unwrap();
+    let (second_key, _) = s.create_key(&t.id, key("b"), &by()).await.unwrap();
+    let (_, second) = s.rotate_key(&second_key.id, &by()).await.unwrap().unwrap();
 
     for secret in [&first, &second] {
         // The random part alone must not appear either (e.g. stored without
@@ -208,13 +211,13 @@ pub async fn secret_is_never_stored(db: &TestDb) {
 
 pub async fn tenants_are_isolated(db: &TestDb) {
     let s = &db.store;
-    let a = s.create_tenant(tenant("a")).await.unwrap();
-    let b = s.create_tenant(tenant("b")).await.unwrap();
+    let a = s.create_tenant(tenant("a"), &by()).await.unwrap();
+    let b = s.create_tenant(tenant("b"), &by()).await.unwrap();
     for name in ["one", "two"] {
-        s.create_key(&a.id, key(name)).await.unwrap();
+        s.create_key(&a.id, key(name), &by()).await.unwrap();
     }
     // Same key name in another tenant: allowed, and kept apart.
-    let (b_key, b_secret) = s.create_key(&b.id, key("one")).await.unwrap();
+    let (b_key, b_secret) = s.create_key(&b.id, key("one"), &by()).await.unwrap();
 
     let a_keys = s.list_keys(&a.id).await.unwrap();
     assert_eq!(a_keys.len(), 2);
@@ -236,18 +239,22 @@ pub async fn tenants_are_isolated(db: &TestDb) {
 pub async fn lookup_carries_effective_limits_and_budget(db: &TestDb) {
     let s = &db.store;
     let t = s
-        .create_tenant(NewTenant {
-            name: "metered".into(),
-            monthly_budget_nano_usd: Some(5_000),
-            limits: Limits {
-                requests_per_minute: Some(2),
-                tokens_per_day: Some(1_000),
-                ..Limits::default()
+        .create_tenant(
+            NewTenant {
+                name: "metered".into(),
+                monthly_budget_nano_usd: Some(5_000),
+                limits: Limits {
+                    requests_per_minute: Some(2),
+                    tokens_per_day: Some(1_000),
+                    ..Limits::default()
+                },
+                policy: None,
             },
-        })
+            &by(),
+        )
         .await
         .unwrap();
-    let (_, plain) = s.create_key(&t.id, key("plain")).await.unwrap();
+    let (_, plain) = s.create_key(&t.id, key("plain"), &by()).await.unwrap();
     let own = NewKey {
         limits: Limits {
             requests_per_minute: Some(3),
@@ -256,7 +263,7 @@ pub async fn lookup_carries_effective_limits_and_budget(db: &TestDb) {
         },
         ..key("own")
     };
-    let (_, own) = s.create_key(&t.id, own).await.unwrap();
+    let (_, own) = s.create_key(&t.id, own, &by()).await.unwrap();
 
     let info = lookup(s, &plain).await.unwrap();
     assert_eq!(
@@ -290,7 +297,10 @@ pub async fn lookup_carries_effective_limits_and_budget(db: &TestDb) {
         }),
         ..TenantUpdate::default()
     };
-    s.update_tenant(&t.id, update).await.unwrap().unwrap();
+    s.update_tenant(&t.id, update, &by())
+        .await
+        .unwrap()
+        .unwrap();
     let info = lookup(s, &plain).await.unwrap();
     assert_eq!(
         info.limits,
@@ -312,8 +322,8 @@ pub async fn lookup_carries_effective_limits_and_budget(db: &TestDb) {
     );
 
     // A tenant without limits or budget: nothing.
-    let bare = s.create_tenant(tenant("bare")).await.unwrap();
-    let (_, secret) = s.create_key(&bare.id, key("k")).await.unwrap();
+    let bare = s.create_tenant(tenant("bare"), &by()).await.unwrap();
+    let (_, secret) = s.create_key(&bare.id, key("k"), &by()).await.unwrap();
     let info = lookup(s, &secret).await.unwrap();
     assert_eq!(info.limits, Limits::default());
     assert_eq!(info.tenant_monthly_budget_nano_usd, None);

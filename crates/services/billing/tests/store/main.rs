@@ -62,6 +62,7 @@ fn statuses_and_limits_serialize_as_documented() {
             concurrent: Some(2),
             ..Limits::default()
         },
+        policy: None,
         created_at: 1,
         updated_at: 2,
     };

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use llmgw_billing::store::{KeyInfo, Limits, NewKey, NewTenant, Store};
+use llmgw_billing::store::{Actor, KeyInfo, Limits, NewKey, NewTenant, Store};
 use llmgw_testdb::TestDatabase;
 use sqlx::{Connection, Row};
 
@@ -111,7 +111,13 @@ pub fn tenant(name: &str) -> NewTenant {
         name: name.into(),
         monthly_budget_nano_usd: None,
         limits: Limits::default(),
+        policy: None,
     }
+}
+
+/// Who the store tests act as (a tool, not the admin API).
+pub fn by() -> Actor {
+    Actor::system("test")
 }
 
 pub fn key(name: &str) -> NewKey {

@@ -11,7 +11,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use llmgw_billing::Config;
 use llmgw_proto::billing_v1::accounts_client::AccountsClient;
-use llmgw_proto::billing_v1::{KeyInfo, LookupKeyRequest};
+use llmgw_proto::billing_v1::audit_client::AuditClient;
+use llmgw_proto::billing_v1::policies_client::PoliciesClient;
+use llmgw_proto::billing_v1::{GetPoliciesRequest, GetPoliciesResponse, KeyInfo, LookupKeyRequest};
 use llmgw_testdb::TestDatabase;
 use reqwest::Method;
 use serde_json::Value;
@@ -259,6 +261,14 @@ impl Service {
         self.raw(Method::PATCH, path, Some(&body.to_string())).await
     }
 
+    pub async fn put(&self, path: &str, body: Value) -> Answer {
+        self.raw(Method::PUT, path, Some(&body.to_string())).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Answer {
+        self.raw(Method::DELETE, path, None).await
+    }
+
     /// Creates a tenant, asserting 201; gives its JSON.
     pub async fn tenant(&self, name: &str) -> Value {
         let created = self
@@ -279,6 +289,30 @@ impl Service {
             .await;
         assert_eq!(created.status, 201, "{created:?}");
         created.json
+    }
+
+    pub async fn audit(&self) -> AuditClient<Channel> {
+        AuditClient::connect(format!("http://{}", self.grpc))
+            .await
+            .unwrap()
+    }
+
+    pub async fn policies(&self) -> PoliciesClient<Channel> {
+        PoliciesClient::connect(format!("http://{}", self.grpc))
+            .await
+            .unwrap()
+    }
+
+    /// `Policies.GetPolicies` as a replica polls it.
+    pub async fn get_policies(&self, known_etag: &str) -> GetPoliciesResponse {
+        self.policies()
+            .await
+            .get_policies(GetPoliciesRequest {
+                known_etag: known_etag.to_owned(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
     }
 
     pub async fn accounts(&self) -> AccountsClient<Channel> {
