@@ -2,8 +2,9 @@
 //! billing (SQLite) and the mock upstream. What a client and a finance team
 //! would check: an answer with a blocked term ends with `finish_reason:
 //! content_filter` before the term, the stream still ends properly (usage
-//! chunk, `[DONE]`), the provider call is cancelled, and the ledger bills
-//! what the provider produced; the official OpenAI SDK sees the same.
+//! chunk, `[DONE]`), the provider call is cancelled, the ledger bills what
+//! the provider produced and the audit trail has the hit; the official
+//! OpenAI SDK sees the same.
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use tokio::process::Command;
 
 use crate::harness::{Gateway, KEY, chunks, content_of, request};
 use crate::ledger::Ledger;
+use crate::policy_audit::{admin_at, wait_audited};
 use crate::process::child::run_bounded;
 use crate::process::sdk::{sdk_dir, sdk_python};
 
@@ -70,7 +72,7 @@ async fn ledger_rows(gateway: &Gateway, request_id: &str) -> Vec<Value> {
 }
 
 #[tokio::test]
-async fn a_streamed_answer_is_cut_with_content_filter_and_billed_in_the_ledger() {
+async fn a_streamed_answer_is_cut_with_content_filter_billed_and_audited() {
     let gateway = Gateway::start_with(with_output_policy).await;
     let mut body = request("mock");
     body["stream"] = json!(true);
@@ -118,6 +120,29 @@ async fn a_streamed_answer_is_cut_with_content_filter_and_billed_in_the_ledger()
     assert_eq!(row["status"], "ok", "{row}");
     assert_eq!(row["estimated"], true, "{row}");
     assert_eq!(row["completion_tokens"], completion_tokens, "{row}");
+
+    // The hit, as an auditor reads it from billing's audit trail.
+    let admin = admin_at(gateway.admin.expect("billing started"));
+    let rows = wait_audited(&admin, &[(request_id.clone(), 1)]).await;
+    let audited = &rows[&request_id];
+    assert_eq!(audited.len(), 1, "{audited:?}");
+    for (field, value) in [
+        ("tenant", json!("team-a")),
+        ("model", json!("mock")),
+        ("policy", json!("answers")),
+        ("rule_id", json!("no-leaks")),
+        ("direction", json!("output")),
+        ("action", json!("block")),
+        ("location", json!("choices[0]")),
+        ("attempt", json!(1)),
+        ("sequence", json!(0)),
+        // "Hello 前文" is 12 bytes, "敏感词" 9.
+        ("offset", json!(12)),
+        ("length", json!(9)),
+        ("excerpt", json!("")),
+    ] {
+        assert_eq!(audited[0][field], value, "{field} of {}", audited[0]);
+    }
 }
 
 #[tokio::test]
