@@ -193,7 +193,9 @@ def main():
         "anthropic = all-in-one with the model served over Anthropic's Messages API;\n"
         "quota-memory = all-in-one with limits kept in the quota service's memory\n"
         "  (what the edge -> quota gRPC hop costs);\n"
-        "quota = all-in-one with limits in Redis (cpu includes redis-server).\n"
+        "quota = all-in-one with limits in Redis (cpu includes redis-server);\n"
+        "policy = all-in-one with a content policy on answers (1,000 terms and\n"
+        "  every detector, never hitting: what scanning each chunk costs).\n"
         "+p50_ms = gateway p50 - direct p50 at the same concurrency and mode."
     )
 

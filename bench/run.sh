@@ -8,6 +8,7 @@
 #   BENCH_REQUESTS_SCALE  multiply request counts (0.1 = quick run)      [1]
 #   BENCH_CONCURRENCY     concurrencies to run                           ["1 16 64"]
 #   BENCH_SCENARIOS       subset of "direct all-in-one split anthropic quota-memory quota"  [all]
+#                         (also "policy": all-in-one with a policy on answers that never hits)
 #   BENCH_CHUNKS          chunks the mock upstream emits per response    [20]
 #   BENCH_THREADS         tokio threads of the load generator            [1]
 #   BENCH_PORT_BASE       first port tried when looking for free ports   [18400]
@@ -283,6 +284,30 @@ if has_scenario anthropic; then
     idle_rss anthropic llmgw "$ANTHROPIC_PID"
     run_matrix anthropic "http://127.0.0.1:$EDGE/v1" "$KEY" -- "$ANTHROPIC_PID"
     stop_pids "$ANTHROPIC_PID"
+fi
+
+if has_scenario policy; then
+    # all-in-one with a content policy on answers: 1,000 blocked terms (none
+    # in the mock's words) and every data-leak detector. The difference to
+    # all-in-one is what scanning every streamed chunk costs.
+    EDGE="${PORTS[1]}" ROUTER="${PORTS[2]}"
+    write_config "$WORK/policy.yaml" "$EDGE" "$ROUTER" no
+    {
+        printf 'policy:\n  default: bench\n  policies:\n    bench:\n      rules:\n'
+        printf '        - {id: terms, kind: words, direction: output, action: block, word_lists: [terms]}\n'
+        for kind in email phone resident_id bank_card ipv4 secret; do
+            printf '        - {id: %s, kind: %s, direction: output, action: redact}\n' "$kind" "$kind"
+        done
+        printf '  word_lists:\n    terms:\n'
+        for i in $(seq -w 1 1000); do printf '      - "forbidden-term-%s"\n' "$i"; done
+    } >>"$WORK/policy.yaml"
+    start policy "$LLMGW" --config "$WORK/policy.yaml" all
+    POLICY_PID="$STARTED"
+    wait_http_ok policy "$POLICY_PID" "http://127.0.0.1:$EDGE/readyz"
+    sleep 1
+    idle_rss policy llmgw "$POLICY_PID"
+    run_matrix policy "http://127.0.0.1:$EDGE/v1" "$KEY" -- "$POLICY_PID"
+    stop_pids "$POLICY_PID"
 fi
 
 # quota_scenario LABEL PORT_INDEX REDIS(yes|no): all-in-one with limits high

@@ -169,6 +169,12 @@ pub async fn start_all(
         config.edge.audit.spool_dir =
             Some(config.billing.data_dir.join("audit-spool").join("edge"));
     }
+    // The router's audit events (answers' policy hits) in a spool of their
+    // own (each spool locks its directory).
+    if config.router.audit.spool_dir.is_none() {
+        config.router.audit.spool_dir =
+            Some(config.billing.data_dir.join("audit-spool").join("router"));
+    }
     // The same ledger is the floor of the quota service's monthly budgets
     // (rebuilt from its month-to-date spend if Redis loses the counters).
     if config.quota.billing_url.is_none() {

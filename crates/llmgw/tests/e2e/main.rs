@@ -12,6 +12,7 @@ mod passthrough;
 mod policy_audit;
 mod policy_input;
 mod policy_outage;
+mod policy_output;
 mod process;
 mod quota;
 mod quota_ledger;

@@ -2,18 +2,22 @@
 //! `cargo bench -p llmgw-router`. Prints nanoseconds per operation. Every
 //! step calls the functions the router runs per call (the catalog, the
 //! balancer, the breaker, the providers' request builders, the Anthropic
-//! stream translator, the chunk tally), through the crate's public API.
+//! stream translator, the chunk tally, the output policy scan), through the
+//! crate's public API.
 
+use std::collections::BTreeMap;
 use std::hint::black_box;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use llmgw_policy::{Policy, PolicySpec};
 use llmgw_router::catalog::{Catalog, Defaults, Route};
 use llmgw_router::provider::anthropic::StreamTranslator;
 use llmgw_router::provider::chat_chunk::ChunkView;
 use llmgw_router::{
-    BreakerConfig, DeploymentConfig, Metrics, ModelConfig, Provider, Strategy, Tally, Timeouts,
-    provider, tokens,
+    BreakerConfig, DeploymentConfig, Metrics, ModelConfig, OutputScan, Provider, Strategy, Tally,
+    Timeouts, Verdict, provider, tokens,
 };
 
 fn deployment(provider: Provider, weight: u32) -> DeploymentConfig {
@@ -136,6 +140,65 @@ fn account(tally: &mut Tally, chunk: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// [`account`], then the content policy's scan: what the relay does per
+/// chunk when the tenant's policy checks answers.
+fn account_and_scan(
+    tally: &mut Tally,
+    scan: &mut OutputScan,
+    chunk: &Bytes,
+) -> anyhow::Result<usize> {
+    let view: ChunkView = serde_json::from_slice(chunk)?;
+    tally.observe(&view);
+    let verdict = scan
+        .chunk(chunk, &view)
+        .map_err(|error| anyhow::anyhow!(error.message))?;
+    Ok(match verdict {
+        Verdict::Pass => 1,
+        Verdict::Replace(chunks) => chunks.len(),
+    })
+}
+
+/// A policy on answers: `terms` generated terms (half English, half
+/// Chinese; none occurs in the benchmark's chunks) blocked, and every
+/// data-leak detector redacting.
+fn answer_policy(terms: usize) -> anyhow::Result<Arc<Policy>> {
+    let mut rng = fastrand::Rng::with_seed(12);
+    let words: Vec<String> = (0..terms)
+        .map(|i| {
+            if i % 2 == 0 {
+                format!("forbidden-{i:06}")
+            } else {
+                (0..3 + i % 3)
+                    .map(|_| char::from_u32(rng.u32(0x4E00..0x9FA5)).unwrap_or('词'))
+                    .collect()
+            }
+        })
+        .collect();
+    let mut rules = vec![serde_json::json!({"id": "terms", "kind": "words",
+        "direction": "output", "action": "block", "word_lists": ["terms"]})];
+    for kind in [
+        "email",
+        "phone",
+        "resident_id",
+        "bank_card",
+        "ipv4",
+        "secret",
+    ] {
+        rules.push(
+            serde_json::json!({"id": kind, "kind": kind, "direction": "output",
+            "action": "redact"}),
+        );
+    }
+    let spec: PolicySpec = serde_json::from_value(serde_json::json!({ "rules": rules }))?;
+    let lists = BTreeMap::from([("terms".to_owned(), words)]);
+    Ok(Arc::new(Policy::compile(
+        "bench",
+        &spec,
+        &lists,
+        b"bench-key",
+    )?))
+}
+
 /// An Anthropic event, translated into OpenAI chunks that are accounted.
 fn translate(
     translator: &mut StreamTranslator,
@@ -214,6 +277,28 @@ fn main() -> anyhow::Result<()> {
     measure("  OpenAI chunk: parse view, account", || {
         black_box(account(&mut tally, &chunk).ok());
     });
+    for terms in [1_000, 50_000] {
+        let policy = answer_policy(terms)?;
+        let mut tally = Tally::default();
+        let mut scan = OutputScan::new(policy.clone());
+        measure(
+            &format!(
+                "  OpenAI chunk: the same, and the output scan ({terms} terms + detectors, no hit)"
+            ),
+            || {
+                black_box(account_and_scan(&mut tally, &mut scan, &chunk).ok());
+            },
+        );
+        let mut tally = Tally::default();
+        let mut scan = OutputScan::new(policy);
+        let leak = Bytes::from(OPENAI_CHUNK.replace("hello ", "mail ops@example.com "));
+        measure(
+            &format!("  OpenAI chunk with an e-mail: parse, account, scan, redact ({terms} terms)"),
+            || {
+                black_box(account_and_scan(&mut tally, &mut scan, &leak).ok());
+            },
+        );
+    }
     let mut tally = Tally::default();
     let mut translator = StreamTranslator::new("bench");
     translate(

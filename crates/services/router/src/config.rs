@@ -31,6 +31,10 @@ pub struct Config {
     pub policy: llmgw_policy::PolicySource,
     /// How often billing is asked for policy changes (1..=10 s).
     pub policy_refresh_secs: u64,
+    /// The durable spool the audit events of answers (policy hits) wait in
+    /// until billing has them. `llmgw all` defaults `spool_dir` to
+    /// `{billing.data_dir}/audit-spool/router`.
+    pub audit: llmgw_audit::AuditSpoolConfig,
 }
 
 /// The durable spool usage events wait in until billing has them.
@@ -77,6 +81,7 @@ impl Default for Config {
             usage: UsageConfig::default(),
             policy: llmgw_policy::PolicySource::default(),
             policy_refresh_secs: 5,
+            audit: llmgw_audit::AuditSpoolConfig::default(),
         }
     }
 }

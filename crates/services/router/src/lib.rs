@@ -12,10 +12,13 @@ mod service;
 mod usage;
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
+use llmgw_audit::AuditTrail;
+use llmgw_policy::feed::PolicyFeed;
 use llmgw_proto::router_v1::router_server::RouterServer;
 use llmgw_spool::SpoolConfig;
 use tonic::service::Routes;
@@ -23,6 +26,9 @@ use tonic::service::Routes;
 /// The router's Prometheus metrics (served on `GET /metrics`); the catalog
 /// registers each deployment's breaker state in them.
 pub use metrics::Metrics;
+/// The content policy's scan of one answer (streamed chunk by chunk, or
+/// whole), as the relay runs it.
+pub use relay::output_scan::{CONTENT_FILTER, Field, Found, OutputScan, Verdict};
 /// What the relay accounts of each streamed chunk (finish reason, reported
 /// usage, generated text).
 pub use relay::tally::Tally;
@@ -45,6 +51,11 @@ pub(crate) struct State {
     metrics: Arc<Metrics>,
     /// Where each attempt's usage event goes (the durable spool).
     usage: UsageSink,
+    /// The content policies in force (kept current from billing).
+    policies: Arc<PolicyFeed>,
+    /// Where the audit events of policy hits in answers go (the durable
+    /// audit spool).
+    audit: AuditTrail,
 }
 
 /// Serves the router on `listener` until `shutdown` resolves, then waits for
@@ -80,12 +91,15 @@ pub async fn run(
         let _ = spool_stopped.await;
     })
     .await?;
+    let (policies, audit, policy_done) = start_policy(&config, &metrics).await?;
     let state = Arc::new(State {
         catalog,
         client,
         retries: config.retries,
         metrics: metrics.clone(),
         usage,
+        policies,
+        audit,
     });
     let address = listener.local_addr()?;
     tracing::info!(%address, models = state.catalog.models().len(), "router listening");
@@ -97,7 +111,67 @@ pub async fn run(
     if let Some(done) = spool_done {
         done.await;
     }
+    policy_done.stop().await;
     served
+}
+
+/// What stops the policy feed and the audit spool after the server drained.
+struct PolicyStop {
+    stop: tokio::sync::oneshot::Sender<()>,
+    feed: Option<tokio::task::JoinHandle<()>>,
+    audit: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl PolicyStop {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        if let Some(audit) = self.audit {
+            audit.await;
+        }
+        if let Some(feed) = self.feed {
+            feed.abort();
+        }
+    }
+}
+
+/// The policy feed (the config file's set, then billing's, polled every
+/// `policy_refresh_secs`) and the audit trail of answers (its durable spool
+/// delivering to billing's `Audit.RecordAudit`).
+async fn start_policy(
+    config: &Config,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<(Arc<PolicyFeed>, AuditTrail, PolicyStop)> {
+    let source = config.policy.clone();
+    let feed_metrics = metrics.policy_feed.clone();
+    // Compiling large word lists takes a while: off the runtime's workers.
+    let policies = tokio::task::spawn_blocking(move || PolicyFeed::new(&source, feed_metrics))
+        .await
+        .context("compiling the content policies")?
+        .context("the `policy:` section")?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (trail, audit_done) = AuditTrail::start(
+        "router-audit",
+        &config.audit,
+        config.billing_url.as_deref(),
+        "./data/audit-spool/router".into(),
+        metrics.audit.clone(),
+        async {
+            let _ = stopped.await;
+        },
+    )
+    .await?;
+    let feed = match &config.billing_url {
+        Some(billing_url) => {
+            let channel = llmgw_grpc::channel(billing_url)
+                .with_context(|| format!("router.billing_url {billing_url:?}"))?;
+            let refresh = Duration::from_secs(config.policy_refresh_secs);
+            // Stopped with the task when the server has drained.
+            Some(policies.follow(channel, refresh, std::future::pending()))
+        }
+        None => None,
+    };
+    let audit = audit_done.map(|done| Box::pin(done) as Pin<Box<dyn Future<Output = ()> + Send>>);
+    Ok((policies, trail, PolicyStop { stop, feed, audit }))
 }
 
 /// The durable usage spool delivering to billing, or a sink that discards

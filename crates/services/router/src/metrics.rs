@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use llmgw_audit::AuditMetrics;
+use llmgw_policy::feed::FeedMetrics;
 use llmgw_spool::SpoolMetrics;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -32,6 +34,12 @@ pub struct Metrics {
     breaker_state: Family<DeploymentLabels, Gauge>,
     /// The usage spool's, named `llmgw_router_usage_*`.
     pub spool: SpoolMetrics,
+    /// Policy hits in answers (`llmgw_router_policy_hits_total` by policy,
+    /// rule, action and direction) and the audit spool's
+    /// (`llmgw_router_audit_*`).
+    pub audit: AuditMetrics,
+    /// The policy feed's (`llmgw_router_policy_updates_total`, ...).
+    pub policy_feed: FeedMetrics,
 }
 
 impl Default for Metrics {
@@ -65,12 +73,18 @@ impl Metrics {
         );
         let spool = SpoolMetrics::default();
         spool.register(registry.sub_registry_with_prefix("usage"));
+        let audit = AuditMetrics::default();
+        audit.register(&mut registry);
+        let policy_feed = FeedMetrics::default();
+        policy_feed.register(&mut registry);
         Metrics {
             registry,
             attempts,
             first_byte,
             breaker_state,
             spool,
+            audit,
+            policy_feed,
         }
     }
 

@@ -7,7 +7,10 @@
 //! disconnect) the server drops the stream, which drops the upstream response
 //! and closes its connection at once, even if the upstream is silent.
 
+mod answer_policy;
 mod attempt;
+pub(crate) use answer_policy::for_tenant as answer_policy;
+pub(crate) mod output_scan;
 pub(crate) mod tally;
 mod usage_event;
 
@@ -35,6 +38,7 @@ use crate::provider::ProviderError;
 use crate::provider::anthropic::StreamTranslator;
 use crate::provider::chat_chunk::{self, ChunkView};
 use crate::provider::upstream_error;
+use output_scan::OutputScan;
 use tally::Tally;
 use usage_event::{AttemptEnd, AttemptRecord};
 
@@ -55,8 +59,13 @@ enum Phase {
     /// Nothing sent upstream yet.
     Start,
     Streaming(Box<Upstream>),
+    /// A `block` rule cut the answer: the upstream call is dropped; the
+    /// chunks already queued go out, then the answer finishes.
+    Cut,
     /// The answer is complete (or failed): one last event to send.
     Finish(Result<(), ProviderError>),
+    /// The final event, after the usage chunk of a cut answer.
+    Last(Event),
     Ended,
 }
 
@@ -80,17 +89,27 @@ struct Relay {
     /// The final event was produced; dropping the relay earlier means the
     /// edge went away.
     finished: bool,
+    /// The tenant's content policy, when it checks answers.
+    policy: Option<Arc<llmgw_policy::Policy>>,
+    /// The policy's scan of the attempt in progress.
+    output: Option<OutputScan>,
+    /// Chunks to send before reading the upstream again (a policy rewrite
+    /// can turn one chunk into several).
+    outbox: VecDeque<Bytes>,
+    /// The audit events of the attempt in progress (numbered per attempt).
+    audit: Option<llmgw_audit::AuditEvents>,
     span: tracing::Span,
 }
 
 /// The events of one call; `span` is the call's span (events are polled by
 /// the gRPC server, outside it). `cancel` completes when the edge asks to
-/// stop.
+/// stop. `policy` (see [`answer_policy`]) scans the answer.
 pub fn relay(
     state: Arc<State>,
     route: Arc<Route>,
     envelope: Envelope,
     body: Bytes,
+    policy: Option<Arc<llmgw_policy::Policy>>,
     span: tracing::Span,
     cancel: impl Future<Output = ()> + Send + 'static,
 ) -> impl Stream<Item = Result<ChatEvent, Status>> + Send + 'static {
@@ -108,6 +127,10 @@ pub fn relay(
         current: None,
         billed: Billed::default(),
         finished: false,
+        policy,
+        output: None,
+        outbox: VecDeque::new(),
+        audit: None,
         span,
     };
     let cancel: Pin<Box<dyn Future<Output = ()> + Send>> = Box::pin(cancel);
@@ -171,7 +194,18 @@ impl Relay {
                         tokio::time::timeout_at(self.deadline, self.next_chunk(&mut upstream));
                     let result = match next.await {
                         Ok(Ok(Some(chunk))) => {
-                            self.phase = Phase::Streaming(upstream);
+                            if self.output.as_ref().is_some_and(OutputScan::blocked) {
+                                // Cancels the upstream call: its connection
+                                // closes as the response is dropped. It did
+                                // its job; the policy cut the answer.
+                                if let Some(permit) = upstream.permit.take() {
+                                    permit.success();
+                                }
+                                drop(upstream);
+                                self.phase = Phase::Cut;
+                            } else {
+                                self.phase = Phase::Streaming(upstream);
+                            }
                             return Some(Event::Chunk(chunk));
                         }
                         Ok(Ok(None)) => Ok(()),
@@ -187,7 +221,22 @@ impl Relay {
                     }
                     self.phase = Phase::Finish(result);
                 }
-                Phase::Finish(result) => return Some(self.finish(result).await),
+                Phase::Cut => match self.outbox.pop_front() {
+                    Some(chunk) => {
+                        self.phase = Phase::Cut;
+                        return Some(Event::Chunk(chunk));
+                    }
+                    None => self.phase = Phase::Finish(Ok(())),
+                },
+                Phase::Finish(result) => {
+                    let last = self.finish(result).await;
+                    if let Some(usage) = self.cut_usage_chunk(&last) {
+                        self.phase = Phase::Last(last);
+                        return Some(Event::Chunk(usage));
+                    }
+                    return Some(last);
+                }
+                Phase::Last(event) => return Some(event),
                 Phase::Ended => return None,
             }
         }
@@ -200,6 +249,12 @@ impl Relay {
     ) -> Result<Option<Bytes>, ProviderError> {
         let idle = Duration::from_millis(upstream.deployment.timeouts.idle_ms);
         loop {
+            if let Some(chunk) = self.outbox.pop_front() {
+                return Ok(Some(chunk));
+            }
+            if self.output.as_ref().is_some_and(OutputScan::blocked) {
+                return Ok(None);
+            }
             if let Some(chunk) = upstream.pending.pop_front() {
                 if let Some(chunk) = self.observe(chunk)? {
                     return Ok(Some(chunk));
@@ -239,7 +294,16 @@ impl Relay {
         // We always ask upstream for usage; the usage-only chunk goes to the
         // client only if it asked for it too.
         let usage_only = view.choices.is_empty() && view.usage.is_some();
-        Ok((!usage_only || self.envelope.include_usage).then_some(chunk))
+        if usage_only && !self.envelope.include_usage {
+            return Ok(None);
+        }
+        match self.output.is_some() && !usage_only {
+            false => Ok(Some(chunk)),
+            // Whatever the policy lets through waits in the outbox.
+            true => self
+                .scan_chunk(&chunk, &view)
+                .map(|pass| pass.then_some(chunk)),
+        }
     }
 
     /// The upstream stream ended. Without a `finish_reason` so far, a clean
@@ -254,9 +318,21 @@ impl Relay {
                 "the model provider's stream ended early",
             ));
         }
-        self.tally.finish_reason = Some("stop".to_owned());
         let (id, created, model) = self.tally.first.take().unwrap_or_default();
-        Ok(Some(chat_chunk::finish_chunk(&id, created, &model, "stop")))
+        if self.release_held_back(&id, created, &model) {
+            // A block in the held-back text: the cut answer's last chunk is
+            // queued already.
+            return Ok(self.outbox.pop_front());
+        }
+        self.tally.finish_reason = Some("stop".to_owned());
+        let finish = chat_chunk::finish_chunk(&id, created, &model, "stop");
+        match self.outbox.pop_front() {
+            Some(first) => {
+                self.outbox.push_back(finish);
+                Ok(Some(first))
+            }
+            None => Ok(Some(finish)),
+        }
     }
 
     /// The edge asked to stop: the upstream call is already dropped; bill

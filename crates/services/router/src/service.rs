@@ -65,6 +65,18 @@ impl Router for RouterService {
                 .boxed(),
             ));
         }
+        // Nor is a call whose answer's audit events could not be kept.
+        let policy = relay::answer_policy(&self.state, &envelope.tenant);
+        if policy.is_some() && !self.state.audit.has_room() {
+            return Ok(Response::new(
+                futures_util::stream::iter([Ok(error_event(
+                    ErrorCode::Unavailable,
+                    "the audit spool is full (billing has been unreachable for long); retry later"
+                        .to_owned(),
+                ))])
+                .boxed(),
+            ));
+        }
         let Some(route) = self.state.catalog.resolve(&envelope.model) else {
             let event = error_event(
                 ErrorCode::ModelNotFound,
@@ -79,6 +91,7 @@ impl Router for RouterService {
             route.clone(),
             envelope,
             openai_request,
+            policy,
             span,
             cancel_asked(inputs),
         );

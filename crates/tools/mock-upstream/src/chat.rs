@@ -107,7 +107,8 @@ pub(crate) async fn chat(
             shape,
             chunk_delay: settings.chunk_delay,
         };
-        return stream::sse_response(stream::body(script, state.shutdown.clone(), active));
+        let body = stream::body(script, state.shutdown.clone(), active, settings.write_bytes);
+        return stream::sse_response(body);
     }
 
     // Non-streaming bodies are complete in memory, so the response stops

@@ -30,7 +30,9 @@ pub struct Answer {
     pub created: u64,
     pub model: String,
     pub reasoning_chunks: usize,
-    pub words: Vec<&'static str>,
+    /// The text of each content chunk: a word and a space, or the
+    /// request's `mock.content` pieces.
+    pub pieces: Vec<String>,
     pub finish_reason: &'static str,
     pub usage: Usage,
     /// The whole request body, when the client asked for it back.
@@ -49,18 +51,21 @@ impl Answer {
                 .fold(0, |sum, byte| (sum + byte) % WORDS.len())
         });
 
-        let mut count = settings.chunks as usize;
+        let mut pieces: Vec<String> = match &settings.content {
+            Some(content) => content.clone(),
+            None => (0..settings.chunks as usize)
+                .map(|i| word_chunk(WORDS[(seed + i) % WORDS.len()]))
+                .collect(),
+        };
         let mut finish_reason = "stop";
         if let Some(max) = max_tokens(body)?
-            && max < count as u64
+            && max < pieces.len() as u64
         {
-            // `max < count` so the cast cannot truncate.
-            count = max as usize;
+            // `max < len` so the cast cannot truncate.
+            pieces.truncate(max as usize);
             finish_reason = "length";
         }
-        let words = (0..count)
-            .map(|i| WORDS[(seed + i) % WORDS.len()])
-            .collect();
+        let count = pieces.len();
 
         let reasoning_chunks = if model.contains("reasoner") {
             REASONING_CHUNKS
@@ -85,7 +90,7 @@ impl Answer {
                 .map_or(0, |since| since.as_secs()),
             model: model.to_owned(),
             reasoning_chunks,
-            words,
+            pieces,
             finish_reason,
             usage,
             echo: settings.echo.then(|| body.clone()),
@@ -94,7 +99,7 @@ impl Answer {
 
     /// The non-streaming content: exactly the streamed content chunks joined.
     pub fn content(&self) -> String {
-        self.words.iter().map(|word| word_chunk(word)).collect()
+        self.pieces.concat()
     }
 
     pub fn completion(&self) -> ChatCompletion {
@@ -152,10 +157,10 @@ impl Answer {
         )
     }
 
-    pub fn content_chunk(&self, word: &str) -> ChatCompletionChunk {
+    pub fn content_chunk(&self, piece: &str) -> ChatCompletionChunk {
         let delta = Delta {
             role: None,
-            content: Some(word_chunk(word)),
+            content: Some(piece.to_owned()),
             extra: Map::new(),
         };
         self.chunk(delta, None)
@@ -262,7 +267,7 @@ mod tests {
         let body = json!({"model": "deepseek-reasoner", "messages": [], "max_tokens": 3,
             "max_completion_tokens": 2});
         let answer = answer(body);
-        assert_eq!(answer.words.len(), 2);
+        assert_eq!(answer.pieces.len(), 2);
         assert_eq!(answer.finish_reason, "length");
         assert_eq!(answer.usage.prompt_tokens, 1);
         assert_eq!(answer.usage.completion_tokens, 4);

@@ -19,6 +19,12 @@ pub struct Config {
     pub chunk_delay_ms: u64,
     /// When set, requests must carry `Authorization: Bearer <api_key>`.
     pub api_key: Option<String>,
+    /// Every answer's text, one content chunk per piece, instead of the
+    /// generated words (for routes whose requests cannot carry `mock`, such
+    /// as Anthropic's behind the gateway).
+    pub content: Option<Vec<String>>,
+    /// Streams are written this many bytes at a time; 0 = one write per event.
+    pub write_bytes: usize,
 }
 
 impl Default for Config {
@@ -28,6 +34,8 @@ impl Default for Config {
             chunks: 8,
             chunk_delay_ms: 0,
             api_key: None,
+            content: None,
+            write_bytes: 0,
         }
     }
 }
@@ -73,6 +81,8 @@ struct MockOptions {
     fault: Option<String>,
     echo: Option<bool>,
     retry_after_secs: Option<u64>,
+    content: Option<Vec<String>>,
+    write_bytes: Option<usize>,
 }
 
 /// What one request gets, after applying every override.
@@ -85,6 +95,12 @@ pub struct Settings {
     pub echo: bool,
     /// The `Retry-After` of a 429 fault.
     pub retry_after_secs: u64,
+    /// The answer's text, one streamed content chunk per piece, instead of
+    /// the generated words.
+    pub content: Option<Vec<String>>,
+    /// Streams are written this many bytes at a time (1: a multi-byte
+    /// character spans several writes); 0 = one write per event.
+    pub write_bytes: usize,
 }
 
 /// A setting the client got wrong, answered with a 400 naming `param`.
@@ -152,6 +168,8 @@ impl Settings {
                 header(headers, "x-mock-retry-after")?,
                 1,
             ),
+            content: mock.content.or_else(|| config.content.clone()),
+            write_bytes: mock.write_bytes.unwrap_or(config.write_bytes),
         })
     }
 }

@@ -5,7 +5,9 @@
 //! deterministically from the request (see [`WORDS`]), configurable timing
 //! and faults chosen per request. Per-request settings, highest precedence
 //! first: the body field `"mock": {"chunks", "chunk_delay_ms",
-//! "first_byte_latency_ms", "fault", "echo", "retry_after_secs"}`; the
+//! "first_byte_latency_ms", "fault", "echo", "retry_after_secs", "content",
+//! "write_bytes"}` (`content`: the answer's text pieces, one content chunk
+//! each; `write_bytes`: stream writes of that many bytes); the
 //! headers `x-mock-chunks`, `x-mock-chunk-delay-ms`,
 //! `x-mock-first-byte-latency-ms`, `x-mock-fault`, `x-mock-retry-after`;
 //! a `mock-fault-<fault>` model name; then [`Config`]. Faults: `429`, `500`,

@@ -57,7 +57,7 @@ impl Script {
         }
         let answer = &self.answer;
         let reasoning = answer.reasoning_chunks;
-        let words = answer.words.len();
+        let words = answer.pieces.len();
         let sent = match self.shape {
             Shape::Complete => words,
             _ => (words / 2).max(1).min(words),
@@ -66,8 +66,8 @@ impl Script {
             answer.role_chunk()
         } else if i <= reasoning {
             answer.reasoning_chunk()
-        } else if let Some(word) = answer.words[..sent].get(i - reasoning - 1) {
-            answer.content_chunk(word)
+        } else if let Some(piece) = answer.pieces[..sent].get(i - reasoning - 1) {
+            answer.content_chunk(piece)
         } else {
             match (self.shape, i - reasoning - sent - 1) {
                 (Shape::StallMidStream, _) => return Ok(Step::Stall),
@@ -102,7 +102,7 @@ struct State {
     _active: Gauge,
 }
 
-pub fn body(script: Script, shutdown: Shutdown, active: Gauge) -> Body {
+pub fn body(script: Script, shutdown: Shutdown, active: Gauge, write_bytes: usize) -> Body {
     let state = State {
         script,
         next: 0,
@@ -110,7 +110,7 @@ pub fn body(script: Script, shutdown: Shutdown, active: Gauge) -> Body {
         shutdown,
         _active: active,
     };
-    Body::from_stream(stream::unfold(state, |mut state| async move {
+    let events = stream::unfold(state, |mut state| async move {
         if state.stopped {
             return None;
         }
@@ -142,7 +142,38 @@ pub fn body(script: Script, shutdown: Shutdown, active: Gauge) -> Body {
         };
         state.stopped = item.is_err();
         Some((item, state))
-    }))
+    });
+    in_writes(events, write_bytes)
+}
+
+/// The body of `events`, each event written `write_bytes` bytes at a time
+/// (0: whole). Each piece is its own body frame, and the body yields
+/// between pieces, so the server flushes them as separate writes: a reader
+/// gets events cut anywhere, even inside a UTF-8 character.
+pub(crate) fn in_writes(
+    events: impl futures_util::Stream<Item = io::Result<Bytes>> + Send + 'static,
+    write_bytes: usize,
+) -> Body {
+    use futures_util::StreamExt as _;
+    if write_bytes == 0 {
+        return Body::from_stream(events);
+    }
+    let pieces = events
+        .flat_map(move |event| {
+            let pieces: Vec<io::Result<Bytes>> = match event {
+                Ok(bytes) => (0..bytes.len())
+                    .step_by(write_bytes)
+                    .map(|at| Ok(bytes.slice(at..bytes.len().min(at + write_bytes))))
+                    .collect(),
+                Err(error) => vec![Err(error)],
+            };
+            stream::iter(pieces)
+        })
+        .then(|piece| async move {
+            tokio::task::yield_now().await;
+            piece
+        });
+    Body::from_stream(pieces)
 }
 
 /// Waits the chunk delay, except before the first chunk, which goes out with

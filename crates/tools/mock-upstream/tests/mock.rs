@@ -320,3 +320,41 @@ async fn api_key_and_models() {
         .collect();
     assert_eq!(ids, ["mock", "mock-reasoner"]);
 }
+
+#[tokio::test]
+async fn given_content_streams_piece_by_piece_in_writes_of_one_byte() {
+    let server = Server::start(Config::default()).await;
+    let body =
+        hello(json!({"stream": true, "mock": {"content": ["敏感", "词 ok"], "write_bytes": 1}}));
+    let response = server.chat(body).send().await.expect("send");
+    let mut stream = response.bytes_stream();
+    let mut raw = Vec::new();
+    let mut frames = 0;
+    while let Some(bytes) = stream.next().await {
+        raw.extend_from_slice(&bytes.expect("bytes"));
+        frames += 1;
+    }
+    // Written one byte at a time: the client reads it in many pieces (how
+    // many depends on its reads, never fewer than the events).
+    assert!(frames > 5, "{frames} reads");
+    let data = sse_data(&String::from_utf8(raw).expect("UTF-8 once joined"));
+    let chunks = parse(&data);
+    let pieces: Vec<&str> = chunks
+        .iter()
+        .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str())
+        .filter(|text| !text.is_empty())
+        .collect();
+    assert_eq!(pieces, ["敏感", "词 ok"]);
+
+    // Non-streaming: the pieces joined; one token each.
+    let body: Value = server
+        .chat(hello(json!({"mock": {"content": ["敏感", "词"]}})))
+        .send()
+        .await
+        .expect("send")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(body["choices"][0]["message"]["content"], "敏感词");
+    assert_eq!(body["usage"]["completion_tokens"], 2);
+}

@@ -198,7 +198,7 @@ async fn collect(pipe: impl AsyncRead + Unpin, sinks: Vec<Arc<Mutex<String>>>) {
 
 /// Runs `command` to completion within `within`: its status and combined
 /// output, or `Err(output so far)` after killing it.
-pub(super) async fn run_bounded(
+pub(crate) async fn run_bounded(
     command: Command,
     within: Duration,
 ) -> Result<(ExitStatus, String), String> {

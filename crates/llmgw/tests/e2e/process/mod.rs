@@ -7,10 +7,10 @@
 //! every wait is bounded.
 
 mod accounts;
-mod child;
+pub(crate) mod child;
 mod config;
 mod gateway;
 mod lifecycle;
 mod policy_sdk;
-mod sdk;
+pub(crate) mod sdk;
 mod trace_context;

@@ -53,13 +53,13 @@ async fn openai_python_sdk_streaming_json_and_errors() {
     );
 }
 
-pub(super) fn sdk_dir() -> PathBuf {
+pub(crate) fn sdk_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sdk")
 }
 
 /// A virtualenv with `tests/sdk/requirements.txt` installed (created once,
 /// under the target dir); returns its Python.
-pub(super) async fn sdk_python() -> PathBuf {
+pub(crate) async fn sdk_python() -> PathBuf {
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-venv");
     let python = venv.join("bin/python");
     if !python.exists() {

@@ -59,6 +59,12 @@ impl Config {
                 usage.segment_bytes, usage.max_bytes
             ));
         }
+        problems.extend(
+            self.audit
+                .validate()
+                .into_iter()
+                .map(|problem| format!("audit.{problem}")),
+        );
         problems
     }
 

@@ -27,6 +27,8 @@ pub struct ChunkView<'a> {
 
 #[derive(Debug, Deserialize)]
 pub struct ChoiceView<'a> {
+    #[serde(default)]
+    pub index: u32,
     #[serde(default, borrow)]
     pub delta: Option<DeltaView<'a>>,
     #[serde(default, borrow)]
@@ -48,6 +50,8 @@ pub struct DeltaView<'a> {
 
 #[derive(Debug, Default, Deserialize)]
 pub struct ToolCallView<'a> {
+    #[serde(default)]
+    pub index: u32,
     #[serde(default, borrow)]
     pub function: Option<FunctionView<'a>>,
 }

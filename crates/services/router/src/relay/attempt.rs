@@ -112,6 +112,7 @@ impl Relay {
         self.attempts += 1;
         self.served_by = Some(deployment.clone());
         self.begin_attempt(route, &deployment);
+        self.begin_scan();
         let span = tracing::info_span!("router.attempt", attempt = self.attempts, deployment = %deployment.name);
         let result = self.call(&route.alias, &deployment).instrument(span).await;
         if let Err(error) = &result {
@@ -177,7 +178,8 @@ impl Relay {
             serde_json::from_slice(&completion).map_err(|_| upstream_error::invalid_json())?;
         self.tally.observe(&view);
         self.first_token_seen();
-        Ok(Some(completion))
+        drop(view);
+        self.scan_completion(completion).map(Some)
     }
 }
 

@@ -129,6 +129,7 @@ pub(crate) async fn messages(
             settings.chunk_delay,
             state.shutdown.clone(),
             active,
+            settings.write_bytes,
         );
         return crate::stream::sse_response(body);
     }

@@ -31,7 +31,7 @@ pub(crate) struct Reply {
 #[derive(Debug)]
 pub(crate) enum Block {
     Thinking { pieces: usize },
-    Text { words: Vec<&'static str> },
+    Text { pieces: Vec<String> },
     ToolUse { name: String },
 }
 
@@ -75,7 +75,7 @@ impl Reply {
                     _ => "end_turn",
                 };
                 blocks.push(Block::Text {
-                    words: answer.words,
+                    pieces: answer.pieces,
                 });
                 (stop_reason, answer.usage.completion_tokens)
             }
@@ -135,7 +135,7 @@ impl Block {
     pub fn pieces(&self) -> usize {
         match self {
             Block::Thinking { pieces } => *pieces,
-            Block::Text { words } => words.len(),
+            Block::Text { pieces } => pieces.len(),
             Block::ToolUse { .. } => TOOL_INPUT_PIECES.len(),
         }
     }
@@ -148,9 +148,9 @@ impl Block {
                 "thinking": THINKING_PIECE.repeat(*pieces),
                 "signature": SIGNATURE,
             }),
-            Block::Text { words } => json!({
+            Block::Text { pieces } => json!({
                 "type": "text",
-                "text": words.iter().map(|word| format!("{word} ")).collect::<String>(),
+                "text": pieces.concat(),
             }),
             Block::ToolUse { name } => json!({
                 "type": "tool_use",
@@ -176,9 +176,9 @@ impl Block {
     pub fn delta(&self, i: usize) -> Value {
         match self {
             Block::Thinking { .. } => json!({"type": "thinking_delta", "thinking": THINKING_PIECE}),
-            Block::Text { words } => {
-                let word = words.get(i).copied().unwrap_or_default();
-                json!({"type": "text_delta", "text": format!("{word} ")})
+            Block::Text { pieces } => {
+                let piece = pieces.get(i).map_or("", String::as_str);
+                json!({"type": "text_delta", "text": piece})
             }
             Block::ToolUse { .. } => {
                 let piece = TOOL_INPUT_PIECES.get(i).copied().unwrap_or_default();

@@ -140,6 +140,7 @@ pub(crate) fn body(
     chunk_delay: Duration,
     shutdown: Shutdown,
     active: Gauge,
+    write_bytes: usize,
 ) -> Body {
     let state = State {
         steps: script(&reply, shape).into_iter(),
@@ -150,7 +151,7 @@ pub(crate) fn body(
         shutdown,
         _active: active,
     };
-    Body::from_stream(stream::unfold(state, |mut state| async move {
+    let events = stream::unfold(state, |mut state| async move {
         if state.stopped {
             return None;
         }
@@ -179,7 +180,8 @@ pub(crate) fn body(
         };
         state.stopped = item.is_err();
         Some((item, state))
-    }))
+    });
+    crate::stream::in_writes(events, write_bytes)
 }
 
 #[cfg(test)]
