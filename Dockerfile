@@ -57,12 +57,14 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/llmgw /usr/local/bin/llmgw
-# The data directory: `llmgw all` keeps its SQLite database and the router's
-# usage spool under ./data, i.e. /var/lib/llmgw/data; a router on its own
-# keeps its spool in /var/lib/llmgw/spool (docker-compose.yml and the
-# Kubernetes manifests mount its volume there). Both belong to the runtime
-# user (nobody): a named volume mounted on them inherits that ownership.
-RUN mkdir -p /var/lib/llmgw/spool && chown -R 65534:65534 /var/lib/llmgw
+# The data directory: `llmgw all` keeps its SQLite database and its spools
+# under ./data, i.e. /var/lib/llmgw/data. A router on its own keeps its usage
+# and audit spools under /var/lib/llmgw/router (usage/, audit/), an edge on
+# its own its audit spool under /var/lib/llmgw/edge (audit/):
+# docker-compose.yml and the Kubernetes manifests mount their volumes there.
+# All belong to the runtime user (nobody): a named volume mounted on them
+# inherits that ownership, and the services create the spool directories.
+RUN mkdir -p /var/lib/llmgw/router /var/lib/llmgw/edge && chown -R 65534:65534 /var/lib/llmgw
 WORKDIR /var/lib/llmgw
 VOLUME ["/var/lib/llmgw"]
 # In a container the edge must listen on every interface of the container to

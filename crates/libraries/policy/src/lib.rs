@@ -24,11 +24,11 @@
 
 mod charclass;
 mod detectors;
+pub mod feed;
 mod hit;
 mod normalise;
 mod policy;
 mod regex_rule;
-pub mod feed;
 mod spec;
 mod startfilter;
 mod stream;

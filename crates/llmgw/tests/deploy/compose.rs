@@ -147,6 +147,31 @@ impl Service<'_> {
             .collect()
     }
 
+    /// The mount a path inside the container lies on (the deepest one):
+    /// `(source, target, read-only)`.
+    pub fn mount_at(&self, path: &Path) -> Option<(String, String, bool)> {
+        seq(self.value, "volumes")
+            .iter()
+            .map(|volume| {
+                let volume = scalar(volume);
+                let parts: Vec<&str> = volume.split(':').collect();
+                let read_only = parts
+                    .get(2)
+                    .is_some_and(|mode| mode.split(',').any(|m| m == "ro"));
+                (parts[0].to_owned(), parts[1].to_owned(), read_only)
+            })
+            .filter(|(_, target, _)| path.starts_with(target))
+            .max_by_key(|(_, target, _)| target.len())
+    }
+
+    /// The container's working directory: its own, or the image's.
+    pub fn working_dir(&self, image_workdir: &str) -> PathBuf {
+        PathBuf::from(match self.value.get("working_dir") {
+            Some(dir) => scalar(dir),
+            None => image_workdir.to_owned(),
+        })
+    }
+
     pub fn ports(&self) -> Vec<String> {
         seq(self.value, "ports").iter().map(scalar).collect()
     }

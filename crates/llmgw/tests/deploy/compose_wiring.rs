@@ -7,10 +7,10 @@ use std::collections::BTreeSet;
 
 use crate::compose::{Compose, Service, committed};
 use crate::dockerfile::final_stage;
-use crate::files::{host_port, repo, yaml};
+use crate::files::{host_port, repo, scalar, seq, yaml};
 use crate::service_config::{
-    Role, calls, files_read, is_external, is_loopback, listen_addresses, listen_ports,
-    provider_key_vars,
+    Role, absolute, calls, files_read, is_external, is_loopback, listen_addresses, listen_ports,
+    overlap, provider_key_vars, spools,
 };
 
 /// The ports the other services of the file listen on (their images'
@@ -286,34 +286,84 @@ fn only_the_public_api_is_published_beyond_loopback() {
 }
 
 #[test]
-fn the_router_spool_and_redis_counters_are_on_volumes() {
+fn every_spool_and_the_redis_counters_are_on_volumes_of_their_own() {
     let compose = Compose::load();
     let named = compose.top_level("volumes");
-    let router = compose.service("router");
-    let spool = router
-        .config(&[])
-        .router
-        .usage
-        .spool_dir
-        .expect("router.usage.spool_dir");
-    let spool = spool.to_str().expect("UTF-8");
-    assert!(
-        router
-            .volumes()
-            .iter()
-            .any(|(source, target)| target == spool && named.contains(source)),
-        "router.usage.spool_dir {spool} is a named volume"
-    );
-    // A fresh named volume takes the owner of the image's directory: the
-    // image makes it, for its user.
     let image = final_stage(&repo().join("Dockerfile"));
-    assert!(
-        image
-            .runs
-            .iter()
-            .any(|run| run.contains("mkdir") && run.contains(spool) && run.contains("chown")),
-        "the image creates {spool} for its user"
-    );
+    let (uid, gid) = image.user.expect("USER");
+    // (service, setting, volume) of every spool.
+    let mut placed: Vec<(String, &str, String)> = Vec::new();
+    for service in compose.services() {
+        let Some(role) = service.role() else { continue };
+        let workdir = service.working_dir(&image.workdir);
+        let spools = spools(&service.config(&[]), role);
+        for spool in &spools {
+            let dir = absolute(&workdir, &spool.dir);
+            let (source, target, read_only) = service.mount_at(&dir).unwrap_or_else(|| {
+                panic!(
+                    "{}: {} {} is on no volume of the file (the container's own \
+                     layer or the image's anonymous volume)",
+                    service.name,
+                    spool.setting,
+                    dir.display()
+                )
+            });
+            assert!(
+                named.contains(&source) && !read_only,
+                "{}: {} {} is on {source}, not a writable named volume",
+                service.name,
+                spool.setting,
+                dir.display()
+            );
+            // A fresh named volume takes the owner of the image's directory:
+            // the image makes it, for its user (the spool dirs below it are
+            // the service's to create).
+            assert!(
+                image.runs.iter().any(|run| run.contains("mkdir")
+                    && run.contains(&target)
+                    && run.contains(&format!("chown -R {uid}:{gid}"))),
+                "the image creates {target} for its user"
+            );
+            placed.push((service.name.to_owned(), spool.setting, source));
+        }
+        for (i, a) in spools.iter().enumerate() {
+            for b in &spools[i + 1..] {
+                assert!(
+                    !overlap(&absolute(&workdir, &a.dir), &absolute(&workdir, &b.dir)),
+                    "{}: {} and {} share a directory",
+                    service.name,
+                    a.setting,
+                    b.setting
+                );
+            }
+        }
+        // Every replica would mount the same named volumes.
+        if !spools.is_empty() {
+            let replicas = service.value["deploy"]["replicas"].as_u64().unwrap_or(1);
+            assert_eq!(
+                replicas, 1,
+                "{}: replicas would share its spools",
+                service.name
+            );
+        }
+    }
+    let spooling: BTreeSet<&str> = placed.iter().map(|(name, _, _)| name.as_str()).collect();
+    assert_eq!(spooling, BTreeSet::from(["edge", "router"]));
+    assert_eq!(placed.len(), 3, "{placed:?}");
+    // A named volume is one directory for every container mounting it.
+    for (service, setting, volume) in &placed {
+        for other in compose.services() {
+            assert!(
+                other.name == service.as_str()
+                    || !seq(other.value, "volumes")
+                        .iter()
+                        .any(|mount| scalar(mount).split(':').next() == Some(volume)),
+                "{service}: {setting} is on {volume}, which {} mounts too",
+                other.name
+            );
+        }
+    }
+
     let redis = compose.service("redis");
     let command = redis.command().join(" ");
     assert!(

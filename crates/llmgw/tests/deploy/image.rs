@@ -171,7 +171,7 @@ async fn the_default_command_starts_serves_and_passes_its_health_check() {
         args,
         env: env.clone(),
         clear_env: true,
-        cwd: Some(volume.path()),
+        cwd: Some(volume.path().to_owned()),
         user,
     };
     // With the image's own environment (port 8080 included), demo mode
@@ -214,7 +214,18 @@ async fn the_default_command_starts_serves_and_passes_its_health_check() {
         "{}",
         gateway.output()
     );
-    assert!(volume.path().join("data/spool").is_dir());
+    // Its spools, each in a directory of its own, on the volume too.
+    for spool in [
+        "data/spool",
+        "data/audit-spool/edge",
+        "data/audit-spool/router",
+    ] {
+        assert!(
+            volume.path().join(spool).join("lock").is_file(),
+            "{spool}\n{}",
+            gateway.output()
+        );
+    }
 
     health_check(&image.healthcheck, edge_port, &launch).await;
 

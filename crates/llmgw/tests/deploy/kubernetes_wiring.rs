@@ -6,6 +6,7 @@
 
 use crate::files::{host_port, repo, scalar, seq, text};
 use crate::kubernetes::{Cluster, Container, OVERLAYS};
+use crate::kubernetes_spools::check_spools;
 use crate::kustomize::{kind_name, pod_spec};
 use crate::network_policy::{Labels, Peer, admits, labels};
 use crate::service_config::{
@@ -272,24 +273,6 @@ fn secrets_and_the_files_read_from_them_exist() {
     }
 }
 
-/// The memory quantity `2Gi`, `512Mi` in bytes.
-fn bytes(quantity: &str) -> u64 {
-    let (number, unit) = quantity.split_at(
-        quantity
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(quantity.len()),
-    );
-    let number: u64 = number.parse().expect("a quantity");
-    number
-        * match unit {
-            "" => 1,
-            "Ki" => 1 << 10,
-            "Mi" => 1 << 20,
-            "Gi" => 1 << 30,
-            other => panic!("unit {other}"),
-        }
-}
-
 #[test]
 fn pods_run_restricted_and_write_only_to_their_volumes() {
     for overlay in OVERLAYS {
@@ -365,24 +348,7 @@ fn pods_run_restricted_and_write_only_to_their_volumes() {
                     "{overlay} {name}: terminationGracePeriodSeconds {grace}"
                 );
             }
-            if role == Role::Router {
-                let spool = config.router.usage.spool_dir.clone().expect("spool_dir");
-                let (volume, _) = cluster
-                    .volume_at(&container, spool.to_str().expect("UTF-8"))
-                    .expect("the spool is on a volume");
-                let template = seq(&container.workload["spec"], "volumeClaimTemplates")
-                    .iter()
-                    .find(|template| template["metadata"] == *volume)
-                    .unwrap_or_else(|| {
-                        panic!("{overlay}: the spool is on each replica's own claim")
-                    });
-                let storage = scalar(&template["spec"]["resources"]["requests"]["storage"]);
-                assert!(
-                    bytes(&storage) > config.router.usage.max_bytes,
-                    "{overlay}: spool claim {storage}"
-                );
-                assert_eq!(text(container.workload, "kind"), "StatefulSet");
-            }
+            check_spools(&cluster, &container, &config, role);
         }
         for (kind, target) in [
             ("Deployment", "llmgw-edge"),

@@ -7,6 +7,7 @@ mod compose;
 mod dockerfile;
 mod files;
 mod kubernetes;
+mod kubernetes_spools;
 mod kustomize;
 mod network_policy;
 mod process;

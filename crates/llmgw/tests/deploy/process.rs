@@ -41,7 +41,7 @@ pub struct Launch<'a> {
     pub env: Vec<(String, String)>,
     /// Start from an empty environment (a container's), not the test's.
     pub clear_env: bool,
-    pub cwd: Option<&'a Path>,
+    pub cwd: Option<PathBuf>,
     /// `(uid, gid)` to run as; only possible as root.
     pub user: Option<(u32, u32)>,
 }
@@ -80,7 +80,7 @@ impl<'a> Launch<'a> {
             }
         }
         command.envs(self.env.iter().map(|(key, value)| (key, value)));
-        if let Some(cwd) = self.cwd {
+        if let Some(cwd) = &self.cwd {
             command.current_dir(cwd);
         }
         if let Some((uid, gid)) = self.user {

@@ -1,8 +1,8 @@
 //! What one service's configuration says about its wiring: the addresses it
-//! calls, the ports it listens on, the files it reads and the directory it
-//! writes. The compose and Kubernetes checks hold the deployment to these.
+//! calls, the ports it listens on, the files it reads and the spool
+//! directories it writes. The compose and Kubernetes checks hold the deployment to these.
 
-use std::path::PathBuf;
+use std::path::{Component, Path, PathBuf};
 
 use llmgw::GatewayConfig;
 
@@ -144,6 +144,86 @@ pub fn files_read(config: &GatewayConfig, role: Role) -> Vec<(&'static str, Path
         files.push(("billing.admin_token_file", path.clone()));
     }
     files
+}
+
+/// A durable spool a service opens: a directory it writes and locks (one
+/// process per directory).
+#[derive(Debug, Clone)]
+pub struct Spool {
+    /// The setting that names it.
+    pub setting: &'static str,
+    /// As configured, or the service's default when unset; a relative path
+    /// is the process's working directory's.
+    pub dir: PathBuf,
+    /// The most it holds on disk: `max_bytes` of unacknowledged events plus
+    /// the delivered head of its oldest segment file.
+    pub disk_bytes: u64,
+}
+
+/// The spools `role` opens at start. Without a `billing_url` it opens none
+/// (nothing is recorded then). The defaults are the services' own
+/// (`llmgw_edge::run`, `llmgw_router::run`): a standalone service resolves
+/// them against its working directory; `llmgw all` places them under
+/// `billing.data_dir` instead (not a role here).
+pub fn spools(config: &GatewayConfig, role: Role) -> Vec<Spool> {
+    let spool = |setting, dir: &Option<PathBuf>, default: &str, max: u64, segment: u64| Spool {
+        setting,
+        dir: dir.clone().unwrap_or_else(|| PathBuf::from(default)),
+        disk_bytes: max + segment,
+    };
+    match role {
+        Role::Edge if config.edge.billing_url.is_some() => {
+            let audit = &config.edge.audit;
+            vec![spool(
+                "edge.audit.spool_dir",
+                &audit.spool_dir,
+                "./data/audit-spool/edge",
+                audit.max_bytes,
+                audit.segment_bytes,
+            )]
+        }
+        Role::Router if config.router.billing_url.is_some() => {
+            let (usage, audit) = (&config.router.usage, &config.router.audit);
+            vec![
+                spool(
+                    "router.usage.spool_dir",
+                    &usage.spool_dir,
+                    "./data/spool",
+                    usage.max_bytes,
+                    usage.segment_bytes,
+                ),
+                spool(
+                    "router.audit.spool_dir",
+                    &audit.spool_dir,
+                    "./data/audit-spool/router",
+                    audit.max_bytes,
+                    audit.segment_bytes,
+                ),
+            ]
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// `path` as a process in `workdir` opens it, `.` and `..` resolved.
+pub fn absolute(workdir: &Path, path: &Path) -> PathBuf {
+    let mut resolved = PathBuf::new();
+    for component in workdir.join(path).components() {
+        match component {
+            Component::CurDir => {}
+            Component::ParentDir => {
+                resolved.pop();
+            }
+            other => resolved.push(other),
+        }
+    }
+    resolved
+}
+
+/// Whether two spool directories collide: the same directory, or one
+/// inside the other (a spool's directory scan and lock are its own).
+pub fn overlap(a: &Path, b: &Path) -> bool {
+    a.starts_with(b) || b.starts_with(a)
 }
 
 /// The provider key variables the router's models name.

@@ -2,11 +2,14 @@
 //! file runs, with the file's own configuration and environment, container
 //! addresses and paths translated to this machine (free loopback ports, a
 //! test database on the local Postgres, a key prefix of its own on the local
-//! Redis, secrets as files in a scratch directory). Two quota replicas, each
-//! behind its own edge, share one Redis. A request goes through and lands in
-//! the ledger.
+//! Redis, secrets as files in a scratch directory, each container's
+//! filesystem and volumes a directory of its own, its working directory the
+//! image's). Two quota replicas, each behind its own edge, share one Redis.
+//! A request goes through and lands in the ledger; every spool is where the
+//! configuration says, on a volume of its own container.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt as _;
 use llmgw_testdb::TestDatabase;
@@ -14,8 +17,10 @@ use serde_json::{Value, json};
 use serde_yaml::Value as Yaml;
 
 use crate::compose::{Compose, Service};
-use crate::files::host_port;
+use crate::dockerfile::final_stage;
+use crate::files::{host_port, repo};
 use crate::process::{Launch, Proc, STARTUP, ScratchDir, client, free_ports, wait_http_ok};
+use crate::service_config::{absolute, spools};
 
 const ADMIN_TOKEN: &str = "deploy-topology-admin-token-0123456789";
 
@@ -27,6 +32,8 @@ struct Translation {
     database_url: String,
     redis_prefix: String,
     scratch: ScratchDir,
+    /// The image's working directory, where every container starts.
+    workdir: PathBuf,
 }
 
 impl Translation {
@@ -35,8 +42,21 @@ impl Translation {
         Some(format!("127.0.0.1:{local}"))
     }
 
-    /// A string of the config as it must read here.
-    fn string(&self, service: &str, text: &str) -> String {
+    /// The filesystem of container `instance` (each replica has its own,
+    /// volumes included).
+    fn root(&self, instance: &str) -> PathBuf {
+        self.scratch.path().join("containers").join(instance)
+    }
+
+    /// A path inside container `instance`, on this machine.
+    fn path(&self, instance: &str, path: &Path) -> PathBuf {
+        self.root(instance)
+            .join(path.strip_prefix("/").unwrap_or(path))
+    }
+
+    /// A string of the config of `service`, run as container `instance`, as
+    /// it must read here.
+    fn string(&self, service: &str, instance: &str, text: &str) -> String {
         if let Some(secret) = text.strip_prefix("/run/secrets/") {
             return self
                 .scratch
@@ -47,13 +67,7 @@ impl Translation {
                 .to_string();
         }
         if text.starts_with("/var/lib/llmgw/") {
-            return self
-                .scratch
-                .path()
-                .join(service)
-                .join(&text[1..])
-                .display()
-                .to_string();
+            return self.path(instance, Path::new(text)).display().to_string();
         }
         if text.starts_with("postgres://") {
             return self.database_url.clone();
@@ -78,39 +92,50 @@ impl Translation {
         text.to_owned()
     }
 
-    fn value(&self, service: &str, value: &Yaml) -> Yaml {
+    fn value(&self, service: &str, instance: &str, value: &Yaml) -> Yaml {
         match value {
-            Yaml::String(text) => Yaml::String(self.string(service, text)),
+            Yaml::String(text) => Yaml::String(self.string(service, instance, text)),
             Yaml::Mapping(map) => Yaml::Mapping(
                 map.iter()
-                    .map(|(key, value)| (key.clone(), self.value(service, value)))
+                    .map(|(key, value)| (key.clone(), self.value(service, instance, value)))
                     .collect(),
             ),
-            Yaml::Sequence(list) => {
-                Yaml::Sequence(list.iter().map(|item| self.value(service, item)).collect())
-            }
+            Yaml::Sequence(list) => Yaml::Sequence(
+                list.iter()
+                    .map(|item| self.value(service, instance, item))
+                    .collect(),
+            ),
             other => other.clone(),
         }
     }
 
-    /// How `service` of the compose file starts here: its command line and
-    /// environment (with its translated config file), plus `env`.
-    fn launch<'a>(&self, service: &'a Service, env: &[(&str, String)]) -> Launch<'a> {
+    /// How `service` of the compose file starts here as container
+    /// `instance`: its command line and environment (with its translated
+    /// config file), plus `env`, in the image's working directory.
+    fn launch<'a>(
+        &self,
+        service: &Service,
+        instance: &'a str,
+        env: &[(&str, String)],
+    ) -> Launch<'a> {
         let command: Vec<String> = service
             .command()
             .iter()
-            .map(|arg| self.string(service.name, arg))
+            .map(|arg| self.string(service.name, instance, arg))
             .collect();
         assert_eq!(command[0], "llmgw");
         let config_path = service.env_var("LLMGW_CONFIG").expect("LLMGW_CONFIG");
         let mut config =
             crate::files::yaml(&service.mounted_file(&config_path).expect("mounted config"));
-        config = self.value(service.name, &config);
+        config = self.value(service.name, instance, &config);
         config["quota"]["key_prefix"] = self.redis_prefix.clone().into();
-        let file = self.scratch.path().join(format!("{}.yaml", service.name));
+        let file = self.scratch.path().join(format!("{instance}.yaml"));
         std::fs::write(&file, serde_yaml::to_string(&config).expect("YAML")).expect("write config");
         let args: Vec<&str> = command[1..].iter().map(String::as_str).collect();
-        let mut launch = Launch::llmgw(service.name, &args);
+        let mut launch = Launch::llmgw(instance, &args);
+        let workdir = self.path(instance, &self.workdir);
+        std::fs::create_dir_all(&workdir).expect("the working directory");
+        launch.cwd = Some(workdir);
         for (key, value) in service.environment() {
             let value = if key == "LLMGW_CONFIG" {
                 file.display().to_string()
@@ -124,6 +149,23 @@ impl Translation {
         }
         launch
     }
+}
+
+/// The directories under `root` a spool has locked (its `lock` file).
+fn spool_dirs(root: &Path) -> BTreeSet<PathBuf> {
+    let mut found = BTreeSet::new();
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return found;
+    };
+    for entry in entries {
+        let path = entry.expect("a directory entry").path();
+        if path.is_dir() {
+            found.extend(spool_dirs(&path));
+        } else if path.file_name().is_some_and(|name| name == "lock") {
+            found.insert(root.to_owned());
+        }
+    }
+    found
 }
 
 async fn metrics_ok(port: u16, procs: &mut [&mut Proc]) {
@@ -158,6 +200,7 @@ async fn the_compose_topology_serves_and_bills_a_request() {
         database_url: database.url().to_owned(),
         redis_prefix: format!("llmgw-deploy-topology-{}", std::process::id()),
         scratch: ScratchDir::new("topology"),
+        workdir: PathBuf::from(final_stage(&repo().join("Dockerfile")).workdir),
     };
     let secrets = translation.scratch.path().join("secrets");
     std::fs::create_dir_all(&secrets).expect("secrets dir");
@@ -168,12 +211,12 @@ async fn the_compose_topology_serves_and_bills_a_request() {
 
     // In the compose file's order of dependencies.
     let (status, output) = translation
-        .launch(&compose.service("migrate"), &[])
+        .launch(&compose.service("migrate"), "migrate", &[])
         .run()
         .await;
     assert!(status.success(), "migrate\n{output}");
     let billing_service = compose.service("billing");
-    let mut billing_proc = translation.launch(&billing_service, &[]).spawn();
+    let mut billing_proc = translation.launch(&billing_service, "billing", &[]).spawn();
     metrics_ok(billing, &mut [&mut billing_proc]).await;
     // Every account limited to one request in flight: counted in Redis,
     // shared by both quota replicas.
@@ -188,10 +231,13 @@ async fn the_compose_topology_serves_and_bills_a_request() {
         ("LLMGW_QUOTA__REDIS_TIMEOUT_MS", "2000".to_owned()),
     ];
     let quota_service = compose.service("quota");
-    let mut quota_a_proc = translation.launch(&quota_service, &one_at_a_time).spawn();
+    let mut quota_a_proc = translation
+        .launch(&quota_service, "quota-a", &one_at_a_time)
+        .spawn();
     let mut quota_b_proc = translation
         .launch(
             &quota_service,
+            "quota-b",
             &[
                 one_at_a_time[0].clone(),
                 one_at_a_time[1].clone(),
@@ -200,9 +246,11 @@ async fn the_compose_topology_serves_and_bills_a_request() {
         )
         .spawn();
     let mock_service = compose.service("mock-upstream");
-    let mut mock_proc = translation.launch(&mock_service, &[]).spawn();
+    let mut mock_proc = translation
+        .launch(&mock_service, "mock-upstream", &[])
+        .spawn();
     let router_service = compose.service("router");
-    let mut router_proc = translation.launch(&router_service, &[]).spawn();
+    let mut router_proc = translation.launch(&router_service, "router", &[]).spawn();
     metrics_ok(quota_a, &mut [&mut quota_a_proc]).await;
     metrics_ok(quota_b, &mut [&mut quota_b_proc]).await;
     metrics_ok(router, &mut [&mut router_proc]).await;
@@ -212,10 +260,11 @@ async fn the_compose_topology_serves_and_bills_a_request() {
     )
     .await;
     let edge_service = compose.service("edge");
-    let mut edge_a_proc = translation.launch(&edge_service, &[]).spawn();
+    let mut edge_a_proc = translation.launch(&edge_service, "edge-a", &[]).spawn();
     let mut edge_b_proc = translation
         .launch(
             &edge_service,
+            "edge-b",
             &[
                 ("LLMGW_EDGE__LISTEN", format!("127.0.0.1:{edge_b}")),
                 (
@@ -341,6 +390,39 @@ async fn the_compose_topology_serves_and_bills_a_request() {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     pool.close().await;
+
+    // Each process opened its spools where its configuration says (the
+    // services' defaults resolved in the image's working directory when
+    // unset), each on a volume its own container mounts, and no others: two
+    // edges, two spool directories.
+    for (service, instance) in [
+        ("billing", "billing"),
+        ("quota", "quota-a"),
+        ("quota", "quota-b"),
+        ("mock-upstream", "mock-upstream"),
+        ("router", "router"),
+        ("edge", "edge-a"),
+        ("edge", "edge-b"),
+    ] {
+        let service = compose.service(service);
+        let role = service.role().expect("an llmgw service");
+        let mut expected = BTreeSet::new();
+        for spool in spools(&service.config(&[]), role) {
+            let dir = absolute(&translation.workdir, &spool.dir);
+            assert!(
+                service.mount_at(&dir).is_some(),
+                "{instance}: {} {} is on no volume",
+                spool.setting,
+                dir.display()
+            );
+            expected.insert(translation.path(instance, &dir));
+        }
+        assert_eq!(
+            spool_dirs(&translation.root(instance)),
+            expected,
+            "{instance}: its spools"
+        );
+    }
     drop((
         edge_a_proc,
         edge_b_proc,
