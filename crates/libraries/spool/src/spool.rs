@@ -11,7 +11,7 @@ use std::fs::{self, File, OpenOptions, TryLockError};
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
@@ -91,6 +91,10 @@ struct SinkInner<E> {
     /// `has_room` turns false below `max_bytes`, keeping a reserve for the
     /// events of requests already admitted, so those are still recorded.
     admit_below: i64,
+    /// The largest event emitted so far: `has_room` also turns false when
+    /// one more such event would not fit (a small bound's reserve may be
+    /// smaller than one event).
+    largest_event: AtomicI64,
 }
 
 impl<E: prost::Message> Sink<E> {
@@ -103,6 +107,7 @@ impl<E: prost::Message> Sink<E> {
             return Ok(());
         };
         let size = i64::try_from(segment::record_len(&event)).unwrap_or(i64::MAX);
+        inner.largest_event.fetch_max(size, Ordering::Relaxed);
         let before = inner.metrics.bytes.inc_by(size);
         if before.saturating_add(size) > inner.max_bytes {
             inner.metrics.bytes.dec_by(size);
@@ -125,9 +130,12 @@ impl<E: prost::Message> Sink<E> {
     /// False when the spool is (nearly) at its bound: the owner then refuses
     /// new work rather than do work it could not record.
     pub fn has_room(&self) -> bool {
-        self.inner
-            .as_ref()
-            .is_none_or(|inner| inner.metrics.bytes.get() < inner.admit_below)
+        self.inner.as_ref().is_none_or(|inner| {
+            let bytes = inner.metrics.bytes.get();
+            bytes < inner.admit_below
+                && bytes.saturating_add(inner.largest_event.load(Ordering::Relaxed))
+                    <= inner.max_bytes
+        })
     }
 
     /// A sink that discards everything (no receiver configured).
@@ -232,6 +240,7 @@ pub async fn start<D: Delivery>(
             metrics: metrics.clone(),
             max_bytes,
             admit_below: max_bytes - max_bytes / 32,
+            largest_event: AtomicI64::new(0),
         })),
     };
     let stopped = async move {

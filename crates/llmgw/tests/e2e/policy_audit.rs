@@ -187,7 +187,7 @@ async fn assert_prompts_audited(gateway: &Gateway, admin: &Admin) {
     }
     let hash = block["match_hash"].as_str().expect("match_hash");
     assert!(
-        hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+        hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
         "{hash}"
     );
     assert!(block["occurred_at_ms"].as_i64().expect("time") > 1_700_000_000_000);

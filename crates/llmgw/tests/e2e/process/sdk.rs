@@ -60,6 +60,10 @@ pub(crate) fn sdk_dir() -> PathBuf {
 /// A virtualenv with `tests/sdk/requirements.txt` installed (created once,
 /// under the target dir); returns its Python.
 pub(crate) async fn sdk_python() -> PathBuf {
+    // Tests of this binary that use the SDK run in parallel: one builds the
+    // venv, the others wait for it (the staging name is per process).
+    static BUILDING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _building = BUILDING.lock().await;
     let venv = Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-venv");
     let python = venv.join("bin/python");
     if !python.exists() {
