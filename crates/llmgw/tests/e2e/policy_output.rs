@@ -12,13 +12,11 @@ use futures_util::StreamExt as _;
 use llmgw::GatewayConfig;
 use llmgw_policy::PolicySource;
 use serde_json::{Value, json};
-use tokio::process::Command;
 
-use crate::harness::{Gateway, KEY, chunks, content_of, request};
+use crate::harness::{Gateway, chunks, content_of, request};
 use crate::ledger::Ledger;
 use crate::policy_audit::{admin_at, wait_audited};
-use crate::process::child::run_bounded;
-use crate::process::sdk::{sdk_dir, sdk_python};
+use crate::process::sdk::{run_sdk_script, sdk_python};
 
 /// Blocks one term in every tenant's answers.
 fn output_policy() -> PolicySource {
@@ -160,32 +158,13 @@ async fn a_json_answer_is_cut_with_content_filter() {
 async fn openai_python_sdk_sees_content_filter() {
     let python = sdk_python().await;
     let gateway = Gateway::start_with(with_output_policy).await;
-    let mut command = Command::new(&python);
-    command
-        .arg(sdk_dir().join("openai_sdk_content_filter.py"))
-        .env("OPENAI_BASE_URL", gateway.url("/v1"))
-        .env("OPENAI_API_KEY", KEY)
-        .env("OPENAI_MODEL", "mock")
-        .env("BLOCKED_TERM", "敏感词")
-        .env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("NO_PROXY", "127.0.0.1,localhost");
-    for name in [
-        "OPENAI_ORG_ID",
-        "OPENAI_PROJECT_ID",
-        "OPENAI_LOG",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ] {
-        command.env_remove(name);
-    }
-    let (status, output) = run_bounded(command, Duration::from_secs(120))
-        .await
-        .unwrap_or_else(|output| panic!("the SDK script did not finish in time:\n{output}"));
+    let (status, output) = run_sdk_script(
+        &python,
+        "openai_sdk_content_filter.py",
+        &gateway.url("/v1"),
+        &[("BLOCKED_TERM", "敏感词")],
+    )
+    .await;
     println!("openai_sdk_content_filter.py ({status}):\n{output}");
     assert!(
         status.success(),

@@ -3,15 +3,13 @@
 //! section.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
-use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use super::child::{Proc, TempDir, client, free_ports, run_bounded, wait_ready};
+use super::child::{Proc, TempDir, client, free_ports, wait_ready};
 use super::gateway::{LLMGW, LOGS, gateway_yaml};
-use super::sdk::{sdk_dir, sdk_python};
-use crate::harness::{self, KEY};
+use super::sdk::{run_sdk_script, sdk_python};
+use crate::harness;
 
 /// Appended to the process tests' usual config.
 const POLICY_YAML: &str = r#"
@@ -43,31 +41,13 @@ async fn openai_python_sdk_sees_content_policy_violations() {
     let mut gateway = Proc::spawn("llmgw all", LLMGW, &["all", "--config", config], &[]);
     wait_ready(edge, &mut [&mut gateway]).await;
 
-    let mut command = Command::new(&python);
-    command
-        .arg(sdk_dir().join("openai_sdk_policy.py"))
-        .env("OPENAI_BASE_URL", format!("http://{edge}/v1"))
-        .env("OPENAI_API_KEY", KEY)
-        .env("OPENAI_MODEL", "mock")
-        .env("PYTHONUNBUFFERED", "1")
-        .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("NO_PROXY", "127.0.0.1,localhost");
-    for name in [
-        "OPENAI_ORG_ID",
-        "OPENAI_PROJECT_ID",
-        "OPENAI_LOG",
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-    ] {
-        command.env_remove(name);
-    }
-    let (status, output) = run_bounded(command, Duration::from_secs(120))
-        .await
-        .unwrap_or_else(|output| panic!("openai_sdk_policy.py did not finish in time:\n{output}"));
+    let (status, output) = run_sdk_script(
+        &python,
+        "openai_sdk_policy.py",
+        &format!("http://{edge}/v1"),
+        &[],
+    )
+    .await;
     println!("openai_sdk_policy.py ({status}):\n{output}");
     assert!(
         status.success(),

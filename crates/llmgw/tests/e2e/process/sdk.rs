@@ -19,16 +19,35 @@ async fn openai_python_sdk_streaming_json_and_errors() {
     let mock = harness::start_mock(llmgw_mock_upstream::Config::default(), &stop).await;
     let gateway = AllInOne::start(mock, 5, LOGS).await;
 
-    let script = sdk_dir().join("openai_sdk.py");
-    let mut command = Command::new(&python);
+    let (status, output) = run_sdk_script(&python, "openai_sdk.py", &gateway.url("/v1"), &[]).await;
+    println!("openai_sdk.py ({status}):\n{output}");
+    assert!(
+        status.success(),
+        "openai_sdk.py failed ({status}):\n{output}\n--- gateway ---\n{}",
+        gateway.proc.output()
+    );
+}
+
+/// Runs `tests/sdk/<script>` with the venv's Python against the gateway at
+/// `base_url` (the test key, model `mock`, plus `env`), with nothing from
+/// the caller's environment that would change what the SDK sends (proxies,
+/// organisation, logging). Returns the exit status and the output.
+pub(crate) async fn run_sdk_script(
+    python: &Path,
+    script: &str,
+    base_url: &str,
+    env: &[(&str, &str)],
+) -> (std::process::ExitStatus, String) {
+    let mut command = Command::new(python);
     command
-        .arg(&script)
-        .env("OPENAI_BASE_URL", gateway.url("/v1"))
+        .arg(sdk_dir().join(script))
+        .env("OPENAI_BASE_URL", base_url)
         .env("OPENAI_API_KEY", KEY)
         .env("OPENAI_MODEL", "mock")
         .env("PYTHONUNBUFFERED", "1")
         .env("PYTHONDONTWRITEBYTECODE", "1")
-        .env("NO_PROXY", "127.0.0.1,localhost");
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .envs(env.iter().copied());
     for name in [
         "OPENAI_ORG_ID",
         "OPENAI_PROJECT_ID",
@@ -42,15 +61,9 @@ async fn openai_python_sdk_streaming_json_and_errors() {
     ] {
         command.env_remove(name);
     }
-    let (status, output) = run_bounded(command, Duration::from_secs(120))
+    run_bounded(command, Duration::from_secs(120))
         .await
-        .unwrap_or_else(|output| panic!("openai_sdk.py did not finish in time:\n{output}"));
-    println!("openai_sdk.py ({status}):\n{output}");
-    assert!(
-        status.success(),
-        "openai_sdk.py failed ({status}):\n{output}\n--- gateway ---\n{}",
-        gateway.proc.output()
-    );
+        .unwrap_or_else(|output| panic!("{script} did not finish in time:\n{output}"))
 }
 
 pub(crate) fn sdk_dir() -> PathBuf {
