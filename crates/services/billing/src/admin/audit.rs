@@ -84,9 +84,7 @@ pub async fn events(
         from_ms,
         to_ms,
         after,
-        limit: limit.map_or(DEFAULT_PAGE_ROWS, |limit| {
-            u32::try_from(limit).unwrap_or(u32::MAX)
-        }),
+        limit: json_page(limit),
     };
     if !csv {
         let rows = page(&state.store, &query).await?;
@@ -142,9 +140,7 @@ pub async fn admin_actions(
         from_ms,
         to_ms,
         before_id,
-        limit: limit.map_or(DEFAULT_PAGE_ROWS, |limit| {
-            u32::try_from(limit).unwrap_or(u32::MAX)
-        }),
+        limit: json_page(limit),
     };
     if !csv {
         let rows = admin_page(&state.store, &query).await?;
@@ -187,6 +183,14 @@ async fn admin_page(
         .admin_audit_page(query)
         .await
         .map_err(|error| ApiError::store(error, None))
+}
+
+/// Rows of a JSON page: the asked limit (at most `MAX_PAGE_ROWS`, checked
+/// by `limit`), else `DEFAULT_PAGE_ROWS`.
+fn json_page(limit: Option<u64>) -> u32 {
+    limit.map_or(DEFAULT_PAGE_ROWS, |limit| {
+        u32::try_from(limit).unwrap_or(u32::MAX)
+    })
 }
 
 /// The rows of an export's first database page: a page, or fewer when the
