@@ -132,12 +132,14 @@ mod gcra;
 mod lua_tests;
 mod memory;
 mod plan;
+mod redis_connection;
 mod redis_store;
 
 pub use clock::{Clock, SystemClock};
 /// The month of a [`BudgetFloor`] (`Month::parse("2026-11")`).
 pub use llmgw_calendar::Month;
 pub use memory::MemoryStore;
+pub use redis_connection::{ConnectionBounds, RedisConnection, RedisTarget};
 pub use redis_store::RedisStore;
 
 /// How long a "settled" marker lives unless the store is told otherwise.

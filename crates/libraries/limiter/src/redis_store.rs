@@ -6,9 +6,9 @@ use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use redis::Script;
-use redis::aio::ConnectionManager;
 
 use crate::plan::{self, RawWindow, StoreAnswer};
+use crate::redis_connection::RedisConnection;
 use crate::{
     Acquire, BudgetFloor, DEFAULT_SETTLED_TTL_MS, Decision, FloorOutcome, Kind, Settle, StoreError,
 };
@@ -41,16 +41,16 @@ const MAX_EXACT: u64 = 1 << 53;
 /// keys of a request share the `{tenant}` hash tag). Cheap to clone.
 #[derive(Clone)]
 pub struct RedisStore {
-    connection: ConnectionManager,
+    connection: RedisConnection,
     prefix: Arc<str>,
     settled_ttl_ms: u64,
 }
 
 impl RedisStore {
     /// `prefix` namespaces every key (e.g. "llmgw" or a per-test uuid).
-    pub fn new(connection: ConnectionManager, prefix: impl Into<String>) -> Self {
+    pub fn new(connection: impl Into<RedisConnection>, prefix: impl Into<String>) -> Self {
         RedisStore {
-            connection,
+            connection: connection.into(),
             prefix: Arc::from(prefix.into()),
             settled_ttl_ms: DEFAULT_SETTLED_TTL_MS,
         }
@@ -63,6 +63,13 @@ impl RedisStore {
             .unwrap_or(u64::MAX)
             .clamp(1, MAX_EXACT);
         self
+    }
+
+    /// One `PING`: whether Redis answers at all (a health probe).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        let mut connection = self.connection.clone();
+        let _: String = redis::cmd("PING").query_async(&mut connection).await?;
+        Ok(())
     }
 
     /// Checks and reserves every limit of the request: one `EVALSHA`.

@@ -4,8 +4,9 @@
 //! quota:
 //!   listen: 127.0.0.1:8082
 //!   redis_url: redis://127.0.0.1:6379     # $REDIS_URL overrides it; unset = in memory (ONE replica only)
+//!                                        # a cluster: redis+cluster://host:port,host:port (or several URLs)
 //!   key_prefix: llmgw
-//!   redis_timeout_ms: 25
+//!   redis_timeout_ms: 1000
 //!   lease_timeout_secs: 600
 //!   on_redis_failure: {rates: local, budgets: closed}
 //!   billing_url: http://127.0.0.1:8083   # usage ledger; `llmgw all` sets it; unset = no budget sync
@@ -37,8 +38,12 @@ pub struct Config {
     pub redis_url: Option<String>,
     /// Prefix of every Redis key, so several gateways can share one Redis.
     pub key_prefix: String,
-    /// Bound on every Redis call. A decision comes back within it whatever
-    /// Redis does; past it, the request is decided per `on_redis_failure`.
+    /// How long a Redis call or health probe may go unanswered before Redis
+    /// is declared down: far above a round trip (well under a millisecond),
+    /// so a busy process waiting on its own run queue never mistakes itself
+    /// for a Redis outage. While Redis is down (this, or a connection
+    /// error), requests are decided per `on_redis_failure` at once, without
+    /// waiting, until a health probe (every 250 ms) answers again.
     pub redis_timeout_ms: u64,
     /// A reservation never settled (its edge died) is released after this:
     /// its concurrency slots come back.
@@ -63,7 +68,7 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8082)),
             redis_url: None,
             key_prefix: "llmgw".to_owned(),
-            redis_timeout_ms: 25,
+            redis_timeout_ms: 1_000,
             lease_timeout_secs: 600,
             on_redis_failure: FailurePolicy::default(),
             billing_url: None,
@@ -80,8 +85,7 @@ impl Config {
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
         if let Some(url) = &self.redis_url {
-            use redis::IntoConnectionInfo as _;
-            if let Err(error) = url.as_str().into_connection_info() {
+            if let Err(error) = llmgw_limiter::RedisTarget::parse(url) {
                 problems.push(format!("redis_url: {url:?} is not a Redis URL: {error}"));
             }
         }
@@ -213,7 +217,7 @@ mod tests {
     fn defaults_and_yaml_names() {
         let config = Config::default();
         assert_eq!(config.key_prefix, "llmgw");
-        assert_eq!(config.redis_timeout_ms, 25);
+        assert_eq!(config.redis_timeout_ms, 1_000);
         assert_eq!(config.lease_timeout_secs, 600);
         assert_eq!(config.on_redis_failure.rates, FailMode::Local);
         assert_eq!(config.on_redis_failure.budgets, FailMode::Closed);

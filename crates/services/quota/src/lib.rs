@@ -1,8 +1,10 @@
 //! The quota service: rate limits, concurrency limits and monthly budgets per
 //! key, tenant and (key, model), checked and reserved in one Redis round trip
-//! shared by every replica (`llmgw-limiter` holds the algorithms). Redis
-//! being slow or down never blocks a request: past `redis_timeout_ms` the
-//! decision follows `on_redis_failure`. With `billing_url`, tenants' budget
+//! shared by every replica (`llmgw-limiter` holds the algorithms), on one
+//! Redis or a Redis Cluster. Redis being down never blocks a request for
+//! long: once its connection fails, or a call or health probe goes
+//! unanswered for `redis_timeout_ms`, decisions follow `on_redis_failure`
+//! at once until a probe answers again (`redis_health`). With `billing_url`, tenants' budget
 //! counters are rebuilt from the usage ledger's month-to-date spend
 //! (`budget_sync`), so a Redis that lost them does not reset budgets.
 
@@ -10,6 +12,7 @@ mod budget_sync;
 mod config;
 mod incidents;
 mod metrics;
+mod redis_health;
 mod rules;
 mod service;
 mod store;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -39,6 +40,7 @@ pub struct Metrics {
     budget_syncs: Family<SyncLabels, Counter>,
     budget_floors_raised: Counter,
     late_acquires_released: Counter,
+    redis_up: Gauge,
 }
 
 impl Metrics {
@@ -89,8 +91,15 @@ impl Metrics {
             "Acquires Redis ran after the wait for them ended, whose reservation was handed back",
             late_acquires_released.clone(),
         );
+        let redis_up = Gauge::default();
+        registry.register(
+            "redis_up",
+            "1 while Redis answers calls and health probes; 0 while quotas follow on_redis_failure (and without redis_url)",
+            redis_up.clone(),
+        );
         Metrics {
             registry,
+            redis_up,
             decisions,
             redis_seconds,
             redis_errors,
@@ -117,6 +126,10 @@ impl Metrics {
 
     pub fn late_acquire_released(&self) {
         self.late_acquires_released.inc();
+    }
+
+    pub fn redis_up(&self, up: bool) {
+        self.redis_up.set(i64::from(up));
     }
 
     pub fn redis_error(&self, op: &'static str) {

@@ -7,16 +7,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 use llmgw_limiter::{
-    Acquire, Bucket, BudgetFloor, Decision, FloorOutcome, Kind, Limits, MemoryStore, RedisStore,
-    Settle,
+    Acquire, Bucket, BudgetFloor, ConnectionBounds, Decision, FloorOutcome, Kind, Limits,
+    MemoryStore, RedisStore, RedisTarget, Settle,
 };
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use tokio::sync::watch;
 use tokio_util::task::AbortOnDropHandle;
 
 use crate::config::{Config, FailMode, FailurePolicy};
 use crate::incidents::{Incidents, REPORT_INTERVAL};
 use crate::metrics::Metrics;
+use crate::redis_health::RedisHealth;
 
 /// Between attempts to open the first Redis connection. After that the
 /// connection manager reconnects on its own.
@@ -50,6 +50,7 @@ enum Primary {
 struct Connection {
     slot: Arc<OnceLock<RedisStore>>,
     first_attempt_ended: watch::Receiver<bool>,
+    health: Arc<RedisHealth>,
 }
 
 impl Connection {
@@ -78,6 +79,8 @@ pub(crate) struct Store {
 /// Why Redis gave no decision.
 pub(crate) enum RedisFailure {
     NotConnected,
+    /// Down since an earlier failure; no health probe has answered since.
+    Down,
     Timeout(Duration),
     Store(llmgw_limiter::StoreError),
 }
@@ -86,6 +89,7 @@ impl fmt::Display for RedisFailure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             RedisFailure::NotConnected => f.write_str("not connected to Redis yet"),
+            RedisFailure::Down => f.write_str("Redis is down (no health probe answered since)"),
             RedisFailure::Timeout(timeout) => {
                 write!(f, "no answer from Redis within {} ms", timeout.as_millis())
             }
@@ -114,16 +118,18 @@ impl Store {
             Some(url) => {
                 // The URL itself stays out of the message: it may hold a
                 // password (redis-rs's parse errors never quote it).
-                let client =
-                    redis::Client::open(url).context("quota.redis_url is not a valid Redis URL")?;
+                let target =
+                    RedisTarget::parse(url).context("quota.redis_url is not a valid Redis URL")?;
                 let slot = Arc::new(OnceLock::new());
                 let (attempt_ended, first_attempt_ended) = watch::channel(false);
+                let health = Arc::new(RedisHealth::new(metrics.clone()));
                 tasks.push(AbortOnDropHandle::new(tokio::spawn(connect(
-                    client,
-                    connection_config(timeout),
+                    target,
+                    timeout,
                     config.key_prefix.clone(),
                     slot.clone(),
                     attempt_ended,
+                    health.clone(),
                 ))));
                 let reporter = incidents.clone();
                 tasks.push(AbortOnDropHandle::new(tokio::spawn(async move {
@@ -132,6 +138,7 @@ impl Store {
                 Primary::Redis(Connection {
                     slot,
                     first_attempt_ended,
+                    health,
                 })
             }
         };
@@ -160,16 +167,22 @@ impl Store {
             Primary::Redis(connection) => connection,
         };
         let result = match connection.store(self.timeout).await {
+            // Known down: no request waits on it until a probe answers.
+            Some(_) if !connection.health.is_up() => Err(RedisFailure::Down),
             Some(store) => self.acquire_on_redis(store, acquire.clone()).await,
             None => Err(RedisFailure::NotConnected),
         };
         match result {
-            Ok(decision) => Verdict {
-                decision,
-                degraded: false,
-                unavailable: false,
-            },
+            Ok(decision) => {
+                connection.health.answered();
+                Verdict {
+                    decision,
+                    degraded: false,
+                    unavailable: false,
+                }
+            }
             Err(error) => {
+                connection.health.failed(&error);
                 self.metrics.redis_error("acquire");
                 self.incidents.degraded(&error);
                 self.degraded_acquire(&acquire)
@@ -200,6 +213,7 @@ impl Store {
             None => Err(RedisFailure::NotConnected),
         };
         if let Err(error) = result {
+            connection.health.failed(&error);
             self.metrics.redis_error("settle");
             self.incidents.failed_settle(&error);
         }
@@ -394,40 +408,42 @@ fn local_buckets(buckets: &[Bucket], policy: FailurePolicy) -> Vec<Bucket> {
         .collect()
 }
 
-fn connection_config(timeout: Duration) -> ConnectionManagerConfig {
+fn connection_bounds(timeout: Duration) -> ConnectionBounds {
     // Calls are bounded by our own `timeout`; these only keep a dead
     // connection attempt or an unanswered command from lingering, and stay
     // generous so a brief hiccup does not tear down a working connection.
     let floor = timeout.max(Duration::from_secs(1));
-    ConnectionManagerConfig::new()
-        .set_connection_timeout(Some(floor))
-        .set_response_timeout(Some(floor))
-        // Reconnect attempts are cheap and every request while disconnected
-        // triggers one; long backoffs would only delay recovery.
-        .set_number_of_retries(1)
-        .set_max_delay(Duration::from_secs(1))
+    ConnectionBounds {
+        connect_timeout: floor,
+        response_timeout: floor,
+    }
 }
 
 /// Opens the first connection, retrying every second for as long as it
 /// takes: the service must come up (and degrade) while Redis is down, and use
-/// Redis as soon as it answers, without a restart.
+/// Redis as soon as it answers, without a restart. Then probes its health.
 async fn connect(
-    client: redis::Client,
-    config: ConnectionManagerConfig,
+    target: RedisTarget,
+    timeout: Duration,
     prefix: String,
     slot: Arc<OnceLock<RedisStore>>,
     attempt_ended: watch::Sender<bool>,
+    health: Arc<RedisHealth>,
 ) {
-    let address = client.get_connection_info().addr().to_string();
+    let address = target.addresses();
+    let cluster = target.is_cluster();
     let mut failures: u64 = 0;
     loop {
-        let attempt = ConnectionManager::new_with_config(client.clone(), config.clone());
+        let attempt = target.connect(connection_bounds(timeout));
         let error = match tokio::time::timeout(CONNECT_RETRY * 2, attempt).await {
             Ok(Ok(connection)) => {
+                let store = RedisStore::new(connection, prefix);
                 // Only this task fills the slot.
-                let _ = slot.set(RedisStore::new(connection, prefix));
+                let _ = slot.set(store.clone());
+                health.answered();
                 attempt_ended.send_replace(true);
-                tracing::info!(%address, "quota: connected to Redis");
+                tracing::info!(%address, cluster, "quota: connected to Redis");
+                health.probe(store, timeout).await;
                 return;
             }
             Ok(Err(error)) => error.to_string(),

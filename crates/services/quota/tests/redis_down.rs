@@ -1,6 +1,7 @@
-//! Redis down at start, or hanging mid-way: decisions still come back within
-//! the bound, follow the failure policy, and Redis is used again once it
-//! answers, without a restart.
+//! Redis down at start, or hanging mid-way: decisions still come back,
+//! follow the failure policy, and Redis is used again once it answers,
+//! without a restart. A slow but answering Redis, or a busy process, is not
+//! an outage: no decision is taken without it.
 
 #![allow(clippy::unwrap_used)] // panicking is how tests fail
 
@@ -8,13 +9,15 @@ mod support;
 
 use std::time::{Duration, Instant};
 
+use tokio::task::JoinSet;
+
 use llmgw_proto::quota_v1::LimitKind;
 use llmgw_quota::{FailMode, FailurePolicy, LimitsConfig};
 use support::*;
 
-/// Far above `redis_timeout_ms` (25) plus a loopback gRPC call, far below
-/// anything a client would notice.
-const BOUND: Duration = Duration::from_millis(200);
+/// `redis_timeout_ms` for the tests where Redis hangs: short, so they end
+/// soon; nothing is asserted about how long a decision took.
+const HANG_TIMEOUT_MS: u64 = 200;
 
 /// A Redis URL nothing listens on.
 fn closed_port() -> String {
@@ -47,9 +50,7 @@ async fn redis_unreachable_degrades_per_policy() {
 
     // rates = local: this replica still enforces the limit.
     for i in 0..6 {
-        let start = Instant::now();
         let answer = acquire(&mut client, request("t", "k-rpm")).await;
-        assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
         assert!(answer.degraded);
         assert!(!answer.unavailable);
         if i < 5 {
@@ -62,9 +63,7 @@ async fn redis_unreachable_degrades_per_policy() {
     }
 
     // budgets = closed: a budget nobody can check denies with 503 semantics.
-    let start = Instant::now();
     let answer = acquire(&mut client, request("t-budget", "k-any")).await;
-    assert!(start.elapsed() < BOUND);
     assert!(answer.degraded && answer.unavailable && !answer.allowed);
     assert_eq!(answer.denied_by(), LimitKind::MonthlyBudget);
     assert_eq!(answer.denied_scope, "tenant");
@@ -117,27 +116,27 @@ async fn closed_rates_deny_as_unavailable() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn hanging_redis_is_bounded_and_recovers_without_restart() {
+async fn hanging_redis_is_declared_down_and_recovers_without_restart() {
     let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
-    let service = start(config(&format!("redis://{}", proxy.address))).await;
+    let mut config = config(&format!("redis://{}", proxy.address));
+    config.redis_timeout_ms = HANG_TIMEOUT_MS;
+    let service = start(config).await;
     let mut client = service.client.clone();
     wait_for_redis(&mut client, Duration::from_secs(10)).await;
+    assert_eq!(redis_up(&service).await, 1);
 
     proxy.set_mode(Mode::Hang);
+    // The first request waits out `redis_timeout_ms`; from then on Redis is
+    // down and nobody waits on it.
     for _ in 0..10 {
-        let start = Instant::now();
         let answer = acquire(&mut client, request("t", PROBE_KEY)).await;
-        assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
         assert!(answer.degraded && answer.allowed);
     }
-    // Long enough for any connection-level timeout to fire while hanging.
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let start = Instant::now();
-    assert!(acquire(&mut client, request("t", PROBE_KEY)).await.degraded);
-    assert!(start.elapsed() < BOUND);
+    assert_eq!(redis_up(&service).await, 0);
 
     proxy.set_mode(Mode::Forward);
-    wait_for_redis(&mut client, Duration::from_secs(5)).await;
+    wait_for_redis(&mut client, Duration::from_secs(10)).await;
+    assert_eq!(redis_up(&service).await, 1);
 }
 
 #[tokio::test]
@@ -145,36 +144,98 @@ async fn redis_coming_up_after_start_is_used() {
     // Redis "down" at start: the proxy holds every byte from the start.
     let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
     proxy.set_mode(Mode::Hang);
-    let service = start(config(&format!("redis://{}", proxy.address))).await;
+    let mut config = config(&format!("redis://{}", proxy.address));
+    config.redis_timeout_ms = HANG_TIMEOUT_MS;
+    let service = start(config).await;
     let mut client = service.client.clone();
-    let start = Instant::now();
     let answer = acquire(&mut client, request("t", PROBE_KEY)).await;
     assert!(answer.degraded);
-    assert!(start.elapsed() < BOUND);
 
     proxy.set_mode(Mode::Forward);
-    wait_for_redis(&mut client, Duration::from_secs(5)).await;
+    wait_for_redis(&mut client, Duration::from_secs(10)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_restart_is_bounded_and_recovers_without_restart() {
+async fn redis_restart_is_noticed_and_recovers_without_restart() {
     let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
     let service = start(config(&format!("redis://{}", proxy.address))).await;
     let mut client = service.client.clone();
     wait_for_redis(&mut client, Duration::from_secs(10)).await;
 
-    // Connections cut and refused, as when Redis restarts.
+    // Connections cut and refused, as when Redis restarts: the connection
+    // says so at once, without any timeout.
     proxy.set_mode(Mode::Down);
     for _ in 0..20 {
-        let start = Instant::now();
         let answer = acquire(&mut client, request("t", PROBE_KEY)).await;
-        assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
         assert!(answer.degraded && answer.allowed);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    assert_eq!(redis_up(&service).await, 0);
 
     proxy.set_mode(Mode::Forward);
-    wait_for_redis(&mut client, Duration::from_secs(5)).await;
+    wait_for_redis(&mut client, Duration::from_secs(10)).await;
+}
+
+/// Redis answering slower than a round trip ever takes on loopback (but
+/// well within `redis_timeout_ms`) is slow, not down: every decision is
+/// still taken with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_redis_is_not_an_outage() {
+    let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
+    let service = start(config(&format!("redis://{}", proxy.address))).await;
+    let mut client = service.client.clone();
+    wait_for_redis(&mut client, Duration::from_secs(10)).await;
+
+    proxy.set_mode(Mode::Slow);
+    let mut calls = JoinSet::new();
+    for _ in 0..32 {
+        let mut client = client.clone();
+        calls.spawn(async move { acquire(&mut client, request("t", PROBE_KEY)).await });
+    }
+    while let Some(answer) = calls.join_next().await {
+        let answer = answer.unwrap();
+        assert!(answer.allowed && !answer.degraded, "{answer:?}");
+    }
+    assert_eq!(redis_up(&service).await, 1);
+}
+
+/// A process so busy that replies wait in its own run queue (here: a task
+/// that blocks a worker thread again and again, while 200 requests are in
+/// flight) still takes every decision with Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_process_never_decides_without_a_healthy_redis() {
+    let service = start(config(REDIS)).await;
+    let mut client = service.client.clone();
+    wait_for_redis(&mut client, Duration::from_secs(10)).await;
+
+    let hog = tokio::spawn(async {
+        loop {
+            // Blocks this worker: everything queued on it waits.
+            std::thread::sleep(Duration::from_millis(40));
+            tokio::task::yield_now().await;
+        }
+    });
+    let mut calls = JoinSet::new();
+    for _ in 0..200 {
+        let mut client = client.clone();
+        calls.spawn(async move { acquire(&mut client, request("t", PROBE_KEY)).await });
+    }
+    let mut degraded = 0;
+    while let Some(answer) = calls.join_next().await {
+        degraded += usize::from(answer.unwrap().degraded);
+    }
+    hog.abort();
+    assert_eq!(degraded, 0, "decisions taken without a healthy Redis");
+    assert_eq!(redis_up(&service).await, 1);
+}
+
+async fn redis_up(service: &Service) -> u64 {
+    let metrics = http_get(service.address, "/metrics").await;
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix("llmgw_quota_redis_up "))
+        .and_then(|value| value.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no llmgw_quota_redis_up in {metrics}"))
 }
 
 /// An Acquire Redis runs after the service stopped waiting for it (sent
@@ -185,6 +246,7 @@ async fn redis_restart_is_bounded_and_recovers_without_restart() {
 async fn a_late_acquire_gives_its_reservation_back() {
     let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
     let mut config = config(&format!("redis://{}", proxy.address));
+    config.redis_timeout_ms = HANG_TIMEOUT_MS;
     // Room for exactly one request (`request` reserves 1 000 nano-USD).
     config.limits.tenants.insert(
         "t-budget".into(),
@@ -202,7 +264,8 @@ async fn a_late_acquire_gives_its_reservation_back() {
     let answer = acquire(&mut client, request("t-budget", "k")).await;
     assert!(answer.degraded && answer.unavailable && !answer.allowed);
     // Redis now runs the held Acquire (well within the connection's own
-    // 1 s response timeout), then whatever comes next.
+    // 1 s response timeout), then whatever comes next; a health probe finds
+    // it up again.
     tokio::time::sleep(Duration::from_millis(100)).await;
     proxy.set_mode(Mode::Forward);
 
@@ -214,7 +277,7 @@ async fn a_late_acquire_gives_its_reservation_back() {
             break;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(5),
+            start.elapsed() < Duration::from_secs(30),
             "the late reservation was never handed back: {answer:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;

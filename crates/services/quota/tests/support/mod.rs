@@ -141,6 +141,9 @@ pub enum Mode {
     Hang,
     /// Close every connection and every new one: the server seems down.
     Down,
+    /// Forward, each read 40 ms late: slow, but answering (far slower than
+    /// loopback, far within `redis_timeout_ms`).
+    Slow,
 }
 
 /// A TCP proxy to `upstream` whose [`Mode`] tests switch.
@@ -194,6 +197,9 @@ async fn pipe(
             },
             _ = mode.wait_for(|mode| *mode == Mode::Down) => return,
         };
+        if *mode.borrow() == Mode::Slow {
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
         // Bytes read just before a hang are held until it ends.
         if !forwarding(&mut mode).await || to.write_all(&buffer[..read]).await.is_err() {
             return;
@@ -204,7 +210,7 @@ async fn pipe(
 /// Waits out a hang; false when the connection must close.
 async fn forwarding(mode: &mut watch::Receiver<Mode>) -> bool {
     match mode.wait_for(|mode| *mode != Mode::Hang).await {
-        Ok(mode) => *mode == Mode::Forward,
+        Ok(mode) => matches!(*mode, Mode::Forward | Mode::Slow),
         Err(_) => false,
     }
 }
