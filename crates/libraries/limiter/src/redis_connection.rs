@@ -158,6 +158,7 @@ impl ConnectionLike for RedisConnection {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // panicking is how tests fail
 mod tests {
     use super::*;
 

@@ -84,10 +84,10 @@ impl Config {
     /// limit of 0 blocks on purpose.
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
-        if let Some(url) = &self.redis_url {
-            if let Err(error) = llmgw_limiter::RedisTarget::parse(url) {
-                problems.push(format!("redis_url: {url:?} is not a Redis URL: {error}"));
-            }
+        if let Some(url) = &self.redis_url
+            && let Err(error) = llmgw_limiter::RedisTarget::parse(url)
+        {
+            problems.push(format!("redis_url: {url:?} is not a Redis URL: {error}"));
         }
         if self.key_prefix.is_empty() {
             problems.push("key_prefix: must not be empty".to_owned());

@@ -16,6 +16,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{oneshot, watch};
 use tonic::transport::Channel;
 
+pub mod cluster;
+
 pub const REDIS: &str = "redis://127.0.0.1:6379";
 /// A key every test config has, with a limit no test reaches: acquiring on
 /// it touches Redis, which tells whether Redis is in use.
