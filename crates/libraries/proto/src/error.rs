@@ -25,7 +25,7 @@ impl ErrorCode {
             | ErrorCode::UpstreamRateLimited => tonic::Code::ResourceExhausted,
             ErrorCode::UpstreamError => tonic::Code::Unknown,
             ErrorCode::UpstreamTimeout => tonic::Code::DeadlineExceeded,
-            ErrorCode::Unavailable => tonic::Code::Unavailable,
+            ErrorCode::Unavailable | ErrorCode::Overloaded => tonic::Code::Unavailable,
             ErrorCode::Cancelled => tonic::Code::Cancelled,
             ErrorCode::Internal | ErrorCode::Unspecified => tonic::Code::Internal,
         }
@@ -82,7 +82,7 @@ impl ErrorCode {
             | ErrorCode::UpstreamRateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::UpstreamError => StatusCode::BAD_GATEWAY,
             ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
-            ErrorCode::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Unavailable | ErrorCode::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             // nginx's "client closed request": nobody reads it, but logs and
             // metrics should not count a hang-up as a server error.
             ErrorCode::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
@@ -110,6 +110,7 @@ impl ErrorCode {
             ErrorCode::UpstreamError
             | ErrorCode::UpstreamTimeout
             | ErrorCode::Unavailable
+            | ErrorCode::Overloaded
             | ErrorCode::Internal
             | ErrorCode::Unspecified => "server_error",
         }
@@ -133,6 +134,7 @@ impl ErrorCode {
             ErrorCode::UpstreamError => Some("upstream_error"),
             ErrorCode::UpstreamTimeout => Some("upstream_timeout"),
             ErrorCode::Unavailable => Some("service_unavailable"),
+            ErrorCode::Overloaded => Some("overloaded"),
             ErrorCode::Cancelled => Some("client_closed_request"),
             ErrorCode::Internal | ErrorCode::Unspecified => Some("internal_error"),
         }

@@ -6,6 +6,8 @@ mod harness;
 
 mod accounts;
 
+mod admission;
+
 mod faults;
 mod ledger;
 mod passthrough;

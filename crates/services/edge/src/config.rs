@@ -22,6 +22,12 @@ pub struct Config {
     pub on_quota_unreachable: crate::quota::Unreachable,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// Admission limit: API requests in flight at once (from arrival to the
+    /// last byte of the answer; a stream holds its place until it ends).
+    /// Past it, requests get 503 `overloaded` with `Retry-After` at once,
+    /// before their body is read. Size it to the streams a replica should
+    /// carry; the mock-upstream overload bench uses 128.
+    pub max_in_flight: usize,
     /// How long one chat call may take end to end (sent to the router as the
     /// call's deadline).
     pub request_timeout_secs: u64,
@@ -67,6 +73,7 @@ impl Default for Config {
             quota_timeout_ms: 250,
             on_quota_unreachable: crate::quota::Unreachable::Open,
             max_body_bytes: 4 * 1024 * 1024,
+            max_in_flight: 4096,
             request_timeout_secs: 600,
             drain_timeout_secs: 30,
             sse_keepalive_secs: 10,
@@ -93,6 +100,7 @@ impl Config {
         let mut problems = Vec::new();
         for (key, value) in [
             ("max_body_bytes", self.max_body_bytes as u64),
+            ("max_in_flight", self.max_in_flight as u64),
             ("request_timeout_secs", self.request_timeout_secs),
             ("quota_timeout_ms", self.quota_timeout_ms),
         ] {

@@ -1,6 +1,7 @@
 //! The edge: llmgw's public, OpenAI-compatible HTTP API. It authenticates,
 //! validates and frames; the router does the rest over gRPC.
 
+mod admission;
 pub mod auth;
 mod catalog;
 mod chat;
@@ -40,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 pub use config::{ApiKeyConfig, Config};
 pub use quota::Unreachable as QuotaUnreachable;
 
+use crate::admission::Admission;
 use crate::auth::Keys;
 use crate::catalog::Catalog;
 use crate::error::ApiError;
@@ -199,6 +201,7 @@ pub(crate) fn unix_ms() -> u64 {
 }
 
 fn routes(state: Arc<AppState>) -> Router {
+    let admission = Admission::new(state.config.max_in_flight, state.metrics.clone());
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/models", get(list_models))
@@ -209,6 +212,11 @@ fn routes(state: Arc<AppState>) -> Router {
         .with_state(state)
         // A client's `traceparent` becomes the parent of the request's spans.
         .layer(ExtractTraceContextLayer::new(ServerKind::Http))
+        // Outermost: a request refused for overload costs nothing more.
+        .layer(axum::middleware::from_fn_with_state(
+            admission,
+            admission::admit,
+        ))
 }
 
 async fn list_models(State(state): State<Arc<AppState>>, request: Request) -> Response {

@@ -37,6 +37,8 @@ pub struct Metrics {
     tokens: Family<TokenLabels, Counter>,
     pub open_streams: Gauge,
     pub quota_unreachable: Counter,
+    /// Requests refused at the admission limit (`max_in_flight`).
+    pub overloaded: Counter,
     /// The policy feed's (`llmgw_edge_policy_*`).
     pub policy_feed: llmgw_policy::feed::FeedMetrics,
     /// Policy hits and the audit spool (`llmgw_edge_policy_hits_total`,
@@ -55,6 +57,12 @@ impl Metrics {
         let tokens = Family::<TokenLabels, Counter>::default();
         let open_streams = Gauge::default();
         let quota_unreachable = Counter::default();
+        let overloaded = Counter::default();
+        registry.register(
+            "overloaded",
+            "API requests refused with 503 overloaded at the admission limit (max_in_flight)",
+            overloaded.clone(),
+        );
         registry.register("requests", "HTTP requests answered", requests.clone());
         registry.register(
             "request_duration_seconds",
@@ -95,6 +103,7 @@ impl Metrics {
             tokens,
             open_streams,
             quota_unreachable,
+            overloaded,
         })
     }
 

@@ -55,7 +55,9 @@ impl ProviderError {
     pub fn fallback_reason(&self) -> Option<FallbackOn> {
         match self.code {
             ErrorCode::UpstreamRateLimited => Some(FallbackOn::RateLimited),
-            ErrorCode::UpstreamError | ErrorCode::Unavailable => Some(FallbackOn::Unavailable),
+            ErrorCode::UpstreamError | ErrorCode::Unavailable | ErrorCode::Overloaded => {
+                Some(FallbackOn::Unavailable)
+            }
             ErrorCode::UpstreamTimeout => Some(FallbackOn::Timeout),
             ErrorCode::ContextLengthExceeded => Some(FallbackOn::ContextLength),
             ErrorCode::Unspecified
