@@ -451,3 +451,51 @@ async fn count_tokens_and_models_in_anthropics_shape() {
         .expect("edge");
     assert_eq!(missing.status(), 404);
 }
+
+/// Blocks a term in prompts and another in answers, for every tenant.
+fn with_policies(config: &mut GatewayConfig) {
+    protocol_models(config);
+    config.policy = serde_json::from_value(json!({
+        "default": "both",
+        "policies": {"both": {"rules": [
+            {"id": "no-secrets-in", "kind": "words", "terms": ["forbidden-term"], "direction": "input", "action": "block"},
+            {"id": "no-leaks-out", "kind": "words", "terms": ["敏感词"], "direction": "output", "action": "block"}
+        ]}}
+    }))
+    .expect("a valid policy source");
+}
+
+#[tokio::test]
+async fn the_content_policy_reads_messages_both_ways() {
+    let gateway = Gateway::start_with(with_policies).await;
+    // A prompt term, even inside a tool result: refused before anything
+    // leaves, in Anthropic's shape.
+    let before = gateway.mock_stats().await["requests_total"].clone();
+    let prompt = json!({"model": "claude", "max_tokens": 64, "messages": [
+        {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "t1",
+            "content": [{"type": "text", "text": "the forbidden-term is here"}]}]}]});
+    let (status, kind, message) = anthropic_error(messages(&gateway, &prompt).await).await;
+    assert_eq!((status, kind.as_str()), (400, "invalid_request_error"));
+    assert!(message.contains("no-secrets-in") && !message.contains("forbidden-term"));
+    assert_eq!(gateway.mock_stats().await["requests_total"], before);
+
+    // An answer term from an Anthropic deployment: the answer goes through
+    // the policy (in OpenAI's form) and is cut before the term, ending as a
+    // Messages stream ends, with `refusal`.
+    let pieces = json!({"content": ["Hello ", "there ", "敏感", "词", " after"]});
+    let mut body = hello("claude");
+    body["mock"] = pieces.clone();
+    body["stream"] = json!(true);
+    let response = messages(&gateway, &body).await;
+    assert_eq!(response.status(), 200);
+    let events = events(&response.text().await.expect("body"));
+    assert_eq!(deltas(&events, "text_delta", "text"), "Hello there ");
+    let (_, end) = &events[events.len() - 2];
+    assert_eq!(end["delta"]["stop_reason"], "refusal");
+    assert_eq!(names(&events).last(), Some(&"message_stop"));
+
+    body["stream"] = json!(false);
+    let answer: Value = messages(&gateway, &body).await.json().await.expect("JSON");
+    assert_eq!(text_of(&answer), "Hello there ");
+    assert_eq!(answer["stop_reason"], "refusal");
+}

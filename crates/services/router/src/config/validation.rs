@@ -241,8 +241,11 @@ mod tests {
 
     #[test]
     fn apis_and_cache_prices_are_checked() {
-        let mut config = Config::default();
-        config.models = vec![ModelConfig {
+        let mut config = Config {
+            models: Vec::new(),
+            ..Config::default()
+        };
+        config.models.push(ModelConfig {
             alias: "claude".to_owned(),
             provider: Some(Provider::Anthropic),
             base_url: Some("https://api.anthropic.com/v1".to_owned()),
@@ -251,7 +254,7 @@ mod tests {
             cache_read_price_per_mtok: Some("0.30".to_owned()),
             cache_write_price_per_mtok: Some("three".to_owned()),
             ..ModelConfig::default()
-        }];
+        });
         let problems = config.validate();
         assert_eq!(problems.len(), 2, "{problems:?}");
         assert!(

@@ -436,10 +436,11 @@ fn assistant_turn<'a>(blocks: Vec<BlockView<'a>>, at: &str) -> Result<Message<'a
 
 /// A lone text part as a plain string, the form every server accepts.
 fn parts_content(mut parts: Vec<Part<'_>>) -> MessageContent<'_> {
-    if parts.len() == 1 && matches!(parts[0], Part::Text { .. }) {
-        if let Some(Part::Text { text }) = parts.pop() {
-            return MessageContent::Text(text);
-        }
+    if parts.len() == 1
+        && matches!(parts[0], Part::Text { .. })
+        && let Some(Part::Text { text }) = parts.pop()
+    {
+        return MessageContent::Text(text);
     }
     MessageContent::Parts(parts)
 }

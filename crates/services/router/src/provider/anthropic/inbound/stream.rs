@@ -109,12 +109,16 @@ struct BlockDelta<'a> {
     delta: Delta<'a>,
 }
 
+/// A block's delta, by its Anthropic `type`.
 #[derive(Serialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
+#[serde(tag = "type")]
 enum Delta<'a> {
-    ThinkingDelta { thinking: &'a str },
-    TextDelta { text: &'a str },
-    InputJsonDelta { partial_json: &'a str },
+    #[serde(rename = "thinking_delta")]
+    Thinking { thinking: &'a str },
+    #[serde(rename = "text_delta")]
+    Text { text: &'a str },
+    #[serde(rename = "input_json_delta")]
+    InputJson { partial_json: &'a str },
 }
 
 #[derive(Serialize)]
@@ -165,11 +169,11 @@ impl MessagesEncoder {
         if let Some(delta) = choice.delta.as_ref().or(choice.message.as_ref()) {
             if let Some(thinking) = delta.reasoning_content.as_deref().filter(|t| !t.is_empty()) {
                 self.open_kind(Kind::Thinking, None, out);
-                self.delta(Delta::ThinkingDelta { thinking }, out);
+                self.delta(Delta::Thinking { thinking }, out);
             }
             if let Some(text) = delta.content.as_deref().filter(|t| !t.is_empty()) {
                 self.open_kind(Kind::Text, None, out);
-                self.delta(Delta::TextDelta { text }, out);
+                self.delta(Delta::Text { text }, out);
             }
             for call in delta.tool_calls.iter().flatten() {
                 let function = call.function.as_ref();
@@ -196,7 +200,7 @@ impl MessagesEncoder {
                     let event = BlockDelta {
                         kind: "content_block_delta",
                         index,
-                        delta: Delta::InputJsonDelta { partial_json },
+                        delta: Delta::InputJson { partial_json },
                     };
                     push(out, "content_block_delta", &event);
                 }
