@@ -191,6 +191,8 @@ def main():
         "direct = load generator -> mock upstream (cpu/rss columns are the mock's);\n"
         "all-in-one / split = through the gateway (cpu/rss = gateway processes only);\n"
         "anthropic = all-in-one with the model served over Anthropic's Messages API;\n"
+        "messages = Anthropic Messages clients, passed through to that API;\n"
+        "messages-openai = Messages clients of an OpenAI-compatible model (translated);\n"
         "quota-memory = all-in-one with limits kept in the quota service's memory\n"
         "  (what the edge -> quota gRPC hop costs);\n"
         "quota = all-in-one with limits in Redis (cpu includes redis-server);\n"

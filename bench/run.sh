@@ -7,8 +7,9 @@
 # Environment knobs (all optional):
 #   BENCH_REQUESTS_SCALE  multiply request counts (0.1 = quick run)      [1]
 #   BENCH_CONCURRENCY     concurrencies to run                           ["1 16 64"]
-#   BENCH_SCENARIOS       subset of "direct all-in-one split anthropic quota-memory quota"  [all]
-#                         (also "policy": all-in-one with a policy on answers that never hits)
+#   BENCH_SCENARIOS       subset of "direct all-in-one split anthropic messages quota-memory quota"  [all]
+#                         (also "policy": all-in-one with a policy on answers that never hits;
+#                         "messages-openai": Anthropic Messages clients of an OpenAI-compatible model)
 #   BENCH_CHUNKS          chunks the mock upstream emits per response    [20]
 #   BENCH_THREADS         tokio threads of the load generator            [1]
 #   BENCH_PORT_BASE       first port tried when looking for free ports   [18400]
@@ -20,7 +21,7 @@ cd "$ROOT"
 
 SCALE="${BENCH_REQUESTS_SCALE:-1}"
 CONCURRENCIES="${BENCH_CONCURRENCY:-1 16 64}"
-SCENARIOS="${BENCH_SCENARIOS:-direct all-in-one split anthropic quota-memory quota}"
+SCENARIOS="${BENCH_SCENARIOS:-direct all-in-one split anthropic messages quota-memory quota}"
 CHUNKS="${BENCH_CHUNKS:-20}"
 THREADS="${BENCH_THREADS:-1}"
 PORT_BASE="${BENCH_PORT_BASE:-18400}"
@@ -176,6 +177,8 @@ run_matrix() {
                 --label "$label" --json "${pid_args[@]}")
             [[ -n "$key" ]] && args+=(--key "$key")
             [[ "$stream" == yes ]] && args+=(--stream)
+            # BENCH_API=messages: the load speaks Anthropic's Messages API.
+            args+=(--api "${BENCH_API:-chat}")
             log "$label: c=$c stream=$stream requests=$n warmup=$warm"
             rc=0
             out="$("$BENCH" "${args[@]}")" || rc=$?
@@ -285,6 +288,27 @@ if has_scenario anthropic; then
     run_matrix anthropic "http://127.0.0.1:$EDGE/v1" "$KEY" -- "$ANTHROPIC_PID"
     stop_pids "$ANTHROPIC_PID"
 fi
+
+# messages_scenario LABEL PROVIDER: all-in-one, the load speaking Anthropic's
+# Messages API. With the model on the mock's Anthropic API ("anthropic"),
+# calls pass through natively (compare with all-in-one: the cost of reading
+# Anthropic events for accounting); on its OpenAI API ("openai"), requests
+# and answers are translated both ways (compare with messages).
+messages_scenario() {
+    local label="$1" provider="$2" pid
+    local EDGE="${PORTS[5]}" ROUTER="${PORTS[6]}"
+    write_config "$WORK/$label.yaml" "$EDGE" "$ROUTER" no "$provider"
+    start "$label" "$LLMGW" --config "$WORK/$label.yaml" all
+    pid="$STARTED"
+    wait_http_ok "$label" "$pid" "http://127.0.0.1:$EDGE/readyz"
+    sleep 1
+    idle_rss "$label" llmgw "$pid"
+    BENCH_API=messages run_matrix "$label" "http://127.0.0.1:$EDGE/v1" "$KEY" -- "$pid"
+    stop_pids "$pid"
+}
+
+if has_scenario messages; then messages_scenario messages anthropic; fi
+if has_scenario messages-openai; then messages_scenario messages-openai openai; fi
 
 if has_scenario policy; then
     # all-in-one with a content policy on answers: 1,000 blocked terms (none

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use llmgw_edge::ApiKeyConfig;
-use llmgw_router::{ModelConfig, Provider};
+use llmgw_router::{ClientApi, ModelConfig, Provider};
 
 /// The development key accepted in demo mode only.
 pub const DEV_KEY: &str = "sk-llmgw-dev-0000000000000000";
@@ -61,6 +61,12 @@ pub fn demo_model(mock: SocketAddr) -> ModelConfig {
         max_prompt_chars: 100_000,
         max_output_tokens: 4_096,
         owned_by: Some("llmgw-demo (mock upstream, not a real model)".to_owned()),
+        // The mock answers all three, so the demo shows each.
+        apis: Some(vec![
+            ClientApi::Chat,
+            ClientApi::Messages,
+            ClientApi::Embeddings,
+        ]),
         ..ModelConfig::default()
     }
 }

@@ -21,6 +21,14 @@ impl Usage {
             .map_or(0, |details| details.cached_tokens)
     }
 
+    /// Of the prompt, the tokens written to the provider's prompt cache
+    /// (llmgw's extension, from Anthropic's `cache_creation_input_tokens`).
+    pub fn cache_creation_tokens(&self) -> u64 {
+        self.prompt_tokens_details
+            .as_ref()
+            .map_or(0, |details| details.cache_creation_tokens)
+    }
+
     pub fn reasoning_tokens(&self) -> u64 {
         self.completion_tokens_details
             .as_ref()
@@ -32,6 +40,15 @@ impl Usage {
 pub struct PromptTokensDetails {
     #[serde(default)]
     pub cached_tokens: u64,
+    /// Not OpenAI's: the prompt tokens an Anthropic upstream wrote to its
+    /// cache (billed at the cache write price). Left out when zero, so
+    /// OpenAI-shaped usage stays exactly OpenAI's.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub cache_creation_tokens: u64,
+}
+
+fn is_zero(value: &u64) -> bool {
+    *value == 0
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -139,6 +139,58 @@ impl ErrorCode {
             ErrorCode::Internal | ErrorCode::Unspecified => Some("internal_error"),
         }
     }
+
+    /// The HTTP status Anthropic's Messages API answers with for this
+    /// failure, so the Anthropic SDKs raise the exception they would raise
+    /// against Anthropic. Anthropic has no 502 or 503: a failed upstream is
+    /// its `api_error` (500), and our "cannot serve right now" is its
+    /// `overloaded_error` (529), which its SDKs retry.
+    pub fn anthropic_status(self) -> StatusCode {
+        match self {
+            ErrorCode::InvalidRequest
+            | ErrorCode::ContextLengthExceeded
+            | ErrorCode::ContentPolicyViolation => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidApiKey | ErrorCode::InvalidAdminToken => StatusCode::UNAUTHORIZED,
+            ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::ModelNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::RateLimited
+            | ErrorCode::InsufficientQuota
+            | ErrorCode::UpstreamRateLimited => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::UpstreamError | ErrorCode::Internal | ErrorCode::Unspecified => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+            ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
+            ErrorCode::Unavailable | ErrorCode::Overloaded => {
+                StatusCode::from_u16(529).unwrap_or(StatusCode::SERVICE_UNAVAILABLE)
+            }
+            ErrorCode::Cancelled => StatusCode::from_u16(499).unwrap_or(StatusCode::BAD_REQUEST),
+        }
+    }
+
+    /// Anthropic's `error.type` for this failure.
+    pub fn anthropic_type(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest
+            | ErrorCode::ContextLengthExceeded
+            | ErrorCode::ContentPolicyViolation
+            | ErrorCode::Conflict
+            | ErrorCode::MethodNotAllowed
+            | ErrorCode::Cancelled => "invalid_request_error",
+            ErrorCode::InvalidApiKey | ErrorCode::InvalidAdminToken => "authentication_error",
+            ErrorCode::PermissionDenied => "permission_error",
+            ErrorCode::ModelNotFound | ErrorCode::NotFound => "not_found_error",
+            ErrorCode::RequestTooLarge => "request_too_large",
+            ErrorCode::RateLimited
+            | ErrorCode::InsufficientQuota
+            | ErrorCode::UpstreamRateLimited => "rate_limit_error",
+            ErrorCode::UpstreamError | ErrorCode::Internal | ErrorCode::Unspecified => "api_error",
+            ErrorCode::UpstreamTimeout => "timeout_error",
+            ErrorCode::Unavailable | ErrorCode::Overloaded => "overloaded_error",
+        }
+    }
 }
 
 #[cfg(test)]
@@ -189,6 +241,37 @@ mod tests {
             assert_eq!(code.openai_type(), "invalid_request_error", "{code:?}");
             assert_eq!(code.openai_code(), openai_code, "{code:?}");
         }
+    }
+
+    #[test]
+    fn anthropic_statuses_pair_with_anthropic_types() {
+        // Anthropic's documented pairs of status and `error.type`.
+        let documented = [
+            (400, "invalid_request_error"),
+            (401, "authentication_error"),
+            (403, "permission_error"),
+            (404, "not_found_error"),
+            (413, "request_too_large"),
+            (429, "rate_limit_error"),
+            (500, "api_error"),
+            (504, "timeout_error"),
+            (529, "overloaded_error"),
+        ];
+        for code in every_code() {
+            let status = code.anthropic_status().as_u16();
+            let kind = code.anthropic_type();
+            match documented.iter().find(|(s, _)| *s == status) {
+                Some((_, expected)) => assert_eq!(kind, *expected, "{code:?}"),
+                // Statuses Anthropic does not document come from our own
+                // surfaces (admin API, a client hang-up).
+                None => assert!(
+                    [405, 409, 499].contains(&status) && kind == "invalid_request_error",
+                    "{code:?} -> {status} {kind}"
+                ),
+            }
+        }
+        assert_eq!(ErrorCode::Unavailable.anthropic_status().as_u16(), 529);
+        assert_eq!(ErrorCode::UpstreamError.anthropic_status().as_u16(), 500);
     }
 
     #[test]

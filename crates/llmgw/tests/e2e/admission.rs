@@ -71,6 +71,21 @@ async fn past_the_limit_requests_are_refused_at_once_and_admitted_streams_finish
     assert_eq!(body["error"]["type"], "server_error");
     let refused = gateway.chat(request("mock")).await;
     assert_eq!(refused.status(), 503);
+    // In Anthropic's protocol: its 529 overloaded_error, which its SDKs retry.
+    let refused = gateway
+        .client
+        .post(gateway.url("/v1/messages"))
+        .header("x-api-key", KEY)
+        .header("anthropic-version", "2023-06-01")
+        .json(&json!({"model": "mock", "max_tokens": 16,
+                      "messages": [{"role": "user", "content": "hi"}]}))
+        .send()
+        .await
+        .expect("reachable");
+    assert_eq!(refused.status(), 529);
+    let body: Value = refused.json().await.expect("json");
+    assert_eq!(body["type"], "error");
+    assert_eq!(body["error"]["type"], "overloaded_error");
     // Health and metrics are never refused.
     let health = gateway.client.get(gateway.url("/healthz")).send().await;
     assert_eq!(health.expect("reachable").status(), 200);

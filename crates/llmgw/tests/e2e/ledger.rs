@@ -106,8 +106,8 @@ async fn gateway_billing_to(billing_grpc: SocketAddr, dir: &Path) -> Gateway {
 pub(crate) struct Seen {
     pub(crate) request_id: String,
     /// Usage the client saw (JSON answers, and streams with include_usage).
-    usage: Option<(u64, u64)>,
-    cancelled: bool,
+    pub(crate) usage: Option<(u64, u64)>,
+    pub(crate) cancelled: bool,
 }
 
 pub(crate) async fn json_call(gateway: &Gateway, model: &str, words: usize) -> Seen {

@@ -7,9 +7,11 @@ mod harness;
 mod accounts;
 
 mod admission;
-
+mod embeddings;
 mod faults;
 mod ledger;
+mod ledger_protocols;
+mod messages;
 mod passthrough;
 mod policy_audit;
 mod policy_input;

@@ -173,6 +173,7 @@ fn batch(run: &str, n: usize) -> Vec<UsageEvent> {
                 ended_at_ms: now,
                 client_cancelled: false,
                 traceparent: String::new(),
+                ..UsageEvent::default()
             }
         })
         .collect()

@@ -55,12 +55,17 @@ pub(crate) async fn admit(
     }
     let Ok(place) = admission.places.clone().try_acquire_owned() else {
         admission.metrics.overloaded.inc();
-        return ApiError::new(
+        let refusal = ApiError::new(
             ErrorCode::Overloaded,
             "The gateway is at capacity; retry the request shortly.",
         )
-        .with_retry_after(RETRY_AFTER)
-        .into_response();
+        .with_retry_after(RETRY_AFTER);
+        // In the caller's protocol: Anthropic's SDKs retry its 529.
+        return if request.uri().path().starts_with("/v1/messages") {
+            refusal.into_anthropic_response()
+        } else {
+            refusal.into_response()
+        };
     };
     // The place goes with the body: released when its last frame has been
     // sent or the client went away and the body was dropped.

@@ -1,5 +1,11 @@
 //! `POST /v1/chat/completions`: authenticate, read and validate the body,
 //! call the router, answer as JSON or as an SSE stream.
+//!
+//! The same pipeline serves `POST /v1/messages` and `POST /v1/embeddings`
+//! ([`serve`] with another [`ClientApi`]): only parsing and validation
+//! (`messages`, `embeddings`), the texts the input policy reads, the error
+//! shape and the stream framing differ; authentication, limits, quota,
+//! the router call and its accounting are the same code.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -14,17 +20,102 @@ use llmgw_audit::{AuditContext, EDGE_ATTEMPT};
 use llmgw_policy::Direction;
 use llmgw_proto::ErrorCode;
 use llmgw_proto::quota_v1::Subject;
-use llmgw_proto::router_v1::{ChatEvent, ChatRequest, Done, Envelope, chat_event::Event};
+use llmgw_proto::router_v1::{
+    Api, ChatEvent, ChatRequest, Done, Envelope, Model, chat_event::Event,
+};
 use tracing::Instrument as _;
 
 use crate::AppState;
 use crate::error::ApiError;
 use crate::outcome::Outcome;
+use crate::prompt_policy::Shape;
 use crate::quota::Demand;
 use crate::router_call::RouterCall;
-use crate::{prompt_policy, sse, validate};
+use crate::sse::Framing;
+use crate::validate::Validated;
+use crate::{embeddings, messages, prompt_policy, sse, validate};
+
+/// The client APIs the edge serves through the router's `Chat` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientApi {
+    Chat,
+    Messages,
+    Embeddings,
+}
+
+impl ClientApi {
+    /// The `route` label of the edge's metrics.
+    fn route(self) -> &'static str {
+        match self {
+            ClientApi::Chat => "chat_completions",
+            ClientApi::Messages => "messages",
+            ClientApi::Embeddings => "embeddings",
+        }
+    }
+
+    pub fn wire(self) -> Api {
+        match self {
+            ClientApi::Chat => Api::Chat,
+            ClientApi::Messages => Api::Messages,
+            ClientApi::Embeddings => Api::Embeddings,
+        }
+    }
+
+    /// How users name it in an error message.
+    fn name(self) -> &'static str {
+        match self {
+            ClientApi::Chat => "chat completions",
+            ClientApi::Messages => "the Messages API",
+            ClientApi::Embeddings => "embeddings",
+        }
+    }
+
+    fn shape(self) -> Shape {
+        match self {
+            ClientApi::Chat => Shape::Chat,
+            ClientApi::Messages => Shape::Messages,
+            ClientApi::Embeddings => Shape::Embeddings,
+        }
+    }
+
+    fn framing(self) -> Framing {
+        match self {
+            ClientApi::Chat | ClientApi::Embeddings => Framing::Openai,
+            ClientApi::Messages => Framing::Anthropic,
+        }
+    }
+
+    /// An error in the caller's protocol.
+    pub fn error_response(self, error: ApiError) -> Response {
+        match self {
+            ClientApi::Chat | ClientApi::Embeddings => error.into_response(),
+            ClientApi::Messages => error.into_anthropic_response(),
+        }
+    }
+
+    fn status_of(self, error: &ApiError) -> u16 {
+        match self {
+            ClientApi::Chat | ClientApi::Embeddings => error.code.http_status().as_u16(),
+            ClientApi::Messages => error.code.anthropic_status().as_u16(),
+        }
+    }
+}
+
+/// Whether `model` serves `api`. A catalog from a router older than the
+/// field lists none: it served chat, and Messages through translation.
+pub fn serves(model: &Model, api: ClientApi) -> bool {
+    if model.apis.is_empty() {
+        return matches!(api, ClientApi::Chat | ClientApi::Messages);
+    }
+    model.apis.contains(&(api.wire() as i32))
+}
 
 pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    serve(&state, request, ClientApi::Chat).await
+}
+
+/// One call of `api`, from the client's request to its whole answer.
+pub async fn serve(state: &Arc<AppState>, request: Request, api: ClientApi) -> Response {
     let started = Instant::now();
     let request_id = request_id();
     let client_request_id = client_request_id(request.headers());
@@ -32,18 +123,22 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, request: Reque
         "edge.chat",
         request_id = %request_id,
         client_request_id = client_request_id.as_ref().and_then(|id| id.to_str().ok()),
+        api = api.route(),
         tenant = tracing::field::Empty,
         key_id = tracing::field::Empty,
         model = tracing::field::Empty,
         stream = tracing::field::Empty,
     );
     // In the request's span: the settle it sends at the end joins its trace.
-    let outcome =
-        span.in_scope(|| Outcome::new(state.metrics.clone(), "chat_completions", started));
-    let mut response = respond(&state, request, &request_id, outcome)
+    let outcome = span.in_scope(|| Outcome::new(state.metrics.clone(), api.route(), started));
+    let mut response = respond(state, request, &request_id, outcome, api)
         .instrument(span)
         .await;
     if let Ok(value) = HeaderValue::from_str(&request_id) {
+        if api == ClientApi::Messages {
+            // Anthropic's SDKs read the id from `request-id`.
+            response.headers_mut().insert("request-id", value.clone());
+        }
         response.headers_mut().insert("x-request-id", value);
     }
     if let Some(value) = client_request_id {
@@ -71,13 +166,14 @@ async fn respond(
     request: Request,
     request_id: &str,
     mut outcome: Outcome,
+    api: ClientApi,
 ) -> Response {
-    let result = call_router(state, request, request_id, &mut outcome).await;
+    let result = call_router(state, request, request_id, &mut outcome, api).await;
     let rate_headers = std::mem::take(&mut outcome.rate_headers);
     let mut response = match result {
         Err(error) => {
-            outcome.status = error.code.http_status().as_u16();
-            error.into_response()
+            outcome.status = api.status_of(&error);
+            api.error_response(error)
         }
         Ok(Answer::Json { completion, done }) => {
             outcome.status = 200;
@@ -102,6 +198,7 @@ async fn respond(
                 outcome,
                 state.drain_expired.clone(),
                 keepalive(&state.config),
+                api.framing(),
             );
             (
                 [
@@ -124,6 +221,7 @@ async fn call_router(
     request: Request,
     request_id: &str,
     outcome: &mut Outcome,
+    api: ClientApi,
 ) -> Result<Answer, ApiError> {
     if state.stopping.is_cancelled() {
         return Err(ApiError::new(
@@ -136,15 +234,20 @@ async fn call_router(
     span.record("tenant", principal.tenant.as_str());
     span.record("key_id", principal.key_id.as_str());
 
+    let versions = messages::versions(request.headers());
     let body = read_body(request, state.config.max_body_bytes).await?;
-    let chat = validate::parse(&body)?;
-    let models = state.catalog.current().ok_or_else(|| {
-        ApiError::new(
-            ErrorCode::Unavailable,
-            "the gateway is starting; retry the request",
+    let valid = validated(state, api, &body)?;
+    if !serves(&valid.model, api) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "The model `{}` does not serve {}.",
+                valid.model.alias,
+                api.name()
+            ),
         )
-    })?;
-    let valid = validate::validate(&chat, &models)?;
+        .with_param("model"));
+    }
     if !principal.may_use(&valid.model.alias) {
         return Err(ApiError::new(
             ErrorCode::PermissionDenied,
@@ -155,7 +258,6 @@ async fn call_router(
         )
         .with_param("model"));
     }
-    drop(chat);
     outcome.model.clone_from(&valid.model.alias);
     span.record("model", valid.model.alias.as_str());
     span.record("stream", valid.stream);
@@ -172,7 +274,7 @@ async fn call_router(
                 model: valid.model.alias.clone(),
                 policy: policy.name().to_owned(),
             };
-            prompt_policy::enforce(policy, &state.audit, body, context).await?
+            prompt_policy::enforce(api.shape(), policy, &state.audit, body, context).await?
         }
         _ => body,
     };
@@ -210,6 +312,9 @@ async fn call_router(
         stream: valid.stream,
         deadline_unix_ms: crate::unix_ms() + state.config.request_timeout_secs * 1000,
         include_usage: valid.include_usage,
+        api: api.wire().into(),
+        anthropic_version: versions.version,
+        anthropic_beta: versions.beta,
     };
     let request = ChatRequest {
         envelope: Some(envelope),
@@ -243,6 +348,26 @@ async fn call_router(
             other => Err(unexpected(&other)),
         },
         (_, other) => Err(unexpected(&other)),
+    }
+}
+
+/// The request parsed and validated for `api`, against the catalog.
+fn validated(state: &AppState, api: ClientApi, body: &[u8]) -> Result<Validated, ApiError> {
+    let catalog = || {
+        state.catalog.current().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::Unavailable,
+                "the gateway is starting; retry the request",
+            )
+        })
+    };
+    match api {
+        ClientApi::Chat => {
+            let chat = validate::parse(body)?;
+            validate::validate(&chat, &catalog()?)
+        }
+        ClientApi::Messages => messages::validate(body, &catalog()?),
+        ClientApi::Embeddings => embeddings::validate(body, &catalog()?),
     }
 }
 
@@ -282,7 +407,7 @@ fn unexpected(event: &Event) -> ApiError {
     )
 }
 
-async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
+pub(crate) async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
             ErrorCode::RequestTooLarge,
@@ -310,7 +435,7 @@ async fn read_body(request: Request, limit: usize) -> Result<Bytes, ApiError> {
 /// A new id for every request. It names the quota lease and the usage
 /// ledger rows, so it must be unique: a client-chosen id (reused by a
 /// retrying client, or on purpose) would merge two requests' usage into one.
-fn request_id() -> String {
+pub(crate) fn request_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 

@@ -88,12 +88,30 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// Anthropic's error body: `{"type":"error","error":{"type","message"}}`
+    /// (also used for the SSE `error` event of a Messages stream).
+    pub fn to_anthropic_json(&self) -> Bytes {
+        let body = serde_json::json!({
+            "type": "error",
+            "error": {"type": self.code.anthropic_type(), "message": self.message},
+        });
+        serde_json::to_vec(&body).map_or_else(|_| Bytes::from_static(b"{}"), Bytes::from)
+    }
+
+    /// The response in Anthropic's shape and with Anthropic's status, for
+    /// Messages clients (whose SDKs map statuses to exception classes).
+    pub fn into_anthropic_response(self) -> Response {
+        let status = self.code.anthropic_status();
+        let body = self.to_anthropic_json();
+        self.respond(status, body)
+    }
+
+    fn respond(self, status: http::StatusCode, body: Bytes) -> Response {
         let mut response = (
-            self.code.http_status(),
+            status,
             [(http::header::CONTENT_TYPE, "application/json")],
-            self.to_json(),
+            body,
         )
             .into_response();
         let retry_after = match (self.retry_after, self.code) {
@@ -107,5 +125,13 @@ impl IntoResponse for ApiError {
                 .insert(http::header::RETRY_AFTER, http::HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.code.http_status();
+        let body = self.to_json();
+        self.respond(status, body)
     }
 }

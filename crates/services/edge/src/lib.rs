@@ -1,13 +1,17 @@
-//! The edge: llmgw's public, OpenAI-compatible HTTP API. It authenticates,
-//! validates and frames; the router does the rest over gRPC.
+//! The edge: llmgw's public HTTP API (OpenAI's chat completions, embeddings
+//! and models; Anthropic's Messages). It authenticates, validates and
+//! frames; the router does the rest over gRPC.
 
 mod admission;
 pub mod auth;
 mod catalog;
 mod chat;
 mod config;
+mod embeddings;
 mod error;
+mod messages;
 mod metrics;
+mod models;
 mod outcome;
 mod prompt_policy;
 mod quota;
@@ -22,13 +26,12 @@ use std::time::Duration;
 use anyhow::Context as _;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::response::{IntoResponse, Json, Response};
+use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::serve::ListenerExt as _;
 use http::StatusCode;
 use llmgw_audit::AuditTrail;
 use llmgw_grpc::Channel;
-use llmgw_openai::{ModelList, ModelObject};
 use llmgw_policy::feed::PolicyFeed;
 use llmgw_proto::ErrorCode;
 use llmgw_proto::billing_v1::accounts_client::AccountsClient;
@@ -82,7 +85,10 @@ pub async fn run(
         Duration::from_secs(config.auth_cache_ttl_secs),
         Duration::from_secs(config.auth_negative_ttl_secs),
     )?;
-    let router = RouterClient::new(channel(&config.router_url, "router_url")?);
+    // Embeddings answers (thousands of vectors) outgrow tonic's 4 MiB
+    // default; the client's body limit bounds what it can ask for.
+    let router = RouterClient::new(channel(&config.router_url, "router_url")?)
+        .max_decoding_message_size(MAX_ANSWER_BYTES);
     let metrics = Metrics::new();
     let quota = match &config.quota_url {
         None => None,
@@ -186,6 +192,10 @@ async fn serve(state: Arc<AppState>, listener: TcpListener, drain: Duration) -> 
     }
 }
 
+/// The largest answer the router may send in one event (an embeddings
+/// list of 2048 inputs × 3072 dimensions as JSON is about 75 MB).
+const MAX_ANSWER_BYTES: usize = 128 << 20;
+
 /// A gRPC channel to another service (`llmgw_grpc::channel`: connected on
 /// first use, so the edge starts, and stays alive, whether or not the
 /// service is up yet).
@@ -204,7 +214,11 @@ fn routes(state: Arc<AppState>) -> Router {
     let admission = Admission::new(state.config.max_in_flight, state.metrics.clone());
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
-        .route("/v1/models", get(list_models))
+        .route("/v1/messages", post(messages::messages))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/v1/models", get(models::list))
+        .route("/v1/models/{id}", get(models::get))
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
@@ -217,36 +231,6 @@ fn routes(state: Arc<AppState>) -> Router {
             admission,
             admission::admit,
         ))
-}
-
-async fn list_models(State(state): State<Arc<AppState>>, request: Request) -> Response {
-    let principal = match state.keys.authenticate(request.headers()).await {
-        Ok(principal) => principal,
-        Err(error) => return error.into_response(),
-    };
-    let Some(models) = state.catalog.current() else {
-        return ApiError::new(
-            ErrorCode::Unavailable,
-            "the gateway is starting; retry the request",
-        )
-        .into_response();
-    };
-    let mut data: Vec<ModelObject> = models
-        .values()
-        .filter(|model| principal.may_use(&model.alias))
-        .map(|model| ModelObject {
-            id: model.alias.clone(),
-            object: "model".to_owned(),
-            created: 0,
-            owned_by: model.owned_by.clone(),
-        })
-        .collect();
-    data.sort_by(|a, b| a.id.cmp(&b.id));
-    Json(ModelList {
-        object: "list".to_owned(),
-        data,
-    })
-    .into_response()
 }
 
 /// Ready = the model catalog is loaded and we are not shutting down.

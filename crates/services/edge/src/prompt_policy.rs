@@ -13,6 +13,11 @@
 //!
 //! Every hit is an audit event (the trail logs one line per hit, ids only),
 //! blocked requests included.
+//!
+//! The same policy reads Anthropic Messages requests ([`Shape::Messages`]:
+//! `system`, each message's text, tool results' text and every string in
+//! a `tool_use` input) and embeddings requests ([`Shape::Embeddings`]: each
+//! string of `input`).
 
 use bytes::Bytes;
 use llmgw_audit::{AuditContext, AuditEvents, AuditTrail};
@@ -35,6 +40,17 @@ struct PromptText<'v> {
     text: &'v str,
 }
 
+/// The format of the request body being checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// OpenAI chat completions.
+    Chat,
+    /// Anthropic Messages.
+    Messages,
+    /// OpenAI embeddings.
+    Embeddings,
+}
+
 /// What the check decided.
 #[derive(Debug)]
 pub enum Verdict {
@@ -49,9 +65,14 @@ pub enum Verdict {
     Unredactable,
 }
 
-/// Checks `body` (already validated) against `policy`; returns the verdict
-/// and the audit events of every hit.
-pub fn check(policy: &Policy, body: &[u8], context: AuditContext) -> (Verdict, AuditEvents) {
+/// Checks `body` (a request of `shape`, already validated) against
+/// `policy`; returns the verdict and the audit events of every hit.
+pub fn check_as(
+    shape: Shape,
+    policy: &Policy,
+    body: &[u8],
+    context: AuditContext,
+) -> (Verdict, AuditEvents) {
     let mut events = AuditEvents::new(context);
     let Ok(mut request) = serde_json::from_slice::<Value>(body) else {
         // Validation parsed it already; a body that no longer parses is not
@@ -60,7 +81,12 @@ pub fn check(policy: &Policy, body: &[u8], context: AuditContext) -> (Verdict, A
     };
     let mut redactions = Vec::new();
     let mut blocked = None;
-    for text in prompt_texts(&request) {
+    let texts = match shape {
+        Shape::Chat => prompt_texts(&request),
+        Shape::Messages => messages_texts(&request),
+        Shape::Embeddings => embeddings_texts(&request),
+    };
+    for text in texts {
         let findings = policy.check(Direction::Input, text.text);
         if findings.is_empty() {
             continue;
@@ -92,10 +118,11 @@ pub fn check(policy: &Policy, body: &[u8], context: AuditContext) -> (Verdict, A
     }
 }
 
-/// Applies the tenant's policy to the request body: `Ok` with the body to
-/// forward (the same one, or rewritten), or the client's error. Records the
-/// audit events of every hit.
+/// Applies the tenant's policy to the request body (of `shape`): `Ok` with
+/// the body to forward (the same one, or rewritten), or the client's error.
+/// Records the audit events of every hit.
 pub async fn enforce(
+    shape: Shape,
     policy: &std::sync::Arc<Policy>,
     audit: &AuditTrail,
     body: Bytes,
@@ -108,11 +135,11 @@ pub async fn enforce(
         ));
     }
     let (verdict, mut events) = if body.len() <= SCAN_INLINE_BYTES {
-        check(policy, &body, context)
+        check_as(shape, policy, &body, context)
     } else {
         let policy = std::sync::Arc::clone(policy);
         let scanned = body.clone();
-        tokio::task::spawn_blocking(move || check(&policy, &scanned, context))
+        tokio::task::spawn_blocking(move || check_as(shape, &policy, &scanned, context))
             .await
             .map_err(|_| {
                 ApiError::new(
@@ -129,7 +156,10 @@ pub async fn enforce(
             ErrorCode::ContentPolicyViolation,
             format!("This request was blocked by the content policy (rule `{rule_id}`)."),
         )
-        .with_param("messages")),
+        .with_param(match shape {
+            Shape::Chat | Shape::Messages => "messages",
+            Shape::Embeddings => "input",
+        })),
         Verdict::Unredactable => Err(ApiError::new(
             ErrorCode::Internal,
             "the gateway could not apply the content policy to the request",
@@ -183,6 +213,148 @@ fn prompt_texts(request: &Value) -> Vec<PromptText<'_>> {
         }
     }
     texts
+}
+
+/// Every text of an Anthropic Messages request a policy checks.
+fn messages_texts(request: &Value) -> Vec<PromptText<'_>> {
+    let mut texts = Vec::new();
+    match request.get("system") {
+        Some(Value::String(text)) => texts.push(PromptText {
+            location: "system".to_owned(),
+            pointer: "/system".to_owned(),
+            text,
+        }),
+        Some(Value::Array(blocks)) => {
+            for (b, block) in blocks.iter().enumerate() {
+                if let Some(Value::String(text)) = block.get("text") {
+                    texts.push(PromptText {
+                        location: format!("system[{b}].text"),
+                        pointer: format!("/system/{b}/text"),
+                        text,
+                    });
+                }
+            }
+        }
+        _ => {}
+    }
+    let Some(messages) = request.get("messages").and_then(Value::as_array) else {
+        return texts;
+    };
+    for (m, message) in messages.iter().enumerate() {
+        let at = (
+            format!("messages[{m}].content"),
+            format!("/messages/{m}/content"),
+        );
+        match message.get("content") {
+            Some(Value::String(text)) => texts.push(PromptText {
+                location: at.0,
+                pointer: at.1,
+                text,
+            }),
+            Some(Value::Array(blocks)) => message_blocks(blocks, &at, &mut texts),
+            _ => {}
+        }
+    }
+    texts
+}
+
+/// The texts of content blocks at `at` (location, pointer): text blocks,
+/// tool results' content (a string or blocks), and the strings of a tool
+/// call's input.
+fn message_blocks<'v>(blocks: &'v [Value], at: &(String, String), texts: &mut Vec<PromptText<'v>>) {
+    for (b, block) in blocks.iter().enumerate() {
+        let here = (format!("{}[{b}]", at.0), format!("{}/{b}", at.1));
+        if let Some(Value::String(text)) = block.get("text") {
+            texts.push(PromptText {
+                location: format!("{}.text", here.0),
+                pointer: format!("{}/text", here.1),
+                text,
+            });
+        }
+        match block.get("content") {
+            Some(Value::String(text)) => texts.push(PromptText {
+                location: format!("{}.content", here.0),
+                pointer: format!("{}/content", here.1),
+                text,
+            }),
+            Some(Value::Array(inner)) => {
+                let inner_at = (format!("{}.content", here.0), format!("{}/content", here.1));
+                message_blocks(inner, &inner_at, texts);
+            }
+            _ => {}
+        }
+        if let Some(input) = block.get("input") {
+            input_strings(
+                input,
+                format!("{}.input", here.0),
+                format!("{}/input", here.1),
+                texts,
+            );
+        }
+    }
+}
+
+/// Every string inside a tool call's input object.
+fn input_strings<'v>(
+    value: &'v Value,
+    location: String,
+    pointer: String,
+    texts: &mut Vec<PromptText<'v>>,
+) {
+    match value {
+        Value::String(text) => texts.push(PromptText {
+            location,
+            pointer,
+            text,
+        }),
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                input_strings(
+                    item,
+                    format!("{location}[{i}]"),
+                    format!("{pointer}/{i}"),
+                    texts,
+                );
+            }
+        }
+        Value::Object(fields) => {
+            // The audit location numbers the fields (their names are the
+            // client's text); the pointer names them, escaped.
+            for (i, (key, item)) in fields.iter().enumerate() {
+                let escaped = key.replace('~', "~0").replace('/', "~1");
+                input_strings(
+                    item,
+                    format!("{location}.{{{i}}}"),
+                    format!("{pointer}/{escaped}"),
+                    texts,
+                );
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Every string of an embeddings request's `input`.
+fn embeddings_texts(request: &Value) -> Vec<PromptText<'_>> {
+    match request.get("input") {
+        Some(Value::String(text)) => vec![PromptText {
+            location: "input".to_owned(),
+            pointer: "/input".to_owned(),
+            text,
+        }],
+        Some(Value::Array(items)) => items
+            .iter()
+            .enumerate()
+            .filter_map(|(i, item)| {
+                item.as_str().map(|text| PromptText {
+                    location: format!("input[{i}]"),
+                    pointer: format!("/input/{i}"),
+                    text,
+                })
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,11 @@
 //! Server-sent events: each router chunk is written as `data: {...}\n\n` the
 //! moment it arrives, then `data: [DONE]\n\n`. An error after streaming began
 //! is sent as a final `data: {"error":...}` event and the stream closes.
+//!
+//! Anthropic's framing ([`Framing::Anthropic`], Messages clients): the
+//! router's chunks are whole events already (`event:` and `data:`), written
+//! as they come; there is no `[DONE]` (`message_stop` ends the stream), and
+//! an error is an `event: error` with Anthropic's error body.
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -18,6 +23,42 @@ use crate::outcome::Outcome;
 use crate::router_call::RouterCall;
 
 const DONE: &[u8] = b"data: [DONE]\n\n";
+
+/// How events are framed for the client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// OpenAI: `data: <chunk>`, then `data: [DONE]`.
+    Openai,
+    /// Anthropic: the router's framed events as they are.
+    Anthropic,
+}
+
+impl Framing {
+    fn chunk(self, chunk: Bytes) -> Bytes {
+        match self {
+            Framing::Openai => data_frame(&chunk),
+            Framing::Anthropic => chunk,
+        }
+    }
+
+    fn error(self, error: &ApiError) -> Bytes {
+        match self {
+            Framing::Openai => data_frame(&error.to_json()),
+            Framing::Anthropic => {
+                let mut frame = BytesMut::from(&b"event: error\n"[..]);
+                frame.put_slice(&data_frame(&error.to_anthropic_json()));
+                frame.freeze()
+            }
+        }
+    }
+
+    fn done(self) -> Bytes {
+        match self {
+            Framing::Openai => Bytes::from_static(DONE),
+            Framing::Anthropic => Bytes::new(),
+        }
+    }
+}
 /// An SSE comment: clients ignore it, proxies see traffic.
 const KEEPALIVE: &[u8] = b": keep-alive\n\n";
 
@@ -40,6 +81,7 @@ struct State {
     /// Cancelled when the shutdown drain deadline passes.
     drain_expired: CancellationToken,
     finished: bool,
+    framing: Framing,
 }
 
 /// The SSE body: `first` is the chunk already received (`None`: start with
@@ -50,16 +92,19 @@ pub fn body(
     outcome: Outcome,
     drain_expired: CancellationToken,
     keepalive: Option<Duration>,
+    framing: Framing,
 ) -> impl Stream<Item = Result<Bytes, std::convert::Infallible>> + Send {
     let state = State {
-        first: Some(
-            first.map_or_else(|| Bytes::from_static(KEEPALIVE), |chunk| data_frame(&chunk)),
-        ),
+        first: Some(first.map_or_else(
+            || Bytes::from_static(KEEPALIVE),
+            |chunk| framing.chunk(chunk),
+        )),
         keepalive: keepalive.map(|every| (every, Box::pin(tokio::time::sleep(every)))),
         call,
         outcome,
         drain_expired,
         finished: false,
+        framing,
     };
     futures_util::stream::unfold(state, |mut state| async move {
         // Polled by the HTTP server, outside the request's span: re-enter it.
@@ -112,13 +157,13 @@ async fn next_frame(state: &mut State) -> Option<Bytes> {
         Err(status) => return Some(fail(state, ApiError::from_status(&status))),
     };
     Some(match event {
-        Event::Chunk(chunk) => data_frame(&chunk),
+        Event::Chunk(chunk) => state.framing.chunk(chunk),
         Event::Done(done) => {
             state.call.read_trailers().await;
             state.outcome.status = 200;
             state.outcome.done = Some(done);
             state.finished = true;
-            Bytes::from_static(DONE)
+            state.framing.done()
         }
         Event::Error(error) => {
             state.call.read_trailers().await;
@@ -141,5 +186,5 @@ fn fail(state: &mut State, error: ApiError) -> Bytes {
     );
     state.outcome.status = error.code.http_status().as_u16();
     state.finished = true;
-    data_frame(&error.to_json())
+    state.framing.error(&error)
 }

@@ -16,8 +16,8 @@ use llmgw_router::catalog::{Catalog, Defaults, Route};
 use llmgw_router::provider::anthropic::StreamTranslator;
 use llmgw_router::provider::chat_chunk::ChunkView;
 use llmgw_router::{
-    BreakerConfig, DeploymentConfig, Metrics, ModelConfig, OutputScan, Provider, Strategy, Tally,
-    Timeouts, Verdict, provider, tokens,
+    BreakerConfig, ClientApi, DeploymentConfig, Metrics, ModelConfig, OutputScan, Provider,
+    Strategy, Tally, Timeouts, Verdict, provider, tokens,
 };
 
 fn deployment(provider: Provider, weight: u32) -> DeploymentConfig {
@@ -128,7 +128,7 @@ fn decide(catalog: &Catalog, alias: &str, rng: &mut fastrand::Rng) -> Option<usi
 
 /// The upstream request body for the first deployment of `route`.
 fn build_request(route: &Route, client_body: &[u8]) -> Option<usize> {
-    provider::build_request(client_body, &route.deployments[0], true)
+    provider::build_request(ClientApi::Chat, client_body, &route.deployments[0], true)
         .ok()
         .map(|request| request.body.len())
 }

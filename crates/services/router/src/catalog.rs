@@ -6,12 +6,12 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use llmgw_proto::router_v1::Model;
+use llmgw_proto::router_v1::{Api, Model, Usage};
 
 use crate::balance::{self, Candidate, LatencyEwma, Strategy};
 use crate::breaker::{Breaker, BreakerConfig};
 use crate::config::{
-    DEFAULT_FALLBACK_ON, DeploymentConfig, FallbackOn, ModelConfig, Provider, Timeouts,
+    ClientApi, DEFAULT_FALLBACK_ON, DeploymentConfig, FallbackOn, ModelConfig, Provider, Timeouts,
 };
 use crate::metrics::Metrics;
 
@@ -20,6 +20,10 @@ pub struct Deployment {
     pub provider: Provider,
     /// The endpoint URL, parsed once (not per request).
     pub chat_url: reqwest::Url,
+    /// OpenAI-compatible deployments: `{base_url}/embeddings`.
+    pub embeddings_url: Option<reqwest::Url>,
+    /// Anthropic deployments: `{base_url}/messages/count_tokens`.
+    pub count_tokens_url: Option<reqwest::Url>,
     pub upstream_model: String,
     /// `"{alias}#{index}:{provider}/{upstream_model}"`: unique, for logs,
     /// metrics and usage records.
@@ -48,6 +52,8 @@ pub struct Route {
     pub model: Model,
     /// `model`'s prices, parsed once: what usage events are charged at.
     pub prices: Prices,
+    /// The client APIs the alias serves.
+    pub apis: Vec<ClientApi>,
 }
 
 /// Nano-USD (1e-9 USD) per million tokens.
@@ -55,17 +61,45 @@ pub struct Route {
 pub struct Prices {
     pub input_nano_per_mtok: u64,
     pub output_nano_per_mtok: u64,
+    /// Prompt tokens read from the provider's cache; `None`: input price.
+    pub cache_read_nano_per_mtok: Option<u64>,
+    /// Prompt tokens written to the provider's cache; `None`: input price.
+    pub cache_write_nano_per_mtok: Option<u64>,
 }
 
 impl Prices {
     /// Prompt tokens at the input price plus completion tokens at the
-    /// output price, each rounded up to a whole nano-USD. Cached prompt
-    /// tokens are charged at the input price (provider cache discounts are
-    /// not modelled); reasoning tokens are part of the completion.
+    /// output price, each rounded up to a whole nano-USD; reasoning tokens
+    /// are part of the completion.
     pub fn cost_nano_usd(&self, prompt_tokens: u64, completion_tokens: u64) -> u64 {
         llmgw_usd::cost_nano_usd(prompt_tokens, self.input_nano_per_mtok).saturating_add(
             llmgw_usd::cost_nano_usd(completion_tokens, self.output_nano_per_mtok),
         )
+    }
+
+    /// What `usage` costs. Of the prompt, cache reads (`cached_tokens`) and
+    /// cache writes (`cache_creation_tokens`) are charged at their cache
+    /// prices where the catalog gives them, the rest at the input price;
+    /// each of the (up to four) products is rounded up to a whole nano-USD.
+    /// Without cache prices this is exactly [`Self::cost_nano_usd`].
+    pub fn cost_of(&self, usage: &Usage) -> u64 {
+        let prompt = usage.prompt_tokens;
+        let read = usage.cached_tokens.min(prompt);
+        let write = usage.cache_creation_tokens.min(prompt - read);
+        let mut at_input = prompt - read - write;
+        let mut cost = 0u64;
+        for (tokens, price) in [
+            (read, self.cache_read_nano_per_mtok),
+            (write, self.cache_write_nano_per_mtok),
+        ] {
+            match price {
+                Some(price) => {
+                    cost = cost.saturating_add(llmgw_usd::cost_nano_usd(tokens, price));
+                }
+                None => at_input += tokens,
+            }
+        }
+        cost.saturating_add(self.cost_nano_usd(at_input, usage.completion_tokens))
     }
 }
 
@@ -116,6 +150,11 @@ impl Catalog {
         self.by_alias.get(alias)
     }
 
+    /// The route of `alias` if it serves `api`.
+    pub fn resolve_for(&self, alias: &str, api: ClientApi) -> Option<&Arc<Route>> {
+        self.resolve(alias).filter(|route| route.serves(api))
+    }
+
     /// Every alias, sorted, for `ListModels`.
     pub fn models(&self) -> Vec<Model> {
         let mut models: Vec<Model> = self
@@ -146,6 +185,10 @@ impl Route {
         balance::order(self.strategy, &candidates, rng)
     }
 
+    pub fn serves(&self, api: ClientApi) -> bool {
+        self.apis.contains(&api)
+    }
+
     fn from_config(config: &ModelConfig, defaults: &Defaults<'_>) -> anyhow::Result<Route> {
         if config.alias.is_empty() {
             bail!("alias must not be empty");
@@ -153,11 +196,24 @@ impl Route {
         let deployments = config.deployment_list().map_err(anyhow::Error::msg)?;
         let input_price = config.input_price().to_owned();
         let output_price = config.output_price().to_owned();
+        let optional = |price: &Option<String>| {
+            price
+                .as_deref()
+                .map(llmgw_usd::parse_usd)
+                .transpose()
+                .map_err(anyhow::Error::msg)
+        };
         let prices = Prices {
             input_nano_per_mtok: llmgw_usd::parse_usd(&input_price).map_err(anyhow::Error::msg)?,
             output_nano_per_mtok: llmgw_usd::parse_usd(&output_price)
                 .map_err(anyhow::Error::msg)?,
+            cache_read_nano_per_mtok: optional(&config.cache_read_price_per_mtok)?,
+            cache_write_nano_per_mtok: optional(&config.cache_write_price_per_mtok)?,
         };
+        let apis = config.api_list();
+        if apis.is_empty() {
+            bail!("apis must name at least one API");
+        }
         let deployments = deployments
             .iter()
             .enumerate()
@@ -167,6 +223,11 @@ impl Route {
                     .map(Arc::new)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
+        if apis.contains(&ClientApi::Embeddings)
+            && deployments.iter().any(|d| d.embeddings_url.is_none())
+        {
+            bail!("embeddings needs OpenAI-compatible deployments");
+        }
         let owned_by = config
             .owned_by
             .clone()
@@ -187,8 +248,18 @@ impl Route {
                 max_output_tokens: config.max_output_tokens,
                 input_price_per_mtok: input_price,
                 output_price_per_mtok: output_price,
+                apis: apis.iter().map(|api| api_proto(*api).into()).collect(),
+                cache_read_price_per_mtok: config
+                    .cache_read_price_per_mtok
+                    .clone()
+                    .unwrap_or_default(),
+                cache_write_price_per_mtok: config
+                    .cache_write_price_per_mtok
+                    .clone()
+                    .unwrap_or_default(),
             },
             prices,
+            apis,
         })
     }
 }
@@ -201,6 +272,12 @@ impl Deployment {
         defaults: &Defaults<'_>,
     ) -> anyhow::Result<Deployment> {
         let chat_url = config.chat_url().map_err(anyhow::Error::msg)?;
+        let (embeddings_url, count_tokens_url) = match config.provider {
+            Provider::Openai => (Some(config.url("embeddings")), None),
+            Provider::Anthropic => (None, Some(config.url("messages/count_tokens"))),
+        };
+        let embeddings_url = embeddings_url.transpose().map_err(anyhow::Error::msg)?;
+        let count_tokens_url = count_tokens_url.transpose().map_err(anyhow::Error::msg)?;
         let api_key = match &config.api_key_env {
             None => None,
             Some(var) => Some(
@@ -219,6 +296,8 @@ impl Deployment {
         Ok(Deployment {
             provider: config.provider,
             chat_url,
+            embeddings_url,
+            count_tokens_url,
             upstream_model: config.upstream_model.clone(),
             breaker: Breaker::new(name.clone(), defaults.breaker.clone(), gauge),
             name,
@@ -228,5 +307,69 @@ impl Deployment {
             latency: LatencyEwma::new(),
             api_key,
         })
+    }
+}
+
+/// The wire enum of a configured API.
+pub fn api_proto(api: ClientApi) -> Api {
+    match api {
+        ClientApi::Chat => Api::Chat,
+        ClientApi::Messages => Api::Messages,
+        ClientApi::Embeddings => Api::Embeddings,
+    }
+}
+
+/// The configured API of a wire value (`API_UNSPECIFIED`: chat, what edges
+/// older than the field send).
+pub fn api_of(api: Api) -> ClientApi {
+    match api {
+        Api::Unspecified | Api::Chat => ClientApi::Chat,
+        Api::Messages => ClientApi::Messages,
+        Api::Embeddings => ClientApi::Embeddings,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cache_tokens_cost_their_prices_or_the_input_price() {
+        let usage = Usage {
+            prompt_tokens: 1_000_000 + 2_000_000 + 3_000_000,
+            cached_tokens: 2_000_000,
+            cache_creation_tokens: 3_000_000,
+            completion_tokens: 1_000_000,
+            ..Usage::default()
+        };
+        let mut prices = Prices {
+            input_nano_per_mtok: 3_000_000_000,
+            output_nano_per_mtok: 15_000_000_000,
+            ..Prices::default()
+        };
+        // No cache prices: every prompt token at the input price, exactly
+        // as before cache prices existed.
+        assert_eq!(
+            prices.cost_of(&usage),
+            prices.cost_nano_usd(6_000_000, 1_000_000)
+        );
+        prices.cache_read_nano_per_mtok = Some(300_000_000);
+        prices.cache_write_nano_per_mtok = Some(3_750_000_000);
+        assert_eq!(
+            prices.cost_of(&usage),
+            3_000_000_000 + 2 * 300_000_000 + 3 * 3_750_000_000 + 15_000_000_000
+        );
+        // Counts that do not add up (more cached than prompt) never bill
+        // more prompt tokens than there were.
+        let odd = Usage {
+            prompt_tokens: 10,
+            cached_tokens: 50,
+            cache_creation_tokens: 50,
+            ..Usage::default()
+        };
+        assert_eq!(
+            prices.cost_of(&odd),
+            llmgw_usd::cost_nano_usd(10, 300_000_000)
+        );
     }
 }

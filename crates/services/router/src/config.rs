@@ -128,6 +128,34 @@ impl Provider {
     }
 }
 
+/// A client API an alias serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientApi {
+    /// OpenAI chat completions (`POST /v1/chat/completions`).
+    Chat,
+    /// Anthropic Messages (`POST /v1/messages`): passed through to
+    /// Anthropic deployments, translated for OpenAI-compatible ones.
+    Messages,
+    /// OpenAI embeddings (`POST /v1/embeddings`): OpenAI-compatible
+    /// deployments only.
+    Embeddings,
+}
+
+impl ClientApi {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientApi::Chat => "chat",
+            ClientApi::Messages => "messages",
+            ClientApi::Embeddings => "embeddings",
+        }
+    }
+}
+
+/// What an alias serves when it does not say: the two conversational APIs,
+/// which every chat model answers (translated where needed).
+pub const DEFAULT_APIS: [ClientApi; 2] = [ClientApi::Chat, ClientApi::Messages];
+
 /// Errors after which a model's fallback chain is tried.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -192,6 +220,16 @@ pub struct ModelConfig {
     pub input_price_per_mtok: Option<String>,
     /// USD per million output tokens, as a decimal string (default "0").
     pub output_price_per_mtok: Option<String>,
+    /// USD per million prompt tokens read from the provider's prompt cache
+    /// (default: the input price).
+    pub cache_read_price_per_mtok: Option<String>,
+    /// USD per million prompt tokens written to the provider's prompt cache
+    /// (default: the input price).
+    pub cache_write_price_per_mtok: Option<String>,
+    /// The client APIs this alias serves (default: chat and messages;
+    /// embeddings must be asked for, and only OpenAI-compatible
+    /// deployments serve it).
+    pub apis: Option<Vec<ClientApi>>,
     pub owned_by: Option<String>,
 }
 
@@ -234,6 +272,17 @@ impl ModelConfig {
     pub fn output_price(&self) -> &str {
         self.output_price_per_mtok.as_deref().unwrap_or("0")
     }
+
+    /// The APIs the alias serves, each once.
+    pub fn api_list(&self) -> Vec<ClientApi> {
+        let mut apis = Vec::new();
+        for api in self.apis.as_deref().unwrap_or(&DEFAULT_APIS) {
+            if !apis.contains(api) {
+                apis.push(*api);
+            }
+        }
+        apis
+    }
 }
 
 /// Fallback triggers when a model names none.
@@ -270,8 +319,18 @@ pub struct DeploymentConfig {
 }
 
 impl DeploymentConfig {
-    /// The endpoint every call goes to: `base_url` plus the provider's path.
+    /// The endpoint every chat and messages call goes to: `base_url` plus
+    /// the provider's path.
     pub fn chat_url(&self) -> Result<reqwest::Url, String> {
+        let path = match self.provider {
+            Provider::Openai => "chat/completions",
+            Provider::Anthropic => "messages",
+        };
+        self.url(path)
+    }
+
+    /// `base_url` plus `path` (`embeddings`, `messages/count_tokens`).
+    pub fn url(&self, path: &str) -> Result<reqwest::Url, String> {
         let base = self.base_url.trim_end_matches('/');
         if !(base.starts_with("http://") || base.starts_with("https://")) {
             return Err(format!(
@@ -279,10 +338,6 @@ impl DeploymentConfig {
                 self.base_url
             ));
         }
-        let path = match self.provider {
-            Provider::Openai => "chat/completions",
-            Provider::Anthropic => "messages",
-        };
         reqwest::Url::parse(&format!("{base}/{path}"))
             .map_err(|error| format!("base_url {:?} is not a valid URL: {error}", self.base_url))
     }

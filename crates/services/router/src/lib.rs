@@ -5,6 +5,7 @@ pub mod balance;
 pub mod breaker;
 pub mod catalog;
 mod config;
+mod count_tokens;
 mod metrics;
 pub mod provider;
 mod relay;
@@ -36,8 +37,8 @@ pub use relay::tally::Tally;
 pub use usage::tokens;
 
 pub use config::{
-    BreakerConfig, Config, DeploymentConfig, FallbackOn, ModelConfig, Provider, Retries, Strategy,
-    Timeouts, UsageConfig,
+    BreakerConfig, ClientApi, Config, DeploymentConfig, FallbackOn, ModelConfig, Provider, Retries,
+    Strategy, Timeouts, UsageConfig,
 };
 
 use crate::catalog::{Catalog, Defaults};

@@ -1,6 +1,15 @@
-//! One chat call as a stream of events: choose a deployment, call it (with
-//! retries and fallbacks before the first byte), relay the answer chunk by
-//! chunk, and finish with exactly one `done` or `error` event.
+//! One call (chat, messages or embeddings) as a stream of events: choose a
+//! deployment, call it (with retries and fallbacks before the first byte),
+//! relay the answer chunk by chunk, and finish with exactly one `done` or
+//! `error` event.
+//!
+//! How an attempt's answer is read depends on the client's API and the
+//! deployment's protocol (see [`Reader`]): OpenAI chunks are read as they
+//! are, Anthropic events translated into them, or (Messages clients of an
+//! Anthropic deployment) passed through untouched and only read for
+//! accounting. Messages clients of anything else get the OpenAI chunks
+//! re-encoded as Anthropic events ([`MessagesEncoder`]), after the content
+//! policy has seen them.
 //!
 //! The gRPC server polls this stream directly: no task, no channel, so a chunk
 //! crosses the router with one wake-up. When the edge goes away (client
@@ -13,6 +22,7 @@ pub(crate) use answer_policy::for_tenant as answer_policy;
 pub(crate) mod output_scan;
 pub(crate) mod tally;
 mod usage_event;
+pub(crate) use usage_event::prompt_tokens;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -34,8 +44,11 @@ use tonic::Status;
 use crate::State;
 use crate::breaker::Permit;
 use crate::catalog::{Deployment, Route};
+use crate::config::ClientApi;
 use crate::provider::ProviderError;
 use crate::provider::anthropic::StreamTranslator;
+use crate::provider::anthropic::inbound::MessagesEncoder;
+use crate::provider::anthropic::native::{self, NativeStream};
 use crate::provider::chat_chunk::{self, ChunkView};
 use crate::provider::upstream_error;
 use output_scan::OutputScan;
@@ -47,12 +60,24 @@ type Sse = EventStream<BoxStream<'static, reqwest::Result<Bytes>>>;
 /// The upstream stream being relayed, and how to read it.
 struct Upstream {
     events: Sse,
-    /// Anthropic events become OpenAI chunks; OpenAI ones pass as they are.
-    translator: Option<StreamTranslator>,
+    reader: Reader,
     /// Chunks translated but not yet sent (one event can make several).
     pending: VecDeque<Bytes>,
     deployment: Arc<Deployment>,
     permit: Option<Permit>,
+    /// The answer is complete: nothing more is read.
+    finished: bool,
+}
+
+/// How an upstream stream's events are read.
+enum Reader {
+    /// OpenAI chunks, as they are.
+    Openai,
+    /// Anthropic events, translated into OpenAI chunks.
+    Translated(StreamTranslator),
+    /// Anthropic events passed through to a Messages client (read only for
+    /// accounting).
+    Native(NativeStream),
 }
 
 enum Phase {
@@ -73,6 +98,13 @@ struct Relay {
     state: Arc<State>,
     route: Arc<Route>,
     envelope: Envelope,
+    /// The client's API (from the envelope).
+    api: ClientApi,
+    /// Messages clients of a translated answer: re-encodes the OpenAI
+    /// chunks as Anthropic events.
+    encoder: Option<MessagesEncoder>,
+    /// Frames ready for the client, sent before anything else.
+    frames: VecDeque<Bytes>,
     body: Bytes,
     deadline: Instant,
     started: Instant,
@@ -89,6 +121,9 @@ struct Relay {
     /// The final event was produced; dropping the relay earlier means the
     /// edge went away.
     finished: bool,
+    /// A passed-through Anthropic stream sent (or was given) its
+    /// `message_stop`.
+    native_stopped: bool,
     /// The tenant's content policy, when it checks answers.
     policy: Option<Arc<llmgw_policy::Policy>>,
     /// The policy's scan of the attempt in progress.
@@ -117,6 +152,9 @@ pub fn relay(
         state,
         route,
         deadline: deadline(envelope.deadline_unix_ms),
+        api: crate::catalog::api_of(envelope.api()),
+        encoder: None,
+        frames: VecDeque::new(),
         envelope,
         body,
         started: Instant::now(),
@@ -127,6 +165,7 @@ pub fn relay(
         current: None,
         billed: Billed::default(),
         finished: false,
+        native_stopped: false,
         policy,
         output: None,
         outbox: VecDeque::new(),
@@ -171,6 +210,9 @@ pub fn relay(
 impl Relay {
     async fn next_event(&mut self) -> Option<Event> {
         loop {
+            if let Some(frame) = self.frames.pop_front() {
+                return Some(Event::Chunk(frame));
+            }
             match std::mem::replace(&mut self.phase, Phase::Ended) {
                 Phase::Start => {
                     match tokio::time::timeout_at(self.deadline, self.connect()).await {
@@ -206,7 +248,10 @@ impl Relay {
                             } else {
                                 self.phase = Phase::Streaming(upstream);
                             }
-                            return Some(Event::Chunk(chunk));
+                            match self.for_client(chunk) {
+                                Some(chunk) => return Some(Event::Chunk(chunk)),
+                                None => continue,
+                            }
                         }
                         Ok(Ok(None)) => Ok(()),
                         Ok(Err(error)) => Err(error),
@@ -224,15 +269,21 @@ impl Relay {
                 Phase::Cut => match self.outbox.pop_front() {
                     Some(chunk) => {
                         self.phase = Phase::Cut;
-                        return Some(Event::Chunk(chunk));
+                        if let Some(chunk) = self.for_client(chunk) {
+                            return Some(Event::Chunk(chunk));
+                        }
                     }
                     None => self.phase = Phase::Finish(Ok(())),
                 },
                 Phase::Finish(result) => {
                     let last = self.finish(result).await;
                     if let Some(usage) = self.cut_usage_chunk(&last) {
+                        self.frames.push_back(usage);
+                    }
+                    self.close_encoded(&last);
+                    if let Some(first) = self.frames.pop_front() {
                         self.phase = Phase::Last(last);
-                        return Some(Event::Chunk(usage));
+                        return Some(Event::Chunk(first));
                     }
                     return Some(last);
                 }
@@ -252,6 +303,9 @@ impl Relay {
             if let Some(chunk) = self.outbox.pop_front() {
                 return Ok(Some(chunk));
             }
+            if upstream.finished {
+                return Ok(None);
+            }
             if self.output.as_ref().is_some_and(OutputScan::blocked) {
                 return Ok(None);
             }
@@ -265,21 +319,42 @@ impl Relay {
                 .await
                 .map_err(|_| upstream_error::timeout())?
             else {
+                upstream.finished = true;
+                if let Reader::Native(_) = upstream.reader {
+                    return self.native_ended();
+                }
                 return self.ended(false);
             };
             let event = event.map_err(|error| {
                 tracing::warn!(deployment = %upstream.deployment.name, error = %error, "upstream stream broke");
                 ProviderError::new(ErrorCode::UpstreamError, "the model provider's stream was cut")
             })?;
-            match &mut upstream.translator {
-                None if event.data == "[DONE]" => return self.ended(true),
-                None => upstream.pending.push_back(Bytes::from(event.data)),
-                Some(translator) => {
+            match &mut upstream.reader {
+                Reader::Openai if event.data == "[DONE]" => {
+                    upstream.finished = true;
+                    return self.ended(true);
+                }
+                Reader::Openai => upstream.pending.push_back(Bytes::from(event.data)),
+                Reader::Translated(translator) => {
                     let translated = translator.on_event(&event.event, &event.data)?;
                     upstream.pending.extend(translated.chunks);
                     if translated.done && upstream.pending.is_empty() {
+                        upstream.finished = true;
                         return self.ended(true);
                     }
+                }
+                Reader::Native(reader) => {
+                    let seen =
+                        reader.on_event(&event.event, &event.data, self.tally.generated_mut())?;
+                    if let Some(usage) = seen.usage {
+                        self.tally.report(usage);
+                    }
+                    if let Some(reason) = seen.finish_reason {
+                        self.tally.finish_reason = Some(reason.to_owned());
+                    }
+                    self.native_stopped |= seen.stopped;
+                    self.first_token_seen();
+                    return Ok(Some(seen.frame));
                 }
             }
         }
@@ -333,6 +408,50 @@ impl Relay {
             }
             None => Ok(Some(finish)),
         }
+    }
+
+    /// A passed-through Anthropic stream ended: complete after its
+    /// `message_stop`; after its stop reason only, it gets the
+    /// `message_stop` clients wait for; earlier, it was cut.
+    fn native_ended(&mut self) -> Result<Option<Bytes>, ProviderError> {
+        if self.native_stopped {
+            return Ok(None);
+        }
+        if self.tally.finish_reason.is_some() {
+            self.native_stopped = true;
+            return Ok(Some(native::message_stop()));
+        }
+        Err(ProviderError::new(
+            ErrorCode::UpstreamError,
+            "the model provider's stream ended early",
+        ))
+    }
+
+    /// A chunk on its way to the client: as it is, or re-encoded for a
+    /// Messages client (which may make none, one or several frames).
+    fn for_client(&mut self, chunk: Bytes) -> Option<Bytes> {
+        let Some(encoder) = &mut self.encoder else {
+            return Some(chunk);
+        };
+        let mut frames = Vec::new();
+        encoder.on_chunk(&chunk, &mut frames);
+        self.frames.extend(frames);
+        self.frames.pop_front()
+    }
+
+    /// The end of a re-encoded Messages stream: `message_delta` with the
+    /// usage the client is told, and `message_stop`, queued before the
+    /// final event. An error ends the stream with an error event instead.
+    fn close_encoded(&mut self, last: &Event) {
+        let (Some(encoder), Event::Done(done)) = (&mut self.encoder, last) else {
+            return;
+        };
+        if !self.envelope.stream {
+            return;
+        }
+        let mut frames = Vec::new();
+        encoder.finish(&done.usage.unwrap_or_default(), &mut frames);
+        self.frames.extend(frames);
     }
 
     /// The edge asked to stop: the upstream call is already dropped; bill

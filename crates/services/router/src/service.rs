@@ -7,12 +7,14 @@ use futures_util::stream::BoxStream;
 use llmgw_proto::ErrorCode;
 use llmgw_proto::router_v1::router_server::Router;
 use llmgw_proto::router_v1::{
-    Billed, ChatEvent, ChatInput, ChatRequest, ListModelsRequest, ListModelsResponse,
-    chat_event::Event, chat_input::Input,
+    Billed, ChatEvent, ChatInput, ChatRequest, CountTokensRequest, CountTokensResponse,
+    ListModelsRequest, ListModelsResponse, chat_event::Event, chat_input::Input,
 };
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::State;
+use crate::catalog::api_of;
+use crate::config::ClientApi;
 use crate::provider::ProviderError;
 use crate::relay;
 
@@ -52,6 +54,7 @@ impl Router for RouterService {
             key_id = %envelope.key_id,
             model = %envelope.model,
             stream = envelope.stream,
+            api = api_of(envelope.api()).as_str(),
         );
 
         // A call whose usage could not be recorded is not served.
@@ -66,7 +69,14 @@ impl Router for RouterService {
             ));
         }
         // Nor is a call whose answer's audit events could not be kept.
-        let policy = relay::answer_policy(&self.state, &envelope.tenant);
+        // Embeddings answer vectors: no text for a policy to read.
+        let api = api_of(envelope.api());
+        let policy = match api {
+            ClientApi::Embeddings => None,
+            ClientApi::Chat | ClientApi::Messages => {
+                relay::answer_policy(&self.state, &envelope.tenant)
+            }
+        };
         if policy.is_some() && !self.state.audit.has_room() {
             return Ok(Response::new(
                 futures_util::stream::iter([Ok(error_event(
@@ -86,6 +96,21 @@ impl Router for RouterService {
                 futures_util::stream::iter([Ok(event)]).boxed(),
             ));
         };
+        // The edge checks this against its copy of the catalog; a catalog
+        // changed since is caught here.
+        if !route.serves(api) {
+            let event = error_event(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "The model `{}` does not serve the {} API",
+                    envelope.model,
+                    api.as_str()
+                ),
+            );
+            return Ok(Response::new(
+                futures_util::stream::iter([Ok(event)]).boxed(),
+            ));
+        }
         let events = relay::relay(
             self.state.clone(),
             route.clone(),
@@ -96,6 +121,24 @@ impl Router for RouterService {
             cancel_asked(inputs),
         );
         Ok(Response::new(events.boxed()))
+    }
+
+    async fn count_tokens(
+        &self,
+        request: Request<CountTokensRequest>,
+    ) -> Result<Response<CountTokensResponse>, Status> {
+        let request = request.into_inner();
+        let span = tracing::info_span!(
+            "router.count_tokens",
+            request_id = request
+                .envelope
+                .as_ref()
+                .map_or("", |e| e.request_id.as_str()),
+        );
+        let counted =
+            tracing::Instrument::instrument(crate::count_tokens::count(&self.state, request), span)
+                .await;
+        Ok(Response::new(counted))
     }
 
     async fn list_models(

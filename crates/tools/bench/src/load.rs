@@ -12,6 +12,18 @@ use std::time::{Duration, Instant};
 
 const PROMPT: &str = "Say hello to the benchmark.";
 const DONE_MARKER: &[u8] = b"data: [DONE]";
+/// How an Anthropic Messages stream ends: the data of `message_stop`.
+const MESSAGE_STOP_MARKER: &[u8] = br#""type":"message_stop"}"#;
+
+/// The client API the load speaks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum Api {
+    /// OpenAI chat completions: `POST {url}/chat/completions`, Bearer key.
+    #[default]
+    Chat,
+    /// Anthropic Messages: `POST {url}/messages`, `x-api-key`.
+    Messages,
+}
 /// Enough trailing bytes to find the `[DONE]` marker plus trailing blank lines.
 const TAIL_KEEP: usize = 64;
 /// How many bytes of an error response body to keep as a sample.
@@ -26,6 +38,7 @@ pub struct Target {
     /// overhead showing up in the gateway's latency numbers.
     body: Bytes,
     stream: bool,
+    api: Api,
 }
 
 pub struct TargetConfig<'a> {
@@ -36,6 +49,7 @@ pub struct TargetConfig<'a> {
     pub chunks: Option<u32>,
     pub concurrency: usize,
     pub timeout: Duration,
+    pub api: Api,
 }
 
 impl Target {
@@ -52,12 +66,17 @@ impl Target {
             .timeout(cfg.timeout)
             .build()
             .context("building HTTP client")?;
+        let path = match cfg.api {
+            Api::Chat => "chat/completions",
+            Api::Messages => "messages",
+        };
         Ok(Self {
             client,
-            url: format!("{}/chat/completions", cfg.base_url.trim_end_matches('/')),
+            url: format!("{}/{path}", cfg.base_url.trim_end_matches('/')),
             key: cfg.key,
-            body: Bytes::from(request_body(cfg.model, cfg.stream, cfg.chunks)?),
+            body: Bytes::from(request_body(cfg.api, cfg.model, cfg.stream, cfg.chunks)?),
             stream: cfg.stream,
+            api: cfg.api,
         })
     }
 
@@ -66,7 +85,7 @@ impl Target {
     }
 }
 
-fn request_body(model: &str, stream: bool, chunks: Option<u32>) -> Result<Vec<u8>> {
+fn request_body(api: Api, model: &str, stream: bool, chunks: Option<u32>) -> Result<Vec<u8>> {
     let mut body = serde_json::json!({
         "model": model,
         "messages": [{"role": "user", "content": PROMPT}],
@@ -78,7 +97,10 @@ fn request_body(model: &str, stream: bool, chunks: Option<u32>) -> Result<Vec<u8
     }
     if stream {
         body["stream"] = true.into();
-        body["stream_options"] = serde_json::json!({ "include_usage": true });
+        // Messages streams always end with their usage.
+        if api == Api::Chat {
+            body["stream_options"] = serde_json::json!({ "include_usage": true });
+        }
     }
     serde_json::to_vec(&body).context("serialising request body")
 }
@@ -135,8 +157,13 @@ async fn send_one(target: &Target) -> Result<Success, Failure> {
     if target.stream {
         req = req.header(ACCEPT, "text/event-stream");
     }
-    if let Some(key) = &target.key {
-        req = req.bearer_auth(key);
+    match (&target.key, target.api) {
+        (Some(key), Api::Chat) => req = req.bearer_auth(key),
+        (Some(key), Api::Messages) => req = req.header("x-api-key", key),
+        (None, _) => {}
+    }
+    if target.api == Api::Messages {
+        req = req.header("anthropic-version", "2023-06-01");
     }
     let resp = req
         .send()
@@ -171,10 +198,14 @@ async fn send_one(target: &Target) -> Result<Success, Failure> {
     }
     let latency = start.elapsed();
 
-    if target.stream && !ends_with_done(&tail) {
+    let complete = match target.api {
+        Api::Chat => ends_with_done(&tail),
+        Api::Messages => tail.trim_ascii_end().ends_with(MESSAGE_STOP_MARKER),
+    };
+    if target.stream && !complete {
         let shown = String::from_utf8_lossy(&tail);
         return Err(Failure::new(
-            "stream without [DONE]",
+            "stream without its end",
             format!("stream ended with: {:?}", shown.trim()),
         ));
     }
@@ -324,7 +355,7 @@ mod tests {
     #[test]
     fn body_shape() {
         let body: serde_json::Value =
-            serde_json::from_slice(&request_body("m", true, Some(20)).unwrap()).unwrap();
+            serde_json::from_slice(&request_body(Api::Chat, "m", true, Some(20)).unwrap()).unwrap();
         assert_eq!(body["model"], "m");
         assert_eq!(body["max_tokens"], 64);
         assert_eq!(body["messages"][0]["content"], PROMPT);
@@ -333,8 +364,12 @@ mod tests {
         assert_eq!(body["stream_options"]["include_usage"], true);
 
         let plain: serde_json::Value =
-            serde_json::from_slice(&request_body("m", false, None).unwrap()).unwrap();
+            serde_json::from_slice(&request_body(Api::Chat, "m", false, None).unwrap()).unwrap();
         assert!(plain.get("stream").is_none() && plain.get("mock").is_none());
+        let messages: serde_json::Value =
+            serde_json::from_slice(&request_body(Api::Messages, "m", true, None).unwrap()).unwrap();
+        assert_eq!(messages["max_tokens"], 64);
+        assert!(messages.get("stream_options").is_none());
     }
 
     #[tokio::test]
@@ -354,6 +389,7 @@ mod tests {
                 chunks: None,
                 concurrency: 2,
                 timeout: Duration::from_secs(5),
+                api: Api::Chat,
             })
             .unwrap(),
         );

@@ -1,4 +1,5 @@
-//! `llmgw-bench`: closed-loop load generator for `POST {url}/chat/completions`.
+//! `llmgw-bench`: closed-loop load generator for `POST {url}/chat/completions`
+//! (or Anthropic's `POST {url}/messages` with `--api messages`).
 //!
 //! One invocation = one run at a fixed concurrency and mode. It prints one
 //! table row (or one JSON object with `--json`); `bench/run.sh` drives the
@@ -11,7 +12,7 @@ mod report;
 
 use anyhow::{Context, Result, ensure};
 use clap::Parser;
-use load::{PhaseResult, StopAt, Target, TargetConfig};
+use load::{Api, PhaseResult, StopAt, Target, TargetConfig};
 use procstat::{Memory, Proc};
 use report::{CpuUsage, Report, RunInfo};
 use std::sync::Arc;
@@ -72,6 +73,10 @@ struct Args {
     /// Per-request timeout (connect to last byte).
     #[arg(long, default_value_t = 60.0)]
     timeout_secs: f64,
+    /// The client API: `chat` (OpenAI chat completions) or `messages`
+    /// (Anthropic Messages, key in `x-api-key`).
+    #[arg(long, value_enum, default_value_t = Api::Chat)]
+    api: Api,
 }
 
 fn main() -> Result<()> {
@@ -130,6 +135,7 @@ async fn run(args: &Args) -> Result<(Report, bool)> {
         chunks: args.chunks,
         concurrency: args.concurrency,
         timeout,
+        api: args.api,
     })?);
 
     if args.warmup > 0 {

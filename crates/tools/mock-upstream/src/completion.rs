@@ -23,6 +23,11 @@ pub const WORDS: [&str; 16] = [
 /// Reasoning chunks a `*reasoner*` model emits before its content.
 const REASONING_CHUNKS: usize = 2;
 const REASONING_TEXT: &str = "thinking ";
+/// The id of the mock's one tool call.
+const TOOL_CALL_ID: &str = "call_mock_1";
+/// The arguments `{"city": "Paris"}`, streamed in pieces (pieces need not be
+/// valid JSON on their own), as the Anthropic route streams its tool input.
+pub const TOOL_ARGUMENT_PIECES: [&str; 3] = ["{\"city\"", ": \"Par", "is\"}"];
 
 #[derive(Debug, Clone)]
 pub struct Answer {
@@ -37,6 +42,9 @@ pub struct Answer {
     pub usage: Usage,
     /// The whole request body, when the client asked for it back.
     pub echo: Option<Value>,
+    /// The function the answer calls instead of answering in text (its
+    /// arguments are the [`TOOL_ARGUMENT_PIECES`], in `pieces`).
+    pub tool_call: Option<String>,
 }
 
 impl Answer {
@@ -51,14 +59,19 @@ impl Answer {
                 .fold(0, |sum, byte| (sum + byte) % WORDS.len())
         });
 
-        let mut pieces: Vec<String> = match &settings.content {
-            Some(content) => content.clone(),
-            None => (0..settings.chunks as usize)
+        let tool_call = tool_to_call(body);
+        let mut pieces: Vec<String> = match (&tool_call, &settings.content) {
+            (Some(_), _) => TOOL_ARGUMENT_PIECES.map(str::to_owned).to_vec(),
+            (None, Some(content)) => content.clone(),
+            (None, None) => (0..settings.chunks as usize)
                 .map(|i| word_chunk(WORDS[(seed + i) % WORDS.len()]))
                 .collect(),
         };
         let mut finish_reason = "stop";
-        if let Some(max) = max_tokens(body)?
+        let max = max_tokens(body)?;
+        if tool_call.is_some() {
+            finish_reason = "tool_calls";
+        } else if let Some(max) = max
             && max < pieces.len() as u64
         {
             // `max < len` so the cast cannot truncate.
@@ -72,13 +85,16 @@ impl Answer {
         } else {
             0
         };
-        let prompt_tokens = prompt_chars.div_ceil(4).max(1) as u64;
+        let prompt_tokens = prompt_chars.div_ceil(4).max(1) as u64 + settings.cache_read_tokens;
         let completion_tokens = (count + reasoning_chunks) as u64;
         let usage = Usage {
             prompt_tokens,
             completion_tokens,
             total_tokens: prompt_tokens + completion_tokens,
-            prompt_tokens_details: Some(PromptTokensDetails { cached_tokens: 0 }),
+            prompt_tokens_details: Some(PromptTokensDetails {
+                cached_tokens: settings.cache_read_tokens,
+                ..PromptTokensDetails::default()
+            }),
             completion_tokens_details: Some(CompletionTokensDetails {
                 reasoning_tokens: reasoning_chunks as u64,
             }),
@@ -94,6 +110,7 @@ impl Answer {
             finish_reason,
             usage,
             echo: settings.echo.then(|| body.clone()),
+            tool_call,
         })
     }
 
@@ -110,6 +127,13 @@ impl Answer {
                 Value::String(REASONING_TEXT.repeat(self.reasoning_chunks)),
             );
         }
+        if let Some(name) = &self.tool_call {
+            message_extra.insert(
+                "tool_calls".to_owned(),
+                serde_json::json!([{"id": TOOL_CALL_ID, "type": "function",
+                    "function": {"name": name, "arguments": self.content()}}]),
+            );
+        }
         ChatCompletion {
             id: self.id.clone(),
             object: "chat.completion".to_owned(),
@@ -119,7 +143,7 @@ impl Answer {
                 index: 0,
                 message: AssistantMessage {
                     role: "assistant".to_owned(),
-                    content: Some(self.content()),
+                    content: self.tool_call.is_none().then(|| self.content()),
                     extra: message_extra,
                 },
                 finish_reason: Some(self.finish_reason.to_owned()),
@@ -166,6 +190,28 @@ impl Answer {
         self.chunk(delta, None)
     }
 
+    /// Streamed piece `n`: content, or a tool call's arguments (the first
+    /// one opening the call with its id and name).
+    pub fn piece_chunk(&self, n: usize, piece: &str) -> ChatCompletionChunk {
+        let Some(name) = &self.tool_call else {
+            return self.content_chunk(piece);
+        };
+        let call = if n == 0 {
+            serde_json::json!({"index": 0, "id": TOOL_CALL_ID, "type": "function",
+                "function": {"name": name, "arguments": piece}})
+        } else {
+            serde_json::json!({"index": 0, "function": {"arguments": piece}})
+        };
+        let mut extra = Map::new();
+        extra.insert("tool_calls".to_owned(), Value::Array(vec![call]));
+        let delta = Delta {
+            role: None,
+            content: None,
+            extra,
+        };
+        self.chunk(delta, None)
+    }
+
     pub fn finish_chunk(&self) -> ChatCompletionChunk {
         self.chunk(Delta::default(), Some(self.finish_reason))
     }
@@ -201,6 +247,27 @@ impl Answer {
         }
         extra
     }
+}
+
+/// The first tool's name, when the request offers tools and its last
+/// message is the user's, mentioning the weather (after a tool result the
+/// model answers in text, so a round trip ends).
+fn tool_to_call(body: &Value) -> Option<String> {
+    let first = body.get("tools")?.as_array()?.first()?;
+    let last = body.get("messages")?.as_array()?.last()?;
+    if last.get("role").and_then(Value::as_str) != Some("user") {
+        return None;
+    }
+    message_text(last)
+        .to_lowercase()
+        .contains("weather")
+        .then(|| {
+            first
+                .pointer("/function/name")
+                .and_then(Value::as_str)
+                .unwrap_or("tool")
+                .to_owned()
+        })
 }
 
 fn word_chunk(word: &str) -> String {

@@ -83,6 +83,8 @@ struct MockOptions {
     retry_after_secs: Option<u64>,
     content: Option<Vec<String>>,
     write_bytes: Option<usize>,
+    cache_read_tokens: Option<u64>,
+    cache_write_tokens: Option<u64>,
 }
 
 /// What one request gets, after applying every override.
@@ -101,6 +103,12 @@ pub struct Settings {
     /// Streams are written this many bytes at a time (1: a multi-byte
     /// character spans several writes); 0 = one write per event.
     pub write_bytes: usize,
+    /// Prompt tokens the answer reports as read from the prompt cache (on
+    /// top of the prompt's own count).
+    pub cache_read_tokens: u64,
+    /// Prompt tokens the answer reports as written to the prompt cache
+    /// (Anthropic route only: OpenAI reports no cache writes).
+    pub cache_write_tokens: u64,
 }
 
 /// A setting the client got wrong, answered with a 400 naming `param`.
@@ -170,6 +178,8 @@ impl Settings {
             ),
             content: mock.content.or_else(|| config.content.clone()),
             write_bytes: mock.write_bytes.unwrap_or(config.write_bytes),
+            cache_read_tokens: mock.cache_read_tokens.unwrap_or(0),
+            cache_write_tokens: mock.cache_write_tokens.unwrap_or(0),
         })
     }
 }

@@ -6,15 +6,24 @@
 //! and faults chosen per request. Per-request settings, highest precedence
 //! first: the body field `"mock": {"chunks", "chunk_delay_ms",
 //! "first_byte_latency_ms", "fault", "echo", "retry_after_secs", "content",
-//! "write_bytes"}` (`content`: the answer's text pieces, one content chunk
-//! each; `write_bytes`: stream writes of that many bytes); the
+//! "write_bytes", "cache_read_tokens", "cache_write_tokens"}` (`content`:
+//! the answer's text pieces, one content chunk each; `write_bytes`: stream
+//! writes of that many bytes; `cache_*_tokens`: prompt-cache usage to
+//! report); the
 //! headers `x-mock-chunks`, `x-mock-chunk-delay-ms`,
 //! `x-mock-first-byte-latency-ms`, `x-mock-fault`, `x-mock-retry-after`;
 //! a `mock-fault-<fault>` model name; then [`Config`]. Faults: `429`, `500`,
 //! `503`, `stall-first-byte`, `stall-mid-stream`, `truncate`, `invalid-json`.
 //!
 //! `POST /v1/messages` gives the same answers in Anthropic's Messages
-//! format (with one more fault, `529`).
+//! format (with one more fault, `529`), and `POST /v1/messages/count_tokens`
+//! their prompt's count. A request offering tools whose last user message
+//! mentions the weather gets a call of the first tool (`{"city": "Paris"}`)
+//! on both routes.
+//!
+//! `POST /v1/embeddings` answers OpenAI's embeddings format with vectors
+//! derived from each input (the same input always gets the same vector;
+//! `encoding_format` `float` or `base64`, `dimensions`, default 16).
 //!
 //! `GET /stats` reports what the mock saw (see [`Stats`]; its
 //! `open_connections` leaves out the connection asking) and
@@ -24,6 +33,7 @@ mod anthropic;
 mod chat;
 mod completion;
 mod config;
+pub mod embeddings;
 mod faults;
 mod listener;
 mod stats;
@@ -132,6 +142,10 @@ fn build(config: Config, shutdown: Shutdown) -> (Router, Stats) {
         .route("/chat/completions", post(chat::chat))
         .route("/v1/messages", post(anthropic::messages))
         .route("/messages", post(anthropic::messages))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/messages/count_tokens", post(anthropic::count_tokens))
+        .route("/v1/embeddings", post(embeddings::embeddings))
+        .route("/embeddings", post(embeddings::embeddings))
         .route("/v1/models", get(models))
         .route("/models", get(models))
         .route("/stats", get(get_stats))

@@ -67,7 +67,7 @@ impl Script {
         } else if i <= reasoning {
             answer.reasoning_chunk()
         } else if let Some(piece) = answer.pieces[..sent].get(i - reasoning - 1) {
-            answer.content_chunk(piece)
+            answer.piece_chunk(i - reasoning - 1, piece)
         } else {
             match (self.shape, i - reasoning - sent - 1) {
                 (Shape::StallMidStream, _) => return Ok(Step::Stall),

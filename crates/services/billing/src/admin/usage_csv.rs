@@ -61,7 +61,7 @@ fn sum_cells(sums: &UsageSums) -> [String; 7] {
 
 /// The ledger export's columns: every column of the ledger, and the cost
 /// in USD next to the nano-USD.
-pub const LEDGER_HEADER: [&str; 26] = [
+pub const LEDGER_HEADER: [&str; 30] = [
     "request_id",
     "attempt",
     "tenant",
@@ -88,6 +88,10 @@ pub const LEDGER_HEADER: [&str; 26] = [
     "ended_at_ms",
     "client_cancelled",
     "day",
+    "api",
+    "cache_creation_tokens",
+    "cache_read_price_per_mtok",
+    "cache_write_price_per_mtok",
 ];
 
 pub fn ledger_header() -> String {
@@ -100,7 +104,7 @@ pub fn ledger_rows(rows: &[LedgerRow]) -> String {
     let mut out = String::new();
     for row in rows {
         let cost_usd = llmgw_usd::format_usd(u64::try_from(row.cost_nano_usd).unwrap_or(0));
-        let cells: [String; 26] = [
+        let cells: [String; 30] = [
             row.request_id.clone(),
             row.attempt.to_string(),
             row.tenant.clone(),
@@ -127,6 +131,10 @@ pub fn ledger_rows(rows: &[LedgerRow]) -> String {
             row.ended_at_ms.to_string(),
             row.client_cancelled.to_string(),
             row.day.clone(),
+            row.api.clone(),
+            row.cache_creation_tokens.to_string(),
+            row.cache_read_price_per_mtok.clone(),
+            row.cache_write_price_per_mtok.clone(),
         ];
         line(&mut out, cells.iter().map(String::as_str));
     }

@@ -32,7 +32,7 @@ use super::{BeginWrite as _, Pool, Store, StoreError};
 pub const MAX_BATCH_EVENTS: usize = 10_000;
 /// Longest text field of an event (ids, names, statuses, prices).
 const MAX_TEXT_BYTES: usize = 512;
-/// Rows per multi-row INSERT: 25 binds each stays under SQLite's 32766 (and
+/// Rows per multi-row INSERT: 29 binds each stays under SQLite's 32766 (and
 /// a rollup row's 11 binds under Postgres's 65535).
 const ROWS_PER_STATEMENT: usize = 1_000;
 
@@ -53,6 +53,7 @@ struct Row<'a> {
     completion_tokens: i64,
     cached_tokens: i64,
     reasoning_tokens: i64,
+    cache_creation_tokens: i64,
     cost_nano_usd: i64,
     ttft_ms: i64,
     duration_ms: i64,
@@ -142,6 +143,7 @@ fn check(event: &UsageEvent) -> Result<Row<'_>, String> {
         ("upstream_model", &event.upstream_model, false),
         ("status", &event.status, true),
         ("finish_reason", &event.finish_reason, false),
+        ("api", &event.api, false),
     ] {
         if required && value.is_empty() {
             return Err(format!("{name} is empty"));
@@ -156,6 +158,14 @@ fn check(event: &UsageEvent) -> Result<Row<'_>, String> {
     for (name, price) in [
         ("input_price_per_mtok", &event.input_price_per_mtok),
         ("output_price_per_mtok", &event.output_price_per_mtok),
+        (
+            "cache_read_price_per_mtok",
+            &event.cache_read_price_per_mtok,
+        ),
+        (
+            "cache_write_price_per_mtok",
+            &event.cache_write_price_per_mtok,
+        ),
     ] {
         // Empty: no price was configured for the route.
         if !price.is_empty() {
@@ -181,6 +191,7 @@ fn check(event: &UsageEvent) -> Result<Row<'_>, String> {
         completion_tokens: fit("completion_tokens", event.completion_tokens)?,
         cached_tokens: fit("cached_tokens", event.cached_tokens)?,
         reasoning_tokens: fit("reasoning_tokens", event.reasoning_tokens)?,
+        cache_creation_tokens: fit("cache_creation_tokens", event.cache_creation_tokens)?,
         cost_nano_usd: fit("cost_nano_usd", event.cost_nano_usd)?,
         ttft_ms: fit("ttft_ms", event.ttft_ms)?,
         duration_ms: fit("duration_ms", event.duration_ms)?,
@@ -239,7 +250,8 @@ fn positions(rows: &[Row<'_>], keys: &[(String, i64)]) -> Vec<usize> {
 pub(super) const EVENT_COLUMNS: &str = "request_id, attempt, tenant, key_id, model, route, provider, \
     deployment, upstream_model, prompt_tokens, completion_tokens, cached_tokens, \
     reasoning_tokens, estimated, input_price_per_mtok, output_price_per_mtok, cost_nano_usd, \
-    status, finish_reason, ttft_ms, duration_ms, started_at_ms, ended_at_ms, client_cancelled, day";
+    status, finish_reason, ttft_ms, duration_ms, started_at_ms, ended_at_ms, client_cancelled, day, \
+    api, cache_creation_tokens, cache_read_price_per_mtok, cache_write_price_per_mtok";
 
 const ON_CONFLICT_SKIP: &str =
     " ON CONFLICT (request_id, attempt, started_at_ms) DO NOTHING RETURNING request_id, attempt";
@@ -269,7 +281,8 @@ async fn try_record_postgres(pool: &PgPool, rows: &[Row<'_>]) -> Result<usize, S
          $1::text[], $2::int8[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], \
          $8::text[], $9::text[], $10::int8[], $11::int8[], $12::int8[], $13::int8[], \
          $14::bool[], $15::text[], $16::text[], $17::int8[], $18::text[], $19::text[], \
-         $20::int8[], $21::int8[], $22::int8[], $23::int8[], $24::bool[], $25::text[])\
+         $20::int8[], $21::int8[], $22::int8[], $23::int8[], $24::bool[], $25::text[], \
+         $26::text[], $27::int8[], $28::text[], $29::text[])\
          {ON_CONFLICT_SKIP}"
     );
     let text = |f: fn(&UsageEvent) -> &str| rows.iter().map(|r| f(r.event)).collect::<Vec<_>>();
@@ -301,6 +314,10 @@ async fn try_record_postgres(pool: &PgPool, rows: &[Row<'_>]) -> Result<usize, S
         .bind(int(|r| r.event.ended_at_ms))
         .bind(flag(|e| e.client_cancelled))
         .bind(rows.iter().map(|r| r.day_text.as_str()).collect::<Vec<_>>())
+        .bind(text(api_of))
+        .bind(int(|r| r.cache_creation_tokens))
+        .bind(text(|e| &e.cache_read_price_per_mtok))
+        .bind(text(|e| &e.cache_write_price_per_mtok))
         .fetch_all(&mut *tx)
         .await?;
     let inserted = positions(rows, &keys);
@@ -343,7 +360,11 @@ async fn record_sqlite(pool: &SqlitePool, rows: &[Row<'_>]) -> Result<usize, Sto
                 .push_bind(e.started_at_ms)
                 .push_bind(e.ended_at_ms)
                 .push_bind(e.client_cancelled)
-                .push_bind(row.day_text.as_str());
+                .push_bind(row.day_text.as_str())
+                .push_bind(api_of(e))
+                .push_bind(row.cache_creation_tokens)
+                .push_bind(e.cache_read_price_per_mtok.as_str())
+                .push_bind(e.cache_write_price_per_mtok.as_str());
         });
         insert.push(ON_CONFLICT_SKIP);
         keys.extend(
@@ -359,6 +380,16 @@ async fn record_sqlite(pool: &SqlitePool, rows: &[Row<'_>]) -> Result<usize, Sto
     }
     tx.commit().await?;
     Ok(inserted.len())
+}
+
+/// The event's client API; routers older than the field send none, and
+/// they served chat only.
+fn api_of(event: &UsageEvent) -> &str {
+    if event.api.is_empty() {
+        "chat"
+    } else {
+        &event.api
+    }
 }
 
 /// The rollup groups, in key order, a statement's worth at a time.

@@ -152,6 +152,13 @@ pub struct LedgerRow {
     pub client_cancelled: bool,
     /// UTC day of `started_at_ms`, `YYYY-MM-DD`.
     pub day: String,
+    /// The client API: `chat`, `messages` or `embeddings`.
+    pub api: String,
+    /// Of the prompt tokens, written to the provider's cache.
+    pub cache_creation_tokens: i64,
+    /// Cache prices applied; empty = the input price.
+    pub cache_read_price_per_mtok: String,
+    pub cache_write_price_per_mtok: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

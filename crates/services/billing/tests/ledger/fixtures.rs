@@ -42,6 +42,10 @@ pub fn event(request_id: &str, attempt: u32, started_at_ms: i64) -> UsageEvent {
         ended_at_ms: started_at_ms + 900,
         client_cancelled: false,
         traceparent: String::new(),
+        cache_creation_tokens: 30,
+        cache_read_price_per_mtok: "1.25".to_owned(),
+        cache_write_price_per_mtok: "3.125".to_owned(),
+        api: "messages".to_owned(),
     }
 }
 

@@ -78,6 +78,20 @@ async fn redelivered_batches_count_once(backend: Backend) {
         llmgw_usd::format_usd(events[14].cost_nano_usd)
     );
     assert_eq!(first["estimated"], false);
+    // The client API and the prompt cache's part are kept per attempt.
+    assert_eq!(first["api"], events[14].api);
+    assert_eq!(
+        first["cache_creation_tokens"],
+        events[14].cache_creation_tokens
+    );
+    assert_eq!(
+        first["cache_read_price_per_mtok"],
+        events[14].cache_read_price_per_mtok
+    );
+    assert_eq!(
+        first["cache_write_price_per_mtok"],
+        events[14].cache_write_price_per_mtok
+    );
     assert_eq!(first["day"], day_of(events[14].started_at_ms));
 
     let metrics = service.metrics().await;

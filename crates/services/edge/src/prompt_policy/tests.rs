@@ -6,7 +6,7 @@ use llmgw_audit::{AuditContext, AuditMetrics, AuditTrail, EDGE_ATTEMPT};
 use llmgw_policy::{Action, PolicySet, PolicySource, PolicySpec, RuleKind, RuleSpec};
 use serde_json::{Value, json};
 
-use super::{Verdict, check, enforce};
+use super::{Shape, Verdict, check_as, enforce};
 
 fn rule(id: &str, term: &str, action: Action) -> RuleSpec {
     RuleSpec {
@@ -77,7 +77,7 @@ fn everywhere(term: &str) -> Value {
 fn every_text_of_every_message_and_tool_call_arguments_are_checked() {
     let policy = policy(vec![rule("canary", "canary-7731", Action::Flag)]);
     let body = everywhere("canary-7731").to_string();
-    let (verdict, mut events) = check(&policy, body.as_bytes(), context());
+    let (verdict, mut events) = check_as(Shape::Chat, &policy, body.as_bytes(), context());
     assert!(matches!(verdict, Verdict::Clean), "{verdict:?}");
     let events = events.take();
     let locations: Vec<&str> = events.iter().map(|e| e.location.as_str()).collect();
@@ -108,7 +108,12 @@ fn every_text_of_every_message_and_tool_call_arguments_are_checked() {
 fn redaction_rewrites_only_the_affected_strings() {
     let policy = policy(vec![rule("secret-project", "Falcon", Action::Redact)]);
     let original = everywhere("Falcon");
-    let (verdict, _) = check(&policy, original.to_string().as_bytes(), context());
+    let (verdict, _) = check_as(
+        Shape::Chat,
+        &policy,
+        original.to_string().as_bytes(),
+        context(),
+    );
     let Verdict::Redacted(rewritten) = verdict else {
         panic!("expected a redaction, got {verdict:?}");
     };
@@ -124,7 +129,7 @@ fn redaction_rewrites_only_the_affected_strings() {
 fn a_clean_prompt_is_forwarded_as_sent() {
     let policy = policy(vec![rule("secret-project", "Falcon", Action::Redact)]);
     let body = everywhere("nothing to see").to_string();
-    let (verdict, events) = check(&policy, body.as_bytes(), context());
+    let (verdict, events) = check_as(Shape::Chat, &policy, body.as_bytes(), context());
     assert!(matches!(verdict, Verdict::Clean));
     assert_eq!(events.next_sequence(), 0);
 }
@@ -140,9 +145,15 @@ async fn a_block_names_the_rule_never_the_text_and_every_hit_is_audited() {
     let body = json!({"model": "mock", "messages": [
         {"role": "user", "content": "flagme then forbidden-term"}
     ]});
-    let error = enforce(&policy, &trail, body.to_string().into(), context())
-        .await
-        .unwrap_err();
+    let error = enforce(
+        Shape::Chat,
+        &policy,
+        &trail,
+        body.to_string().into(),
+        context(),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(error.code, llmgw_proto::ErrorCode::ContentPolicyViolation);
     assert!(
         error.message.contains("`banned-words`"),
@@ -173,4 +184,74 @@ async fn a_block_names_the_rule_never_the_text_and_every_hit_is_audited() {
         })
         .sum();
     assert_eq!(hits, 2);
+}
+
+/// Every kind of place an Anthropic Messages request carries text.
+fn messages_everywhere(term: &str) -> Value {
+    json!({
+        "model": "mock",
+        "max_tokens": 64,
+        "system": [{"type": "text", "text": format!("system {term}"), "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "user", "content": format!("user {term}")},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "private", "signature": "c2ln"},
+                {"type": "text", "text": format!("assistant {term}")},
+                {"type": "tool_use", "id": "t1", "name": "lookup",
+                 "input": {"q": format!("{term}"), "path/x": [format!("deep {term}")]}}
+            ]},
+            {"role": "user", "content": [
+                {"type": "tool_result", "tool_use_id": "t1", "content": [{"type": "text", "text": format!("tool {term}")}]},
+                {"type": "tool_result", "tool_use_id": "t2", "content": format!("tool2 {term}")}
+            ]}
+        ]
+    })
+}
+
+#[test]
+fn messages_texts_are_checked_and_redacted_in_place() {
+    let policy = policy(vec![rule("secret-project", "Falcon", Action::Redact)]);
+    let original = messages_everywhere("Falcon");
+    let (verdict, mut events) = check_as(
+        Shape::Messages,
+        &policy,
+        original.to_string().as_bytes(),
+        context(),
+    );
+    let locations: Vec<String> = events.take().into_iter().map(|e| e.location).collect();
+    assert_eq!(
+        locations,
+        [
+            "system[0].text",
+            "messages[0].content",
+            "messages[1].content[1].text",
+            "messages[1].content[2].input.{0}[0]",
+            "messages[1].content[2].input.{1}",
+            "messages[2].content[0].content[0].text",
+            "messages[2].content[1].content",
+        ]
+    );
+    let Verdict::Redacted(rewritten) = verdict else {
+        panic!("expected a redaction, got {verdict:?}");
+    };
+    let rewritten: Value = serde_json::from_slice(&rewritten).unwrap();
+    assert_eq!(
+        rewritten,
+        serde_json::from_str::<Value>(&original.to_string().replace("Falcon", "***")).unwrap()
+    );
+}
+
+#[test]
+fn embeddings_inputs_are_checked() {
+    let policy = policy(vec![rule("banned", "forbidden-term", Action::Block)]);
+    let body = json!({"model": "e", "input": ["fine", "a forbidden-term here"]});
+    let (verdict, mut events) = check_as(
+        Shape::Embeddings,
+        &policy,
+        body.to_string().as_bytes(),
+        context(),
+    );
+    assert!(matches!(verdict, Verdict::Blocked { .. }), "{verdict:?}");
+    let locations: Vec<String> = events.take().into_iter().map(|e| e.location).collect();
+    assert_eq!(locations, ["input[1]"]);
 }

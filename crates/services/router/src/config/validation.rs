@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::{Config, ModelConfig, Timeouts};
+use super::{ClientApi, Config, ModelConfig, Provider, Timeouts};
 
 impl Config {
     /// What is wrong with this configuration on its own (no environment or
@@ -124,13 +124,24 @@ fn model_problems(
         }
     }
     for (key, price) in [
-        ("input_price_per_mtok", model.input_price()),
-        ("output_price_per_mtok", model.output_price()),
+        ("input_price_per_mtok", Some(model.input_price())),
+        ("output_price_per_mtok", Some(model.output_price())),
+        (
+            "cache_read_price_per_mtok",
+            model.cache_read_price_per_mtok.as_deref(),
+        ),
+        (
+            "cache_write_price_per_mtok",
+            model.cache_write_price_per_mtok.as_deref(),
+        ),
     ] {
-        if let Err(problem) = llmgw_usd::parse_usd(price) {
+        if let Some(price) = price
+            && let Err(problem) = llmgw_usd::parse_usd(price)
+        {
             problems.push(format!("{at}.{key}: {price:?}: {problem}"));
         }
     }
+    api_problems(model, &at, problems);
     for fallback in &model.fallbacks {
         if fallback == &model.alias {
             problems.push(format!("{at}.fallbacks: {fallback:?} is the model itself"));
@@ -139,6 +150,30 @@ fn model_problems(
                 "{at}.fallbacks: {fallback:?} is not a configured model"
             ));
         }
+    }
+}
+
+/// An alias must serve some API, and embeddings only from deployments
+/// that have an embeddings endpoint (OpenAI-compatible ones).
+fn api_problems(model: &ModelConfig, at: &str, problems: &mut Vec<String>) {
+    if model.apis.as_ref().is_some_and(Vec::is_empty) {
+        problems.push(format!(
+            "{at}.apis: must name at least one of chat, messages, embeddings"
+        ));
+    }
+    if !model.api_list().contains(&ClientApi::Embeddings) {
+        return;
+    }
+    let Ok(deployments) = model.deployment_list() else {
+        return;
+    };
+    if deployments
+        .iter()
+        .any(|deployment| deployment.provider != Provider::Openai)
+    {
+        problems.push(format!(
+            "{at}.apis: embeddings needs OpenAI-compatible deployments (Anthropic has no embeddings API)"
+        ));
     }
 }
 
@@ -202,5 +237,43 @@ mod tests {
             ]
         );
         assert!(config.missing_key_vars(&|var| var == "K").is_empty());
+    }
+
+    #[test]
+    fn apis_and_cache_prices_are_checked() {
+        let mut config = Config {
+            models: Vec::new(),
+            ..Config::default()
+        };
+        config.models.push(ModelConfig {
+            alias: "claude".to_owned(),
+            provider: Some(Provider::Anthropic),
+            base_url: Some("https://api.anthropic.com/v1".to_owned()),
+            upstream_model: Some("claude-sonnet-4-5".to_owned()),
+            apis: Some(vec![ClientApi::Messages, ClientApi::Embeddings]),
+            cache_read_price_per_mtok: Some("0.30".to_owned()),
+            cache_write_price_per_mtok: Some("three".to_owned()),
+            ..ModelConfig::default()
+        });
+        let problems = config.validate();
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert!(
+            problems[0].starts_with("models[0].cache_write_price_per_mtok: \"three\""),
+            "{problems:?}"
+        );
+        assert!(
+            problems[1].starts_with("models[0].apis: embeddings needs OpenAI-compatible"),
+            "{problems:?}"
+        );
+        config.models[0].apis = Some(Vec::new());
+        config.models[0].cache_write_price_per_mtok = None;
+        assert_eq!(
+            config.validate(),
+            ["models[0].apis: must name at least one of chat, messages, embeddings"]
+        );
+        assert_eq!(
+            ModelConfig::default().api_list(),
+            [ClientApi::Chat, ClientApi::Messages]
+        );
     }
 }

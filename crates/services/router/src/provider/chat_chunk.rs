@@ -52,6 +52,9 @@ pub struct DeltaView<'a> {
 pub struct ToolCallView<'a> {
     #[serde(default)]
     pub index: u32,
+    /// Sent with a call's first delta.
+    #[serde(default, borrow)]
+    pub id: Option<Cow<'a, str>>,
     #[serde(default, borrow)]
     pub function: Option<FunctionView<'a>>,
 }

@@ -1,9 +1,12 @@
 //! Upstream provider protocols. Each provider turns an OpenAI chat request
-//! into its own wire format and its answers back into OpenAI chunks.
+//! into its own wire format and its answers back into OpenAI chunks;
+//! Anthropic Messages requests go natively to Anthropic and translated to
+//! the others; embeddings go to OpenAI-compatible deployments as they are.
 
 pub mod anthropic;
 pub mod chat_chunk;
 mod chat_request;
+pub mod model_field;
 pub mod openai;
 pub mod upstream_error;
 
@@ -14,7 +17,7 @@ use llmgw_proto::ErrorCode;
 use llmgw_proto::error_v1;
 
 use crate::catalog::Deployment;
-use crate::config::{FallbackOn, Provider};
+use crate::config::{ClientApi, FallbackOn, Provider};
 
 /// A failed upstream call, as the client will see it. `message` is safe to
 /// show: upstream bodies and internal details go to the logs only.
@@ -93,29 +96,78 @@ pub struct UpstreamRequest {
     pub body: Vec<u8>,
 }
 
-/// The request body for `deployment`'s protocol.
+/// What a Messages client said about Anthropic's API (its
+/// `anthropic-version` and `anthropic-beta` headers), passed on to
+/// Anthropic deployments.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct ClientHeaders<'a> {
+    pub anthropic_version: Option<&'a str>,
+    pub anthropic_beta: Option<&'a str>,
+}
+
+/// The request body for `deployment`'s protocol, for a call of `api`.
 pub fn build_request(
+    api: ClientApi,
     client_body: &[u8],
     deployment: &Deployment,
     stream: bool,
 ) -> Result<UpstreamRequest, ProviderError> {
-    match deployment.provider {
-        Provider::Openai => openai::build_request(client_body, deployment, stream),
-        Provider::Anthropic => anthropic::build_request(client_body, deployment, stream),
+    match (api, deployment.provider) {
+        (ClientApi::Chat, Provider::Openai) => {
+            openai::build_request(client_body, deployment, stream)
+        }
+        (ClientApi::Chat, Provider::Anthropic) => {
+            anthropic::build_request(client_body, deployment, stream)
+        }
+        (ClientApi::Messages, Provider::Anthropic) => {
+            anthropic::native::build_request(client_body, &deployment.upstream_model)
+        }
+        (ClientApi::Messages, Provider::Openai) => {
+            anthropic::inbound::to_chat_request(client_body, &deployment.upstream_model, stream)
+                .map(|body| UpstreamRequest { body })
+        }
+        (ClientApi::Embeddings, Provider::Openai) => {
+            openai::build_embeddings_request(client_body, deployment)
+        }
+        // The catalog refuses such aliases; kept as an error, not a panic.
+        (ClientApi::Embeddings, Provider::Anthropic) => Err(no_embeddings()),
     }
 }
 
-/// Sends the request and waits for the response headers.
+/// Sends a call of `api` and waits for the response headers.
 pub async fn send(
     client: &reqwest::Client,
     deployment: &Deployment,
+    api: ClientApi,
     body: Vec<u8>,
     first_byte_timeout: Duration,
+    headers: &ClientHeaders<'_>,
 ) -> Result<reqwest::Response, ProviderError> {
+    let url = match api {
+        ClientApi::Chat | ClientApi::Messages => &deployment.chat_url,
+        ClientApi::Embeddings => deployment
+            .embeddings_url
+            .as_ref()
+            .ok_or_else(no_embeddings)?,
+    };
     match deployment.provider {
-        Provider::Openai => openai::send(client, deployment, body, first_byte_timeout).await,
-        Provider::Anthropic => anthropic::send(client, deployment, body, first_byte_timeout).await,
+        Provider::Openai => openai::send(client, deployment, url, body, first_byte_timeout).await,
+        Provider::Anthropic => {
+            // Only Messages clients speak Anthropic's versions.
+            let headers = match api {
+                ClientApi::Messages => *headers,
+                ClientApi::Chat | ClientApi::Embeddings => ClientHeaders::default(),
+            };
+            anthropic::send(client, deployment, url, body, first_byte_timeout, &headers).await
+        }
     }
+}
+
+fn no_embeddings() -> ProviderError {
+    ProviderError::new(
+        ErrorCode::InvalidRequest,
+        "this model's provider has no embeddings API",
+    )
 }
 
 /// A whole non-streaming answer, as an OpenAI `chat.completion` body.

@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use llmgw_openai::ErrorBody;
 use llmgw_proto::ErrorCode;
+use llmgw_proto::router_v1::{Usage, UsageSource};
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::{ProviderError, UpstreamRequest, upstream_error};
@@ -46,17 +48,54 @@ pub fn build_request(
     Ok(UpstreamRequest { body })
 }
 
-/// Sends the request and waits for the response headers.
+/// The client's embeddings request for `deployment`: the upstream model
+/// name replaces the alias; every other field passes through untouched.
+pub fn build_embeddings_request(
+    client_body: &[u8],
+    deployment: &Deployment,
+) -> Result<UpstreamRequest, ProviderError> {
+    super::model_field::replace(client_body, &deployment.upstream_model)
+        .map(|body| UpstreamRequest { body })
+}
+
+#[derive(Debug, Deserialize)]
+struct EmbeddingsView {
+    #[serde(default)]
+    usage: Option<EmbeddingsUsage>,
+}
+
+/// An embeddings answer's usage: input tokens only.
+#[derive(Debug, Deserialize)]
+struct EmbeddingsUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+}
+
+/// The usage an embeddings answer reports (`None`: it reported none). The
+/// vectors themselves are skipped, not parsed into numbers.
+pub fn embeddings_usage(body: &[u8]) -> Result<Option<Usage>, ProviderError> {
+    let view: EmbeddingsView =
+        serde_json::from_slice(body).map_err(|_| upstream_error::invalid_json())?;
+    Ok(view.usage.map(|usage| Usage {
+        prompt_tokens: usage.prompt_tokens,
+        total_tokens: usage.prompt_tokens,
+        source: UsageSource::Reported.into(),
+        ..Usage::default()
+    }))
+}
+
+/// Sends the request to `url` and waits for the response headers.
 pub async fn send(
     client: &reqwest::Client,
     deployment: &Deployment,
+    url: &reqwest::Url,
     body: Vec<u8>,
     first_byte_timeout: Duration,
 ) -> Result<reqwest::Response, ProviderError> {
     let mut headers = http::HeaderMap::new();
     llmgw_telemetry::inject_context(&mut headers);
     let mut request = client
-        .post(deployment.chat_url.clone())
+        .post(url.clone())
         .headers(headers)
         .header(http::header::CONTENT_TYPE, "application/json")
         .body(body);

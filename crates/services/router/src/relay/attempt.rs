@@ -13,14 +13,16 @@ use llmgw_proto::ErrorCode;
 use tokio::time::Instant;
 use tracing::Instrument as _;
 
-use super::{AttemptEnd, Phase, Relay, Upstream};
+use super::{AttemptEnd, Phase, Reader, Relay, Upstream};
 use crate::breaker::Permit;
 use crate::catalog::{Deployment, Route};
-use crate::config::Provider;
+use crate::config::{ClientApi, Provider};
 use crate::provider::anthropic::StreamTranslator;
+use crate::provider::anthropic::inbound::{self, MessagesEncoder};
+use crate::provider::anthropic::native::{self, NativeStream};
 use crate::provider::chat_chunk::ChunkView;
 use crate::provider::upstream_error;
-use crate::provider::{self, ProviderError};
+use crate::provider::{self, ClientHeaders, ProviderError, openai};
 
 impl Relay {
     /// Non-streaming: the whole completion. Streaming: sets
@@ -38,7 +40,8 @@ impl Relay {
             if !wanted {
                 break;
             }
-            let Some(route) = self.state.catalog.resolve(alias).cloned() else {
+            // A fallback that does not serve the client's API is skipped.
+            let Some(route) = self.state.catalog.resolve_for(alias, self.api).cloned() else {
                 continue;
             };
             tracing::info!(from = %primary.alias, to = %alias, code = last.code.as_str_name(), "falling back");
@@ -142,11 +145,25 @@ impl Relay {
         deployment: &Arc<Deployment>,
     ) -> Result<Option<Bytes>, ProviderError> {
         let stream = self.envelope.stream;
-        let request = provider::build_request(&self.body, deployment, stream)?;
+        let api = self.api;
+        let request = provider::build_request(api, &self.body, deployment, stream)?;
         let first_byte = Duration::from_millis(deployment.timeouts.first_byte_ms);
         let sent = Instant::now();
-        let response =
-            provider::send(&self.state.client, deployment, request.body, first_byte).await?;
+        let headers = ClientHeaders {
+            anthropic_version: Some(self.envelope.anthropic_version.as_str())
+                .filter(|version| !version.is_empty()),
+            anthropic_beta: Some(self.envelope.anthropic_beta.as_str())
+                .filter(|beta| !beta.is_empty()),
+        };
+        let response = provider::send(
+            &self.state.client,
+            deployment,
+            api,
+            request.body,
+            first_byte,
+            &headers,
+        )
+        .await?;
         let elapsed = sent.elapsed();
         if let Some(record) = &mut self.current {
             record.answered = true;
@@ -155,17 +172,26 @@ impl Relay {
         self.state
             .metrics
             .first_byte(alias, &deployment.name, elapsed);
+        let native = self.native(deployment);
+        // Messages clients of anything but a native answer get it
+        // re-encoded from OpenAI's form.
+        self.encoder = (api == ClientApi::Messages && !native).then(MessagesEncoder::new);
         if stream {
-            let translator = match deployment.provider {
-                Provider::Openai => None,
-                Provider::Anthropic => Some(StreamTranslator::new(&deployment.upstream_model)),
+            let reader = match (native, deployment.provider) {
+                (true, _) => Reader::Native(NativeStream::new()),
+                (false, Provider::Openai) => Reader::Openai,
+                (false, Provider::Anthropic) => {
+                    Reader::Translated(StreamTranslator::new(&deployment.upstream_model))
+                }
             };
+            self.native_stopped = false;
             self.phase = Phase::Streaming(Box::new(Upstream {
                 events: response.bytes_stream().boxed().eventsource(),
-                translator,
+                reader,
                 pending: VecDeque::new(),
                 deployment: deployment.clone(),
                 permit: None,
+                finished: false,
             }));
             return Ok(None);
         }
@@ -173,13 +199,42 @@ impl Relay {
             .await
             .map_err(|_| upstream_error::timeout())?
             .map_err(|error| upstream_error::transport_error(deployment, &error))?;
+        if api == ClientApi::Embeddings {
+            if let Some(usage) = openai::embeddings_usage(&body)? {
+                self.tally.report(usage);
+            }
+            self.first_token_seen();
+            return Ok(Some(body));
+        }
+        if native {
+            let read = native::read_message(&body)?;
+            self.tally.report(read.usage);
+            self.tally.finish_reason = Some(read.finish_reason.to_owned());
+            self.tally.generated_mut().push_str(&read.generated);
+            self.first_token_seen();
+            return Ok(Some(body));
+        }
         let completion = provider::completion(deployment, body)?;
         let view: ChunkView =
             serde_json::from_slice(&completion).map_err(|_| upstream_error::invalid_json())?;
         self.tally.observe(&view);
         self.first_token_seen();
         drop(view);
-        self.scan_completion(completion).map(Some)
+        let completion = self.scan_completion(completion)?;
+        match api {
+            ClientApi::Messages => inbound::completion_to_message(&completion).map(Some),
+            ClientApi::Chat | ClientApi::Embeddings => Ok(Some(completion)),
+        }
+    }
+
+    /// Whether this attempt passes an Anthropic answer through untouched:
+    /// a Messages client, an Anthropic deployment, and no content policy
+    /// on answers (the policy reads answers in OpenAI's form, so such an
+    /// answer goes through it and is re-encoded; see `docs/architecture.md`).
+    fn native(&self, deployment: &Deployment) -> bool {
+        self.api == ClientApi::Messages
+            && deployment.provider == Provider::Anthropic
+            && self.policy.is_none()
     }
 }
 

@@ -26,6 +26,8 @@ use tokio::time::Instant;
 
 use super::Relay;
 use crate::catalog::{Deployment, Prices, Route};
+use crate::config::ClientApi;
+use crate::provider::anthropic::inbound;
 use crate::usage::spool::UsageSink;
 use crate::usage::tokens;
 
@@ -59,6 +61,7 @@ pub(super) enum AttemptEnd {
 enum Billed {
     Known(Usage),
     Estimate {
+        api: ClientApi,
         upstream_model: String,
         body: Bytes,
         generated: String,
@@ -70,22 +73,37 @@ impl Billed {
         match self {
             Billed::Known(usage) => usage,
             Billed::Estimate {
+                api,
                 upstream_model,
                 body,
                 generated,
             } => {
-                let prompt_tokens = tokens::prompt_tokens(&upstream_model, &body);
+                let prompt_tokens = prompt_tokens(api, &upstream_model, &body);
                 let completion_tokens = tokens::text_tokens(&upstream_model, &generated);
                 Usage {
                     prompt_tokens,
                     completion_tokens,
                     total_tokens: prompt_tokens + completion_tokens,
-                    cached_tokens: 0,
-                    reasoning_tokens: 0,
                     source: UsageSource::Estimated.into(),
+                    ..Usage::default()
                 }
             }
         }
+    }
+}
+
+/// Our estimate of a request's prompt tokens, in its API's format. A
+/// Messages request is counted as the chat request it translates to (the
+/// same texts, the same per-message framing); one that does not translate
+/// is counted as text, whole.
+pub(crate) fn prompt_tokens(api: ClientApi, upstream_model: &str, body: &[u8]) -> u64 {
+    match api {
+        ClientApi::Chat => tokens::prompt_tokens(upstream_model, body),
+        ClientApi::Embeddings => tokens::input_tokens(upstream_model, body),
+        ClientApi::Messages => match inbound::to_chat_request(body, upstream_model, false) {
+            Ok(chat) => tokens::prompt_tokens(upstream_model, &chat),
+            Err(_) => tokens::text_tokens(upstream_model, &String::from_utf8_lossy(body)),
+        },
     }
 }
 
@@ -104,10 +122,9 @@ impl Draft {
         event.completion_tokens = usage.completion_tokens;
         event.cached_tokens = usage.cached_tokens;
         event.reasoning_tokens = usage.reasoning_tokens;
+        event.cache_creation_tokens = usage.cache_creation_tokens;
         event.estimated = usage.source() == UsageSource::Estimated;
-        event.cost_nano_usd = self
-            .prices
-            .cost_nano_usd(usage.prompt_tokens, usage.completion_tokens);
+        event.cost_nano_usd = self.prices.cost_of(usage);
         // A refusal (spool full or stopped) is counted and logged, with the
         // event's identity and cost, by the spool itself.
         let cost = event.cost_nano_usd;
@@ -187,6 +204,7 @@ impl Relay {
         let billed = match self.tally.reported() {
             Some(usage) if billable => Billed::Known(usage),
             None if billable => Billed::Estimate {
+                api: self.api,
                 upstream_model: record.deployment.upstream_model.clone(),
                 body: self.body.clone(),
                 generated: self.tally.take_generated(),
@@ -214,6 +232,9 @@ impl Relay {
             upstream_model: record.deployment.upstream_model.clone(),
             input_price_per_mtok: record.route.model.input_price_per_mtok.clone(),
             output_price_per_mtok: record.route.model.output_price_per_mtok.clone(),
+            cache_read_price_per_mtok: record.route.model.cache_read_price_per_mtok.clone(),
+            cache_write_price_per_mtok: record.route.model.cache_write_price_per_mtok.clone(),
+            api: self.api.as_str().to_owned(),
             status,
             finish_reason: self.tally.finish_reason.clone().unwrap_or_default(),
             ttft_ms: record.first_token.map_or(0, |at| at.as_millis() as u64),

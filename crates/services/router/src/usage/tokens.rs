@@ -142,6 +142,26 @@ pub fn prompt_tokens(upstream_model: &str, body: &[u8]) -> u64 {
     tokens
 }
 
+/// Input tokens of an OpenAI embeddings request body: each string of
+/// `input` counted with the model's BPE, token arrays (`[1, 2]`, or a list
+/// of them) by their length. A body without `input` is counted as text,
+/// whole.
+pub fn input_tokens(upstream_model: &str, body: &[u8]) -> u64 {
+    let counter = Counter::for_model(upstream_model);
+    let request: Option<Value> = serde_json::from_slice(body).ok();
+    let item = |item: &Value| match item {
+        Value::String(text) => counter.count(text),
+        Value::Number(_) => 1,
+        Value::Array(tokens) => tokens.len() as u64,
+        _ => 0,
+    };
+    match request.as_ref().and_then(|request| request.get("input")) {
+        Some(Value::Array(items)) => items.iter().map(item).sum(),
+        Some(input @ Value::String(_)) => item(input),
+        _ => counter.count(&String::from_utf8_lossy(body)),
+    }
+}
+
 static O200K_BASE: LazyLock<Option<CoreBPE>> =
     LazyLock::new(|| load("o200k_base", tiktoken_rs::o200k_base));
 static CL100K_BASE: LazyLock<Option<CoreBPE>> =

@@ -191,6 +191,7 @@ impl Router {
             include_usage: body["stream_options"]["include_usage"]
                 .as_bool()
                 .unwrap_or(false),
+            ..Envelope::default()
         };
         let request = ChatInput {
             input: Some(Input::Request(ChatRequest {

@@ -154,6 +154,40 @@ pub(crate) async fn messages(
     }
 }
 
+/// `POST /v1/messages/count_tokens`: the input tokens the same request
+/// would report (`max_tokens` is not needed here).
+pub(crate) async fn count_tokens(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let _active = state.stats.chat_request(&headers, &body);
+    if let Some(denied) = check_auth(&state.config, &headers) {
+        return denied;
+    }
+    if !headers.contains_key("anthropic-version") {
+        return invalid_request("anthropic-version: header is required");
+    }
+    let request: Value = match serde_json::from_slice(&body) {
+        Ok(request @ Value::Object(_)) => request,
+        _ => return invalid_request("The request body must be a JSON object."),
+    };
+    if !request.get("model").is_some_and(Value::is_string) {
+        return invalid_request("model: Field required");
+    }
+    if !request.get("messages").is_some_and(Value::is_array) {
+        return invalid_request("messages: Field required");
+    }
+    let settings = match Settings::resolve(&state.config, &headers, &request) {
+        Ok(settings) => settings,
+        Err(bad) => return invalid_request(format!("{}: {}", bad.param, bad.message)),
+    };
+    match Reply::new("count".to_owned(), &request, &settings) {
+        Ok(reply) => Json(json!({"input_tokens": reply.input_tokens})).into_response(),
+        Err(bad) => invalid_request(format!("{}: {}", bad.param, bad.message)),
+    }
+}
+
 /// Anthropic's error body: `{"type":"error","error":{"type","message"}}`.
 fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
     let body = json!({"type": "error", "error": {"type": kind, "message": message.into()}});

@@ -26,6 +26,8 @@ pub(crate) struct Reply {
     pub stop_reason: &'static str,
     pub input_tokens: u64,
     pub output_tokens: u64,
+    pub cache_read_tokens: u64,
+    pub cache_write_tokens: u64,
 }
 
 #[derive(Debug)]
@@ -85,8 +87,11 @@ impl Reply {
             model: model.to_owned(),
             blocks,
             stop_reason,
-            input_tokens: answer.usage.prompt_tokens,
+            // Anthropic's input tokens are the uncached part of the prompt.
+            input_tokens: answer.usage.prompt_tokens - settings.cache_read_tokens,
             output_tokens,
+            cache_read_tokens: settings.cache_read_tokens,
+            cache_write_tokens: settings.cache_write_tokens,
         })
     }
 
@@ -123,8 +128,8 @@ impl Reply {
     fn usage(&self, output_tokens: u64) -> Value {
         json!({
             "input_tokens": self.input_tokens,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 0,
+            "cache_creation_input_tokens": self.cache_write_tokens,
+            "cache_read_input_tokens": self.cache_read_tokens,
             "output_tokens": output_tokens,
         })
     }

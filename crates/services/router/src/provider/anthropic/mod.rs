@@ -1,14 +1,19 @@
 //! The Anthropic Messages API (`POST /v1/messages`, version `2023-06-01`).
 //!
-//! Clients always speak OpenAI chat completions to llmgw. For an Anthropic
-//! deployment the router translates the client's request into a Messages
-//! request ([`build_request`]), and the answer back into exactly what an
+//! Chat completions clients: for an Anthropic deployment the router
+//! translates the client's request into a Messages request
+//! ([`build_request`]), and the answer back into exactly what an
 //! OpenAI-compatible upstream would have sent: a `chat.completion`
 //! ([`completion_to_openai`]) or `chat.completion.chunk`s
 //! ([`StreamTranslator`]). Everything downstream (accounting, the edge, the
 //! client's SDK) therefore never learns which protocol served the call.
+//!
+//! Messages clients: [`native`] passes their calls through to Anthropic
+//! deployments; [`inbound`] translates them for OpenAI-compatible ones.
 
+pub mod inbound;
 mod messages;
+pub mod native;
 mod request;
 mod response;
 mod stream;
@@ -42,20 +47,32 @@ pub struct Translated {
 /// version's wire format stable, so pinning it protects us from changes.
 const API_VERSION: &str = "2023-06-01";
 
-/// Sends the request and waits for the response headers.
+/// Sends the request to `url` and waits for the response headers. A
+/// Messages client's own `anthropic-version` and `anthropic-beta` go with
+/// it (`client`); translated calls use the version this code is written
+/// against.
 pub async fn send(
     client: &reqwest::Client,
     deployment: &Deployment,
+    url: &reqwest::Url,
     body: Vec<u8>,
     first_byte_timeout: Duration,
+    versions: &super::ClientHeaders<'_>,
 ) -> Result<reqwest::Response, ProviderError> {
     let mut headers = http::HeaderMap::new();
     llmgw_telemetry::inject_context(&mut headers);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(
-        HeaderName::from_static("anthropic-version"),
-        HeaderValue::from_static(API_VERSION),
-    );
+    let version = versions
+        .anthropic_version
+        .and_then(|version| HeaderValue::from_str(version).ok())
+        .unwrap_or(HeaderValue::from_static(API_VERSION));
+    headers.insert(HeaderName::from_static("anthropic-version"), version);
+    if let Some(beta) = versions
+        .anthropic_beta
+        .and_then(|beta| HeaderValue::from_str(beta).ok())
+    {
+        headers.insert(HeaderName::from_static("anthropic-beta"), beta);
+    }
     if let Some(key) = deployment.api_key() {
         let mut value = HeaderValue::from_str(key).map_err(|_| {
             // The key comes from our own environment: an operator error.
@@ -69,10 +86,7 @@ pub async fn send(
         value.set_sensitive(true);
         headers.insert(HeaderName::from_static("x-api-key"), value);
     }
-    let request = client
-        .post(deployment.chat_url.clone())
-        .headers(headers)
-        .body(body);
+    let request = client.post(url.clone()).headers(headers).body(body);
     let Failure {
         status,
         retry_after,
@@ -242,6 +256,7 @@ impl UsageView {
             total_tokens: prompt_tokens.saturating_add(completion_tokens),
             prompt_tokens_details: Some(PromptTokensDetails {
                 cached_tokens: cached,
+                cache_creation_tokens: self.cache_creation_input_tokens.unwrap_or(0),
             }),
             completion_tokens_details: None,
         }

@@ -172,7 +172,7 @@ mod tests {
                 r#""choices":[{"index":0,"message":{"role":"assistant","content":"Hello there","#,
                 r#""reasoning_content":"Let me see."},"finish_reason":"stop"}],"#,
                 r#""usage":{"prompt_tokens":115,"completion_tokens":9,"total_tokens":124,"#,
-                r#""prompt_tokens_details":{"cached_tokens":100}}}"#
+                r#""prompt_tokens_details":{"cached_tokens":100,"cache_creation_tokens":3}}}"#
             )
         );
     }

@@ -251,3 +251,15 @@ fn tokens_chars_estimate() {
     assert_eq!(chars_estimate("abcde"), 2);
     assert_eq!(chars_estimate("你好世界"), 1);
 }
+
+#[test]
+fn tokens_embeddings_input() {
+    let one = text_tokens("text-embedding-3-small", "Hello world");
+    let body = br#"{"model":"e","input":"Hello world"}"#;
+    assert_eq!(input_tokens("text-embedding-3-small", body), one);
+    let body = br#"{"model":"e","input":["Hello world","Hello world"]}"#;
+    assert_eq!(input_tokens("text-embedding-3-small", body), 2 * one);
+    // Token arrays are already tokens.
+    assert_eq!(input_tokens("e", br#"{"input":[1,2,3]}"#), 3);
+    assert_eq!(input_tokens("e", br#"{"input":[[1,2],[3]]}"#), 3);
+}
