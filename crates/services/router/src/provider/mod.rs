@@ -72,6 +72,7 @@ impl ProviderError {
             | ErrorCode::Conflict
             | ErrorCode::InvalidAdminToken
             | ErrorCode::MethodNotAllowed
+            | ErrorCode::AdminForbidden
             | ErrorCode::ContentPolicyViolation => None,
         }
     }
