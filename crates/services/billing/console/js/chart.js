@@ -15,6 +15,11 @@ function empty(element, message) {
   clear(element).append(h('div', { class: 'empty' }, message));
 }
 
+const DAY = 86400;
+// Bars and tokens start from zero: a chart whose axis starts at the
+// smallest day exaggerates differences.
+const fromZero = (_, _min, max) => [0, max > 0 ? max * 1.1 : 1];
+
 const money = (value) => (value === null || value === undefined ? '' : `$${value.toFixed(value < 1 ? 4 : 2)}`);
 const compact = (value) => (value === null || value === undefined ? '' : Intl.NumberFormat('en-US', { notation: 'compact' }).format(value));
 
@@ -24,15 +29,23 @@ export function series(element, days, costs, tokens) {
   if (!window.uPlot) return empty(element, 'Chart library not loaded.');
   if (days.length === 0) return empty(element, 'No usage in this range.');
   clear(element);
-  const xs = days.map((day) => Date.parse(day.length === 7 ? `${day}-01T00:00:00Z` : `${day}T00:00:00Z`) / 1000);
+  const monthly = days[0].length === 7;
+  const xs = days.map((day) => Date.parse(monthly ? `${day}-01T00:00:00Z` : `${day}T00:00:00Z`) / 1000);
   const bars = window.uPlot.paths.bars({ size: [0.6, 48] });
+  const half = (monthly ? 15 : 0.5) * DAY;
+  const label = (seconds) => new Date(seconds * 1000).toISOString().slice(monthly ? 0 : 5, monthly ? 7 : 10);
   const options = {
     width: width(element),
     height: 260,
     tzDate: (seconds) => window.uPlot.tzDate(new Date(seconds * 1000), 'Etc/UTC'),
-    scales: { x: { time: true }, cost: { auto: true }, tokens: { auto: true } },
+    scales: {
+      x: { time: true, range: (_, min, max) => [min - half, max + half] },
+      cost: { range: fromZero },
+      tokens: { range: fromZero },
+    },
     axes: [
-      {},
+      // One tick per day (or month) with data, labelled as the table is.
+      { splits: () => xs, values: (_, splits) => splits.map(label), space: 40 },
       { scale: 'cost', values: (_, values) => values.map(money), size: 70 },
       { scale: 'tokens', side: 1, values: (_, values) => values.map(compact), grid: { show: false } },
     ],
@@ -56,9 +69,15 @@ export function breakdown(element, labels, costs) {
   const options = {
     width: width(element),
     height: 260,
-    scales: { x: { time: false, range: [-0.5, labels.length - 0.5] }, y: { auto: true } },
+    scales: { x: { time: false, range: [-0.5, labels.length - 0.5] }, y: { range: fromZero } },
     axes: [
-      { values: (_, values) => values.map((value) => (Number.isInteger(value) ? shorten(labels[value] ?? '') : '')) , gap: 6 },
+      {
+        splits: () => xs,
+        values: (_, splits) => splits.map((index) => shorten(labels[index] ?? '')),
+        rotate: labels.length > 6 ? -35 : 0,
+        size: labels.length > 6 ? 110 : 40,
+        gap: 6,
+      },
       { values: (_, values) => values.map(money), size: 70 },
     ],
     series: [
@@ -70,5 +89,5 @@ export function breakdown(element, labels, costs) {
 }
 
 function shorten(text) {
-  return text.length > 18 ? `${text.slice(0, 17)}…` : text;
+  return text.length > 24 ? `${text.slice(0, 23)}…` : text;
 }

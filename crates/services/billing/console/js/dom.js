@@ -30,13 +30,13 @@ export function clear(element) {
 // columns: [{label, cell: row => node or text, num: bool}]; rows: data;
 // total: an optional last row (same columns), bold; rowAttributes(row):
 // attributes of each <tr> (ids for tests and updates).
-export function table(columns, rows, { total, rowAttributes, id } = {}) {
+export function table(columns, rows, { total, rowAttributes, id, compact = false } = {}) {
   const head = h('tr', {}, columns.map((column) => h('th', { class: column.num ? 'num' : null }, column.label)));
   const line = (row, attributes) => h('tr', attributes, columns.map((column) =>
     h('td', { class: column.num ? 'num' : null }, column.cell(row))));
   const body = h('tbody', {}, rows.map((row) => line(row, rowAttributes ? rowAttributes(row) : {})));
   if (total) body.append(line(total, { class: 'total' }));
-  return h('div', { class: 'scroll' }, h('table', { id }, h('thead', {}, head), body));
+  return h('div', { class: 'scroll' }, h('table', { id, class: compact ? 'compact' : null }, h('thead', {}, head), body));
 }
 
 export function badge(text) {

@@ -28,10 +28,10 @@ export async function render(root, { session, params, navigate }) {
   root.append(
     stats,
     h('div', { class: 'card' }, h('h2', {}, `Daily spend and tokens, ${from} to ${to} (exclusive)`), chart),
-    h('div', { class: 'grid three' },
+    h('div', { class: 'grid two' },
       h('div', { class: 'card' }, h('h2', {}, 'Top tenants'), topTenants),
-      h('div', { class: 'card' }, h('h2', {}, 'Top models'), topModels),
-      h('div', { class: 'card' }, h('h2', {}, 'Closest to their monthly budget'), budgets)),
+      h('div', { class: 'card' }, h('h2', {}, 'Top models'), topModels)),
+    h('div', { class: 'card' }, h('h2', {}, 'Closest to their monthly budget (this month)'), budgets),
   );
 
   const range = { from, to };
@@ -108,7 +108,8 @@ function closestToBudget(tenants, spendRows) {
   return table([
     { label: 'Tenant', cell: (row) => row.tenant.name },
     { label: 'Used', num: true, cell: (row) => h('span', {}, row.share.text, meter(row.share.tenths)) },
-    { label: 'Spent / budget', num: true, cell: (row) => `${dollars(usd(row.used))} / ${dollars(row.tenant.monthly_budget_usd)}` },
+    { label: 'Spent', num: true, cell: (row) => dollars(usd(row.used)) },
+    { label: 'Budget', num: true, cell: (row) => dollars(row.tenant.monthly_budget_usd) },
   ], rows, { rowAttributes: (row) => ({ 'data-name': row.tenant.name }) });
 }
 

@@ -50,5 +50,5 @@ export async function render(root, { params, navigate }) {
       { label: 'TTFT ms', num: true, cell: (row) => count(row.ttft_ms) },
       { label: 'Duration ms', num: true, cell: (row) => count(row.duration_ms) },
       { label: 'Started', cell: (row) => time(row.started_at_ms) },
-    ], attempts, { id: 'attempts', rowAttributes: (row) => ({ 'data-attempt': row.attempt }) })));
+    ], attempts, { id: 'attempts', compact: true, rowAttributes: (row) => ({ 'data-attempt': row.attempt }) })));
 }
