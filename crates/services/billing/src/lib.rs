@@ -95,6 +95,13 @@ pub async fn run(
         "billing listening"
     );
 
+    if config.console.enabled {
+        tracing::info!(
+            url = %format!("http://{admin_address}/ui/"),
+            "console on the admin listener"
+        );
+    }
+
     // One shutdown signal, two servers: the watch channel fans it out.
     let (stop, stopped) = watch::channel(false);
     let signal = move |mut stopped: watch::Receiver<bool>| async move {

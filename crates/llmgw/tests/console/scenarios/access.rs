@@ -31,6 +31,15 @@ pub async fn changes_need_the_csrf_token(ctx: &Context<'_>, browser: &Browser) {
         .fetch("GET", "/admin/v1/tenants", json!({}), None)
         .await;
     assert_eq!(status, 200);
+    // The console is only on the admin listener, never on the public edge.
+    let edge = ctx
+        .gateway
+        .http
+        .get(format!("http://{}/ui/", ctx.gateway.edge))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(edge.status(), 404);
 }
 
 pub async fn finance_cannot_manage_keys(ctx: &Context<'_>, browser: &Browser, credential: &str) {

@@ -141,6 +141,17 @@ async fn page_and_files_are_served_with_a_strict_policy(backend: Backend) {
     // The API's answers carry the same headers.
     let api = service.get("/admin/v1/tenants").await;
     assert_eq!(api.headers["x-frame-options"], "DENY");
+    // Only the admin listener serves the console: not the gRPC port, which
+    // the edge and the routers reach.
+    for path in ["/ui/", "/ui/session", "/ui/assets/js/app.js"] {
+        let grpc = service
+            .http
+            .get(format!("http://{}{path}", service.grpc))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(grpc.status(), 404, "{path} on the gRPC port");
+    }
     service.stop().await.unwrap();
 }
 
