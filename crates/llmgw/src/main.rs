@@ -98,6 +98,15 @@ enum Command {
         #[command(subcommand)]
         command: llmgw::admin_cli::WordListsCommand,
     },
+    /// Manage admin credentials with roles (admin, finance, auditor) for
+    /// the admin API and the console at http://ADMIN_LISTEN/ui/ (needs
+    /// LLMGW_ADMIN_TOKEN, or an admin credential of role admin).
+    Admins {
+        #[command(flatten)]
+        admin: llmgw::admin_cli::AdminArgs,
+        #[command(subcommand)]
+        command: llmgw::admin_cli::AdminsCommand,
+    },
     /// Health check of a running service, for container healthchecks: exit
     /// 0 if healthy, 1 (and the reason on stderr) if not. grpc://HOST:PORT:
     /// the standard gRPC health check, healthy if SERVING.
@@ -138,6 +147,7 @@ async fn main() -> anyhow::Result<()> {
         | Command::Audit { .. }
         | Command::Policies { .. }
         | Command::WordLists { .. }
+        | Command::Admins { .. }
         | Command::Probe(_) => Scope::NoService,
     };
     let config = GatewayConfig::load(cli.config.as_deref(), scope)?;
@@ -159,6 +169,9 @@ async fn main() -> anyhow::Result<()> {
         Command::WordLists { admin, command } => {
             return llmgw::admin_cli::word_lists(&admin, command).await;
         }
+        Command::Admins { admin, command } => {
+            return llmgw::admin_cli::admins(&admin, command).await;
+        }
         _ => {}
     }
     let service_name = match &command {
@@ -174,6 +187,7 @@ async fn main() -> anyhow::Result<()> {
         | Command::Audit { .. }
         | Command::Policies { .. }
         | Command::WordLists { .. }
+        | Command::Admins { .. }
         | Command::Probe(_) => "llmgw-cli",
         Command::MockUpstream { .. } => "llmgw-mock-upstream",
     };
@@ -218,6 +232,7 @@ async fn main() -> anyhow::Result<()> {
         | Command::Audit { .. }
         | Command::Policies { .. }
         | Command::WordLists { .. }
+        | Command::Admins { .. }
         | Command::Probe(_) => {
             return Ok(());
         }

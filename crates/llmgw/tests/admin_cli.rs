@@ -21,11 +21,16 @@ struct Output {
 
 /// Runs `llmgw ARGS` against the admin API at `admin`, from `dir`.
 async fn llmgw(admin: &str, dir: &Path, args: &[&str]) -> Output {
+    llmgw_as(TOKEN, admin, dir, args).await
+}
+
+/// As [`llmgw`], with `credential` as LLMGW_ADMIN_TOKEN.
+async fn llmgw_as(credential: &str, admin: &str, dir: &Path, args: &[&str]) -> Output {
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_llmgw"))
         .args(args)
         .current_dir(dir)
         .env("LLMGW_ADMIN_URL", admin)
-        .env("LLMGW_ADMIN_TOKEN", TOKEN)
+        .env("LLMGW_ADMIN_TOKEN", credential)
         .env_remove("LLMGW_CONFIG")
         .env("RUST_BACKTRACE", "0")
         .output()
@@ -44,14 +49,21 @@ async fn succeeds(admin: &str, dir: &Path, args: &[&str]) -> String {
     output.stdout
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn policies_word_lists_tenants_and_audit_through_the_cli() {
-    let dir = std::env::temp_dir().join(format!("llmgw-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+/// A billing service on a fresh SQLite file in `dir`: its admin URL, and
+/// what stops it.
+async fn billing(
+    dir: &Path,
+) -> (
+    String,
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    std::fs::create_dir_all(dir).unwrap();
     std::fs::write(dir.join("token"), TOKEN).unwrap();
     let config = llmgw_billing::Config {
         database_url: Some(format!("sqlite://{}", dir.join("billing.db").display())),
-        data_dir: dir.clone(),
+        data_dir: dir.to_path_buf(),
         admin_token_env: "LLMGW_CLI_TEST_UNSET_TOKEN".to_owned(),
         admin_token_file: Some(dir.join("token")),
         ..llmgw_billing::Config::default()
@@ -75,6 +87,13 @@ async fn policies_word_lists_tenants_and_audit_through_the_cli() {
         assert!(Instant::now() < deadline, "billing did not start");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    (admin_url, grpc_address, stop, billing)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policies_word_lists_tenants_and_audit_through_the_cli() {
+    let dir = std::env::temp_dir().join(format!("llmgw-cli-{}", std::process::id()));
+    let (admin_url, grpc_address, stop, billing) = billing(&dir).await;
     let (url, dir) = (admin_url.as_str(), dir.as_path());
 
     // Word lists: from a file, then term by term.
@@ -254,6 +273,66 @@ async fn policies_word_lists_tenants_and_audit_through_the_cli() {
     assert_eq!(csv.lines().count(), 2, "{csv}");
     let mixed = llmgw(url, dir, &["audit", "--tenant", "acme", "admin"]).await;
     assert!(!mixed.ok && mixed.stderr.contains("takes its options after `admin`"));
+
+    let _ = stop.send(());
+    billing.await.unwrap().unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_credentials_through_the_cli() {
+    let dir = std::env::temp_dir().join(format!("llmgw-cli-admins-{}", std::process::id()));
+    let (admin_url, _, stop, billing) = billing(&dir).await;
+    let (url, dir) = (admin_url.as_str(), dir.as_path());
+
+    let created = succeeds(
+        url,
+        dir,
+        &["admins", "create", "fiona", "--role", "finance"],
+    )
+    .await;
+    let credential = created
+        .lines()
+        .find_map(|line| line.strip_prefix("Credential: "))
+        .unwrap_or_else(|| panic!("{created}"))
+        .to_owned();
+    assert!(credential.starts_with("sk-llmgw-admin-"), "{created}");
+    assert!(created.contains(&format!("{url}/ui/")), "{created}");
+    let listed = succeeds(url, dir, &["admins", "list"]).await;
+    assert!(listed.starts_with("NAME   ID"), "{listed}");
+    assert!(listed.contains("finance"), "{listed}");
+    assert!(!listed.contains(&credential), "never shown again: {listed}");
+
+    // The credential works as LLMGW_ADMIN_TOKEN, within its role.
+    let usage = llmgw_as(&credential, url, dir, &["usage", "--csv"]).await;
+    assert!(usage.ok, "{}", usage.stderr);
+    let refused = llmgw_as(&credential, url, dir, &["tenants", "create", "acme"]).await;
+    assert!(!refused.ok);
+    assert!(
+        refused
+            .stderr
+            .contains("admin API: 403 the finance role may not POST /admin/v1/tenants"),
+        "{}",
+        refused.stderr
+    );
+    let bad_role = llmgw(url, dir, &["admins", "create", "x", "--role", "root"]).await;
+    assert!(
+        !bad_role.ok
+            && bad_role
+                .stderr
+                .contains("possible values: admin, finance, auditor"),
+        "{}",
+        bad_role.stderr
+    );
+
+    let revoked = succeeds(url, dir, &["admins", "revoke", "fiona"]).await;
+    assert!(revoked.contains("revoked"), "{revoked}");
+    let after = llmgw_as(&credential, url, dir, &["usage"]).await;
+    assert!(
+        !after.ok && after.stderr.contains("401"),
+        "{}",
+        after.stderr
+    );
 
     let _ = stop.send(());
     billing.await.unwrap().unwrap();

@@ -14,6 +14,11 @@
 //! lookup. Only [`digest`] of a key is ever stored: keys carry 128 bits of
 //! entropy, so a fast hash is as good as a slow one and keeps the per-request
 //! lookup cheap.
+//!
+//! Admin credentials (billing's admin API and console) have the same shape
+//! under their own prefix, [`ADMIN_PREFIX`]: [`generate_admin`],
+//! [`is_well_formed_admin`]. The prefixes are disjoint, so neither kind is
+//! ever accepted as the other, and secret scanners still see `sk-llmgw-`.
 
 use rand::TryRngCore;
 use rand::rngs::OsRng;
@@ -21,6 +26,9 @@ use sha2::{Digest, Sha256};
 
 /// Every llmgw key starts with this.
 pub const PREFIX: &str = "sk-llmgw-";
+
+/// Every admin credential starts with this (the key prefix, then `admin-`).
+pub const ADMIN_PREFIX: &str = "sk-llmgw-admin-";
 
 /// Characters of the random part: 62^22 > 2^128, so 128 bits fit.
 const BODY_LEN: usize = 22;
@@ -42,14 +50,26 @@ const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmn
 /// source would be a silent security hole, so failing loudly is the only safe
 /// answer (and on Linux `getrandom` does not fail once the pool is seeded).
 pub fn generate() -> String {
+    generate_with(PREFIX)
+}
+
+/// A new admin credential: [`ADMIN_PREFIX`], then as [`generate`].
+///
+/// # Panics
+/// As [`generate`], if the operating system cannot provide randomness.
+pub fn generate_admin() -> String {
+    generate_with(ADMIN_PREFIX)
+}
+
+fn generate_with(prefix: &str) -> String {
     let mut bytes = [0u8; 16];
     // `unwrap_err` turns OsRng's fallible interface into one that panics on
     // failure, see the doc comment above for why that is wanted here.
     let mut rng = OsRng.unwrap_err();
     rand::RngCore::fill_bytes(&mut rng, &mut bytes);
     let body = base62(u128::from_le_bytes(bytes), BODY_LEN);
-    let mut key = String::with_capacity(KEY_LEN);
-    key.push_str(PREFIX);
+    let mut key = String::with_capacity(prefix.len() + BODY_LEN + CHECKSUM_LEN);
+    key.push_str(prefix);
     key.push_str(&body);
     key.push_str(&checksum(&body));
     key
@@ -59,7 +79,16 @@ pub fn generate() -> String {
 /// checksum. A false answer means the key cannot exist; a true answer still
 /// needs a lookup of its [`digest`].
 pub fn is_well_formed(key: &str) -> bool {
-    let Some(rest) = key.strip_prefix(PREFIX) else {
+    well_formed_with(PREFIX, key)
+}
+
+/// As [`is_well_formed`], for admin credentials.
+pub fn is_well_formed_admin(credential: &str) -> bool {
+    well_formed_with(ADMIN_PREFIX, credential)
+}
+
+fn well_formed_with(prefix: &str, key: &str) -> bool {
+    let Some(rest) = key.strip_prefix(prefix) else {
         return false;
     };
     // Length is checked in bytes; the alphabet check below makes sure every
@@ -82,6 +111,14 @@ pub fn digest(key: &str) -> [u8; 32] {
 /// `sk-llmgw-AbCd`: 4 of the 22 random characters leave 105 unknown bits.
 pub fn display_prefix(key: &str) -> String {
     key.chars().take(PREFIX.len() + DISPLAY_CHARS).collect()
+}
+
+/// As [`display_prefix`], for admin credentials: `sk-llmgw-admin-AbCd`.
+pub fn display_prefix_admin(credential: &str) -> String {
+    credential
+        .chars()
+        .take(ADMIN_PREFIX.len() + DISPLAY_CHARS)
+        .collect()
 }
 
 /// The 6-character checksum of a body.
@@ -176,6 +213,24 @@ mod tests {
         assert_eq!(shown.len(), PREFIX.len() + 4);
         assert!(key.starts_with(&shown));
         assert_eq!(display_prefix("short"), "short");
+    }
+
+    #[test]
+    fn admin_credentials_and_keys_are_never_taken_for_each_other() {
+        let credential = generate_admin();
+        assert!(credential.starts_with(ADMIN_PREFIX));
+        assert_eq!(
+            credential.len(),
+            ADMIN_PREFIX.len() + BODY_LEN + CHECKSUM_LEN
+        );
+        assert!(is_well_formed_admin(&credential));
+        assert!(!is_well_formed(&credential));
+        let key = generate();
+        assert!(!is_well_formed_admin(&key));
+        assert!(!is_well_formed_admin(&credential[..credential.len() - 1]));
+        let shown = display_prefix_admin(&credential);
+        assert_eq!(shown.len(), ADMIN_PREFIX.len() + 4);
+        assert!(credential.starts_with(&shown));
     }
 
     #[test]

@@ -15,7 +15,9 @@ impl ErrorCode {
             | ErrorCode::ContextLengthExceeded
             | ErrorCode::ContentPolicyViolation => tonic::Code::InvalidArgument,
             ErrorCode::InvalidApiKey | ErrorCode::InvalidAdminToken => tonic::Code::Unauthenticated,
-            ErrorCode::PermissionDenied => tonic::Code::PermissionDenied,
+            ErrorCode::PermissionDenied | ErrorCode::AdminForbidden => {
+                tonic::Code::PermissionDenied
+            }
             ErrorCode::Conflict => tonic::Code::AlreadyExists,
             ErrorCode::MethodNotAllowed => tonic::Code::Unimplemented,
             ErrorCode::ModelNotFound | ErrorCode::NotFound => tonic::Code::NotFound,
@@ -72,7 +74,7 @@ impl ErrorCode {
             | ErrorCode::ContextLengthExceeded
             | ErrorCode::ContentPolicyViolation => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidApiKey | ErrorCode::InvalidAdminToken => StatusCode::UNAUTHORIZED,
-            ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+            ErrorCode::PermissionDenied | ErrorCode::AdminForbidden => StatusCode::FORBIDDEN,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::ModelNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -104,6 +106,7 @@ impl ErrorCode {
             | ErrorCode::Conflict
             | ErrorCode::InvalidAdminToken
             | ErrorCode::MethodNotAllowed
+            | ErrorCode::AdminForbidden
             | ErrorCode::ContentPolicyViolation => "invalid_request_error",
             ErrorCode::RateLimited | ErrorCode::UpstreamRateLimited => "requests",
             ErrorCode::InsufficientQuota => "insufficient_quota",
@@ -122,6 +125,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest | ErrorCode::NotFound | ErrorCode::MethodNotAllowed => None,
             ErrorCode::Conflict => Some("conflict"),
             ErrorCode::InvalidAdminToken => Some("invalid_admin_token"),
+            ErrorCode::AdminForbidden => Some("forbidden"),
             ErrorCode::ContextLengthExceeded => Some("context_length_exceeded"),
             ErrorCode::ContentPolicyViolation => Some("content_policy_violation"),
             ErrorCode::InvalidApiKey => Some("invalid_api_key"),
@@ -151,7 +155,7 @@ impl ErrorCode {
             | ErrorCode::ContextLengthExceeded
             | ErrorCode::ContentPolicyViolation => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidApiKey | ErrorCode::InvalidAdminToken => StatusCode::UNAUTHORIZED,
-            ErrorCode::PermissionDenied => StatusCode::FORBIDDEN,
+            ErrorCode::PermissionDenied | ErrorCode::AdminForbidden => StatusCode::FORBIDDEN,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::ModelNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -180,7 +184,7 @@ impl ErrorCode {
             | ErrorCode::MethodNotAllowed
             | ErrorCode::Cancelled => "invalid_request_error",
             ErrorCode::InvalidApiKey | ErrorCode::InvalidAdminToken => "authentication_error",
-            ErrorCode::PermissionDenied => "permission_error",
+            ErrorCode::PermissionDenied | ErrorCode::AdminForbidden => "permission_error",
             ErrorCode::ModelNotFound | ErrorCode::NotFound => "not_found_error",
             ErrorCode::RequestTooLarge => "request_too_large",
             ErrorCode::RateLimited
@@ -235,6 +239,7 @@ mod tests {
                 Some("invalid_admin_token"),
             ),
             (ErrorCode::MethodNotAllowed, 405, None),
+            (ErrorCode::AdminForbidden, 403, Some("forbidden")),
         ];
         for (code, status, openai_code) in cases {
             assert_eq!(code.http_status().as_u16(), status, "{code:?}");

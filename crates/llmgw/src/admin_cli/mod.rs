@@ -1,6 +1,6 @@
 //! `llmgw tenants …`, `llmgw keys …`, `llmgw usage …`, `llmgw audit …`,
-//! `llmgw policies …` and `llmgw word-lists …`: a thin client of the billing
-//! service's admin HTTP API. Rendering, dates and error messages
+//! `llmgw policies …`, `llmgw word-lists …` and `llmgw admins …`: a thin
+//! client of the billing service's admin HTTP API. Rendering, dates and error messages
 //! are pure functions so they are unit-tested without a server.
 
 use std::time::Duration;
@@ -14,7 +14,7 @@ pub struct AdminArgs {
     /// Admin API base URL.
     #[arg(long, env = "LLMGW_ADMIN_URL", default_value = "http://127.0.0.1:8090")]
     pub admin_url: String,
-    /// Admin token (also read from LLMGW_ADMIN_TOKEN).
+    /// Admin token or admin credential (also read from LLMGW_ADMIN_TOKEN).
     #[arg(long, env = "LLMGW_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// Print JSON instead of tables.
@@ -447,6 +447,7 @@ impl Admin {
     }
 }
 
+mod admins;
 mod audit;
 mod policies;
 mod render;
@@ -455,6 +456,7 @@ mod tests;
 mod usage;
 mod word_lists;
 
+pub use admins::{AdminsCommand, admins};
 pub use audit::{AuditCommand, AuditFilters, audit};
 pub use policies::{PoliciesCommand, policies};
 use render::*;

@@ -8,8 +8,10 @@ pub(super) fn api_error_message(status: StatusCode, message: Option<&str>) -> St
         _ => status.canonical_reason().unwrap_or("unexpected response"),
     };
     let mut out = format!("admin API: {} {text}", status.as_u16());
-    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+    if status == StatusCode::UNAUTHORIZED {
         out.push_str(" (check LLMGW_ADMIN_TOKEN / --admin-token)");
+    } else if status == StatusCode::FORBIDDEN {
+        out.push_str(" (the credential's role does not allow it: see `llmgw admins list`)");
     }
     out
 }

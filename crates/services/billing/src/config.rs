@@ -10,6 +10,7 @@
 //!   admin_token_env: LLMGW_ADMIN_TOKEN
 //!   admin_token_file: /run/secrets/llmgw-admin-token
 //!   migrate_on_start: true
+//!   console: {enabled: true, session_ttl_secs: 28800, session_idle_secs: 1800, secure_cookies: false}
 //! ```
 //!
 //! `policy` is the config file's top-level `policy:` section, copied here by
@@ -66,6 +67,8 @@ pub struct Config {
     /// `Policies.GetPolicies` merged with the database.
     #[serde(skip)]
     pub policy: llmgw_policy::PolicySource,
+    /// The web console on the admin listener (`/ui/`).
+    pub console: crate::console::ConsoleConfig,
 }
 
 impl Default for Config {
@@ -80,6 +83,7 @@ impl Default for Config {
             admin_token_file: None,
             migrate_on_start: true,
             policy: llmgw_policy::PolicySource::default(),
+            console: crate::console::ConsoleConfig::default(),
         }
     }
 }
@@ -103,6 +107,7 @@ impl fmt::Debug for Config {
             .field("policy.default", &self.policy.default)
             .field("policy.policies", &self.policy.policies.keys())
             .field("policy.word_lists", &self.policy.word_lists.keys())
+            .field("console", &self.console)
             .finish()
     }
 }
@@ -140,6 +145,7 @@ impl Config {
         if self.admin_token_env.is_empty() {
             problems.push("admin_token_env: must not be empty".to_owned());
         }
+        problems.extend(self.console.validate());
         problems
     }
 
@@ -227,14 +233,14 @@ impl AdminToken {
     }
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
+pub(crate) fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
 /// Compares every byte, never stopping early, so timing does not reveal the
 /// length of the matching prefix. `black_box` keeps the optimiser from
 /// turning the fold back into an early exit.
-fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
     let difference = a
         .iter()
         .zip(b)

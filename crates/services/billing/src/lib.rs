@@ -7,14 +7,17 @@
 //!   the routers), `llmgw.billing.v1.Policies` (the content policies every
 //!   replica polls), and `GET /metrics` over HTTP/1 on the same port;
 //! - the admin HTTP API (`admin_listen`, loopback by default): tenants,
-//!   keys, usage reports, the audit trails, policies and word lists, every
-//!   route behind the admin bearer token. It is never served on the gRPC
-//!   port, so exposing the edge-facing port does not expose it.
+//!   keys, usage reports, the audit trails, policies, word lists and admin
+//!   credentials, every route behind an admin credential with a role; and
+//!   the console (`/ui/`), a web page on that same API. Neither is ever
+//!   served on the gRPC port, so exposing the edge-facing port exposes
+//!   neither.
 
 mod accounts;
 mod admin;
 mod audit;
 mod config;
+mod console;
 mod ledger;
 mod metrics;
 mod policies;
@@ -37,6 +40,7 @@ use tokio::sync::watch;
 use tonic::service::Routes;
 
 pub use config::Config;
+pub use console::ConsoleConfig;
 
 use crate::accounts::AccountsService;
 use crate::admin::AdminState;
@@ -91,6 +95,13 @@ pub async fn run(
         "billing listening"
     );
 
+    if config.console.enabled {
+        tracing::info!(
+            url = %format!("http://{admin_address}/ui/"),
+            "console on the admin listener"
+        );
+    }
+
     // One shutdown signal, two servers: the watch channel fans it out.
     let (stop, stopped) = watch::channel(false);
     let signal = move |mut stopped: watch::Receiver<bool>| async move {
@@ -135,6 +146,7 @@ pub async fn run(
         token: admin_token,
         token_env: config.admin_token_env.clone(),
         metrics,
+        console: config.console.clone(),
     });
     let admin_server = axum::serve(
         admin.tap_io(|tcp| {

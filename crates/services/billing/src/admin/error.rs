@@ -13,9 +13,10 @@ use llmgw_proto::ErrorCode;
 use crate::store::StoreError;
 
 /// Every code the admin API answers with, for its OpenAPI document.
-pub(crate) const ADMIN_CODES: [ErrorCode; 7] = [
+pub(crate) const ADMIN_CODES: [ErrorCode; 8] = [
     ErrorCode::InvalidRequest,
     ErrorCode::InvalidAdminToken,
+    ErrorCode::AdminForbidden,
     ErrorCode::NotFound,
     ErrorCode::MethodNotAllowed,
     ErrorCode::Conflict,
@@ -74,8 +75,18 @@ impl ApiError {
         ApiError::new(ErrorCode::InvalidAdminToken, message)
     }
 
+    /// 403: the caller is known, but its role (or a missing CSRF token)
+    /// does not allow this request.
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        ApiError::new(ErrorCode::AdminForbidden, message)
+    }
+
     pub fn unavailable(message: impl Into<String>) -> Self {
         ApiError::new(ErrorCode::Unavailable, message)
+    }
+
+    pub fn is_unauthorized(&self) -> bool {
+        self.code == ErrorCode::InvalidAdminToken
     }
 
     #[cfg(test)]

@@ -1,12 +1,17 @@
 //! The admin HTTP API: tenants, API keys, usage reports, the audit trails,
-//! content policies and word lists, JSON in and out (CSV for usage and
-//! audit on request), every route (unknown paths included, so they cannot
-//! be probed) behind the admin bearer token. Served only on `admin_listen`.
+//! content policies, word lists and admin credentials, JSON in and out (CSV
+//! for usage and audit on request), every route (unknown paths included, so
+//! they cannot be probed) behind an admin credential: the configured admin
+//! token, an admin credential with a role (`roles`), or the console's
+//! session cookie (`session`). Served only on `admin_listen`, with the
+//! console (`crate::console`) beside it.
 //!
 //! Every change is recorded in the admin trail (`admin_audit`) by the store,
 //! in the change's own transaction, with the [`Actor`] the authentication
 //! layer attaches to the request.
 
+mod access;
+mod admins;
 mod audit;
 mod audit_csv;
 mod body;
@@ -14,26 +19,29 @@ mod csv;
 mod error;
 mod keys;
 mod openapi;
+mod openapi_admins;
 mod openapi_audit;
 mod policies;
+pub(crate) mod roles;
+pub(crate) mod session;
 mod tenants;
 mod usage;
 mod usage_csv;
 mod views;
 mod word_lists;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::middleware::{self, Next};
-use axum::response::{IntoResponse as _, Response};
+use axum::response::Response;
 use axum::routing::{MethodRouter, get, post};
 
 use crate::config::AdminToken;
+use crate::console::ConsoleConfig;
 use crate::metrics::Metrics;
-use crate::store::{Actor, Store, Tenant};
+use crate::store::{Store, Tenant};
 
 use self::error::ApiError;
 
@@ -44,6 +52,7 @@ pub(crate) struct AdminState {
     /// Named in the 503, so the operator knows what to set.
     pub token_env: String,
     pub metrics: Arc<Metrics>,
+    pub console: ConsoleConfig,
 }
 
 type Shared = State<Arc<AdminState>>;
@@ -105,22 +114,35 @@ fn routes() -> Vec<(&'static str, MethodRouter<Arc<AdminState>>)> {
             "/admin/v1/word-lists/{name}/terms:remove",
             post(word_lists::remove).layer(big()),
         ),
+        ("/admin/v1/admins", post(admins::create).get(admins::list)),
+        ("/admin/v1/admins/{credential}/revoke", post(admins::revoke)),
         ("/admin/v1/openapi.json", get(openapi::document)),
     ]
 }
 
 pub(crate) fn router(state: AdminState) -> Router {
     let state = Arc::new(state);
-    let mut router = Router::new();
+    let mut api = Router::new();
     for (path, handlers) in routes() {
-        router = router.route(path, handlers);
+        api = api.route(path, handlers);
     }
-    router
+    // Authentication runs after routing (so the role check knows the
+    // route) and before any handler or the fallback.
+    let api = api
         .fallback(|| async { ApiError::not_found("no such admin route") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
-        // Layers run outside in: count every answer (401s included), then
-        // authenticate before any route or fallback runs.
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            access::authenticate,
+        ));
+    let app = if state.console.enabled {
+        crate::console::router().merge(api)
+    } else {
+        api
+    };
+    // Layers run outside in: count every answer (401s included), with the
+    // security headers on every one.
+    app.layer(middleware::from_fn(crate::console::security_headers))
         .layer(middleware::from_fn_with_state(state.clone(), count))
         .with_state(state)
 }
@@ -129,40 +151,6 @@ async fn count(State(state): Shared, request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     state.metrics.admin_request(response.status().as_u16());
     response
-}
-
-async fn authenticate(State(state): Shared, mut request: Request, next: Next) -> Response {
-    let Some(token) = &state.token else {
-        return ApiError::unavailable(format!("admin API disabled: set {}", state.token_env))
-            .into_response();
-    };
-    let presented = request
-        .headers()
-        .get(http::header::AUTHORIZATION)
-        .map(|value| bearer(value.as_bytes()));
-    match presented {
-        Some(Some(presented)) if token.matches(presented) => {
-            // Behind a proxy this is the proxy's address: a forwarded-for
-            // header would be the caller's word, not a fact.
-            let address = request
-                .extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map_or_else(|| "unknown".to_owned(), |info| info.0.to_string());
-            request.extensions_mut().insert(Actor {
-                id: token.id(),
-                address,
-            });
-            next.run(request).await
-        }
-        Some(_) => {
-            tracing::warn!(path = %request.uri().path(), "admin request with a wrong token");
-            ApiError::unauthorized("invalid admin token").into_response()
-        }
-        None => ApiError::unauthorized(
-            "missing admin token: send `Authorization: Bearer <admin token>`",
-        )
-        .into_response(),
-    }
 }
 
 /// The credentials of `Bearer <token>` (the scheme is case-insensitive).
@@ -233,6 +221,7 @@ fn check_model(model: &str) -> Result<(), ApiError> {
 #[allow(clippy::unwrap_used)] // panicking is how tests fail
 mod tests {
     use std::collections::BTreeSet;
+    use std::net::SocketAddr;
 
     use super::*;
 
@@ -253,6 +242,7 @@ mod tests {
             token: Some(AdminToken::new(token)),
             token_env: "UNSET".to_owned(),
             metrics: Arc::new(Metrics::new()),
+            console: ConsoleConfig::default(),
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();

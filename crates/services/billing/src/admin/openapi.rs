@@ -72,7 +72,7 @@ fn build() -> Value {
             "/admin/v1/openapi.json": {"get": {"summary": "This document", "responses": with_errors(json!({"200": {"description": "OpenAPI 3.1", "content": {"application/json": {"schema": {"type": "object"}}}}}))}}
         },
         "components": {
-            "securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {"admin": {"type": "http", "scheme": "bearer", "description": "the configured admin token (role admin) or an admin credential (sk-llmgw-admin-..., its own role; see x-llmgw-roles on each operation). The console authenticates with its session cookie instead, and sends X-CSRF-Token with every change."}},
             "responses": {"Error": {"description": "error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}},
             "schemas": {
                 "Limits": {"type": "object", "additionalProperties": false, "properties": {
@@ -132,6 +132,7 @@ fn build() -> Value {
     });
     add_usage(&mut document, &with_errors);
     super::openapi_audit::add(&mut document, &with_errors);
+    super::openapi_admins::add(&mut document, &with_errors);
     document
 }
 

@@ -54,6 +54,7 @@ macro_rules! key_columns {
 
 pub use llmgw_calendar as calendar;
 pub mod admin_audit;
+pub mod admins;
 pub mod audit;
 pub mod audit_query;
 mod keys;
@@ -61,11 +62,14 @@ pub mod ledger;
 mod partitions;
 pub mod policies;
 mod rows;
+pub mod sessions;
 mod tenants;
 pub mod usage_query;
 pub mod word_lists;
 
 pub use admin_audit::Actor;
+pub use admins::{AdminCredential, NewCredential, Role};
+pub use sessions::{NewSession, Session};
 
 static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("../../../migrations/billing/postgres");
 static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("../../../migrations/billing/sqlite");

@@ -198,6 +198,7 @@ impl Answer {
         let (kind, code) = match status {
             400 | 404 | 405 => ("invalid_request_error", None),
             401 => ("invalid_request_error", Some("invalid_admin_token")),
+            403 => ("invalid_request_error", Some("forbidden")),
             409 => ("invalid_request_error", Some("conflict")),
             500 => ("server_error", Some("internal_error")),
             503 => ("server_error", Some("service_unavailable")),

@@ -77,6 +77,7 @@ impl ProviderError {
             | ErrorCode::Conflict
             | ErrorCode::InvalidAdminToken
             | ErrorCode::MethodNotAllowed
+            | ErrorCode::AdminForbidden
             | ErrorCode::ContentPolicyViolation => None,
         }
     }
