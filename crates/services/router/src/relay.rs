@@ -21,7 +21,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use eventsource_stream::EventStream;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt as _};
 use llmgw_proto::ErrorCode;
@@ -35,20 +34,21 @@ use crate::State;
 use crate::breaker::Permit;
 use crate::catalog::{Deployment, Route};
 use crate::provider::ProviderError;
-use crate::provider::anthropic::StreamTranslator;
 use crate::provider::chat_chunk::{self, ChunkView};
+use crate::provider::sse::{SseError, SseStream};
 use crate::provider::upstream_error;
+use crate::provider::upstream_stream::StreamDecoder;
 use output_scan::OutputScan;
 use tally::Tally;
 use usage_event::{AttemptEnd, AttemptRecord};
 
-type Sse = EventStream<BoxStream<'static, reqwest::Result<Bytes>>>;
+type Sse = SseStream<BoxStream<'static, reqwest::Result<Bytes>>>;
 
 /// The upstream stream being relayed, and how to read it.
 struct Upstream {
     events: Sse,
     /// Anthropic events become OpenAI chunks; OpenAI ones pass as they are.
-    translator: Option<StreamTranslator>,
+    decoder: StreamDecoder,
     /// Chunks translated but not yet sent (one event can make several).
     pending: VecDeque<Bytes>,
     deployment: Arc<Deployment>,
@@ -269,18 +269,16 @@ impl Relay {
             };
             let event = event.map_err(|error| {
                 tracing::warn!(deployment = %upstream.deployment.name, error = %error, "upstream stream broke");
-                ProviderError::new(ErrorCode::UpstreamError, "the model provider's stream was cut")
+                let message = match error {
+                    SseError::Transport(_) => "the model provider's stream was cut",
+                    SseError::Invalid(_) => "the model provider's stream is not valid server-sent events",
+                };
+                ProviderError::new(ErrorCode::UpstreamError, message)
             })?;
-            match &mut upstream.translator {
-                None if event.data == "[DONE]" => return self.ended(true),
-                None => upstream.pending.push_back(Bytes::from(event.data)),
-                Some(translator) => {
-                    let translated = translator.on_event(&event.event, &event.data)?;
-                    upstream.pending.extend(translated.chunks);
-                    if translated.done && upstream.pending.is_empty() {
-                        return self.ended(true);
-                    }
-                }
+            let decoded = upstream.decoder.decode(event)?;
+            upstream.pending.extend(decoded.chunks);
+            if decoded.done && upstream.pending.is_empty() {
+                return self.ended(true);
             }
         }
     }

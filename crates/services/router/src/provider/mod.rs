@@ -5,7 +5,9 @@ pub mod anthropic;
 pub mod chat_chunk;
 mod chat_request;
 pub mod openai;
+pub mod sse;
 pub mod upstream_error;
+pub mod upstream_stream;
 
 use std::time::Duration;
 

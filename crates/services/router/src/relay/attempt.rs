@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
 use llmgw_proto::ErrorCode;
 use tokio::time::Instant;
@@ -16,10 +15,9 @@ use tracing::Instrument as _;
 use super::{AttemptEnd, Phase, Relay, Upstream};
 use crate::breaker::Permit;
 use crate::catalog::{Deployment, Route};
-use crate::config::Provider;
-use crate::provider::anthropic::StreamTranslator;
 use crate::provider::chat_chunk::ChunkView;
 use crate::provider::upstream_error;
+use crate::provider::upstream_stream::{self, StreamDecoder};
 use crate::provider::{self, ProviderError};
 
 impl Relay {
@@ -156,13 +154,9 @@ impl Relay {
             .metrics
             .first_byte(alias, &deployment.name, elapsed);
         if stream {
-            let translator = match deployment.provider {
-                Provider::Openai => None,
-                Provider::Anthropic => Some(StreamTranslator::new(&deployment.upstream_model)),
-            };
             self.phase = Phase::Streaming(Box::new(Upstream {
-                events: response.bytes_stream().boxed().eventsource(),
-                translator,
+                events: upstream_stream::sse_events(response.bytes_stream().boxed()),
+                decoder: StreamDecoder::new(deployment.provider, &deployment.upstream_model),
                 pending: VecDeque::new(),
                 deployment: deployment.clone(),
                 permit: None,
