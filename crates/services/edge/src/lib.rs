@@ -39,6 +39,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{ApiKeyConfig, Config};
 pub use quota::Unreachable as QuotaUnreachable;
+pub use validate::{Validated, check_chat_request};
 
 use crate::auth::Keys;
 use crate::catalog::Catalog;

@@ -9,6 +9,7 @@
 
 mod audit;
 mod audit_csv;
+mod bodies;
 mod body;
 mod csv;
 mod error;
@@ -35,6 +36,7 @@ use crate::config::AdminToken;
 use crate::metrics::Metrics;
 use crate::store::{Actor, Store, Tenant};
 
+pub use self::bodies::{AdminBody, check_admin_body};
 use self::error::ApiError;
 
 pub(crate) struct AdminState {
