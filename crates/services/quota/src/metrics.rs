@@ -36,6 +36,7 @@ pub struct Metrics {
     decisions: Family<DecisionLabels, Counter>,
     redis_seconds: Family<OpLabels, Histogram>,
     redis_errors: Family<OpLabels, Counter>,
+    redis_timeouts: Family<OpLabels, Counter>,
     budget_syncs: Family<SyncLabels, Counter>,
     budget_floors_raised: Counter,
     late_acquires_released: Counter,
@@ -51,10 +52,12 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.0001, 2.0, 16))
         });
         let redis_errors = Family::<OpLabels, Counter>::default();
+        let redis_timeouts = Family::<OpLabels, Counter>::default();
         // Exported at 0 from the start: an alert on their rate needs the
         // series before the first error.
         for op in ["acquire", "settle"] {
             let _ = redis_errors.get_or_create(&OpLabels { op });
+            let _ = redis_timeouts.get_or_create(&OpLabels { op });
         }
         registry.register(
             "decisions",
@@ -70,6 +73,12 @@ impl Metrics {
             "redis_errors",
             "Acquire and Settle calls Redis did not answer: errors, timeouts, not connected",
             redis_errors.clone(),
+        );
+        registry.register(
+            "redis_timeouts",
+            "Of redis_errors, the calls cut at redis_timeout_ms (Redis slow or hanging, \
+             or the first connection still being made)",
+            redis_timeouts.clone(),
         );
         let budget_syncs = Family::<SyncLabels, Counter>::default();
         let budget_floors_raised = Counter::default();
@@ -94,6 +103,7 @@ impl Metrics {
             decisions,
             redis_seconds,
             redis_errors,
+            redis_timeouts,
             budget_syncs,
             budget_floors_raised,
             late_acquires_released,
@@ -119,8 +129,12 @@ impl Metrics {
         self.late_acquires_released.inc();
     }
 
-    pub fn redis_error(&self, op: &'static str) {
+    /// A call Redis did not answer; `timed_out` when our own bound cut it.
+    pub fn redis_error(&self, op: &'static str, timed_out: bool) {
         self.redis_errors.get_or_create(&OpLabels { op }).inc();
+        if timed_out {
+            self.redis_timeouts.get_or_create(&OpLabels { op }).inc();
+        }
     }
 
     pub fn budget_sync(&self, outcome: &'static str) {

@@ -53,13 +53,20 @@ struct Connection {
 }
 
 impl Connection {
-    async fn store(&self, wait: Duration) -> Option<&RedisStore> {
+    /// The store once connected. Otherwise `Timeout` when the first
+    /// attempt was still going after `wait`, `NotConnected` when attempts
+    /// have failed (Redis is down: no wait).
+    async fn store(&self, wait: Duration) -> Result<&RedisStore, RedisFailure> {
         if let Some(store) = self.slot.get() {
-            return Some(store);
+            return Ok(store);
         }
         let mut ended = self.first_attempt_ended.clone();
-        let _ = tokio::time::timeout(wait, ended.wait_for(|ended| *ended)).await;
-        self.slot.get()
+        let waited = tokio::time::timeout(wait, ended.wait_for(|ended| *ended)).await;
+        match (self.slot.get(), waited) {
+            (Some(store), _) => Ok(store),
+            (None, Err(_)) => Err(RedisFailure::Timeout(wait)),
+            (None, Ok(_)) => Err(RedisFailure::NotConnected),
+        }
     }
 }
 
@@ -80,6 +87,13 @@ pub(crate) enum RedisFailure {
     NotConnected,
     Timeout(Duration),
     Store(llmgw_limiter::StoreError),
+}
+
+impl RedisFailure {
+    /// The service stopped waiting at `redis_timeout_ms`.
+    fn is_timeout(&self) -> bool {
+        matches!(self, RedisFailure::Timeout(_))
+    }
 }
 
 impl fmt::Display for RedisFailure {
@@ -160,8 +174,8 @@ impl Store {
             Primary::Redis(connection) => connection,
         };
         let result = match connection.store(self.timeout).await {
-            Some(store) => self.acquire_on_redis(store, acquire.clone()).await,
-            None => Err(RedisFailure::NotConnected),
+            Ok(store) => self.acquire_on_redis(store, acquire.clone()).await,
+            Err(error) => Err(error),
         };
         match result {
             Ok(decision) => Verdict {
@@ -170,7 +184,7 @@ impl Store {
                 unavailable: false,
             },
             Err(error) => {
-                self.metrics.redis_error("acquire");
+                self.metrics.redis_error("acquire", error.is_timeout());
                 self.incidents.degraded(&error);
                 self.degraded_acquire(&acquire)
             }
@@ -196,11 +210,11 @@ impl Store {
             return;
         }
         let result = match connection.store(self.timeout).await {
-            Some(store) => self.settle_on_redis(store, settle).await,
-            None => Err(RedisFailure::NotConnected),
+            Ok(store) => self.settle_on_redis(store, settle).await,
+            Err(error) => Err(error),
         };
         if let Err(error) = result {
-            self.metrics.redis_error("settle");
+            self.metrics.redis_error("settle", error.is_timeout());
             self.incidents.failed_settle(&error);
         }
     }
@@ -219,10 +233,7 @@ impl Store {
         if self.policy.budgets == FailMode::Local {
             self.local.raise_budget_floor(floor);
         }
-        let store = connection
-            .store(self.timeout)
-            .await
-            .ok_or(RedisFailure::NotConnected)?;
+        let store = connection.store(self.timeout).await?;
         // On no request's path: a slow Redis may take longer than requests wait.
         let timeout = self.timeout.max(FLOOR_TIMEOUT);
         match tokio::time::timeout(timeout, store.raise_budget_floor(floor)).await {

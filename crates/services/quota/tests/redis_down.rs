@@ -1,20 +1,40 @@
-//! Redis down at start, or hanging mid-way: decisions still come back within
-//! the bound, follow the failure policy, and Redis is used again once it
-//! answers, without a restart.
+//! Redis down at start, or hanging mid-way: decisions still come back
+//! (cut by the service's own `redis_timeout_ms`, as its timeout counter
+//! shows, never by a slower connection-level timeout), follow the failure
+//! policy, and Redis is used again once it answers, without a restart.
+//!
+//! No test measures how long a decision took: a busy machine stretches any
+//! wall-clock figure. What is asserted is which bound ended each wait, and
+//! that the answers come while Redis is still hanging.
 
 #![allow(clippy::unwrap_used)] // panicking is how tests fail
 
 mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use llmgw_proto::quota_v1::LimitKind;
 use llmgw_quota::{FailMode, FailurePolicy, LimitsConfig};
 use support::*;
 
-/// Far above `redis_timeout_ms` (25) plus a loopback gRPC call, far below
-/// anything a client would notice.
-const BOUND: Duration = Duration::from_millis(200);
+/// The value of the counter `line` (its labels included) in `/metrics`.
+async fn counter(service: &Service, line: &str) -> u64 {
+    http_get(service.address, "/metrics")
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix(line)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+const ACQUIRE_TIMEOUTS: &str = r#"llmgw_quota_redis_timeouts_total{op="acquire"}"#;
+const ACQUIRE_ERRORS: &str = r#"llmgw_quota_redis_errors_total{op="acquire"}"#;
+
+/// The production bound (25 ms): the fallback is what these tests check.
+fn config(redis_url: &str) -> llmgw_quota::Config {
+    let mut config = support::config(redis_url);
+    config.redis_timeout_ms = llmgw_quota::Config::default().redis_timeout_ms;
+    config
+}
 
 /// A Redis URL nothing listens on.
 fn closed_port() -> String {
@@ -47,9 +67,7 @@ async fn redis_unreachable_degrades_per_policy() {
 
     // rates = local: this replica still enforces the limit.
     for i in 0..6 {
-        let start = Instant::now();
         let answer = acquire(&mut client, request("t", "k-rpm")).await;
-        assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
         assert!(answer.degraded);
         assert!(!answer.unavailable);
         if i < 5 {
@@ -62,9 +80,7 @@ async fn redis_unreachable_degrades_per_policy() {
     }
 
     // budgets = closed: a budget nobody can check denies with 503 semantics.
-    let start = Instant::now();
     let answer = acquire(&mut client, request("t-budget", "k-any")).await;
-    assert!(start.elapsed() < BOUND);
     assert!(answer.degraded && answer.unavailable && !answer.allowed);
     assert_eq!(answer.denied_by(), LimitKind::MonthlyBudget);
     assert_eq!(answer.denied_scope, "tenant");
@@ -121,23 +137,32 @@ async fn hanging_redis_is_bounded_and_recovers_without_restart() {
     let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
     let service = start(config(&format!("redis://{}", proxy.address))).await;
     let mut client = service.client.clone();
-    wait_for_redis(&mut client, Duration::from_secs(10)).await;
+    wait_for_redis(&mut client, Duration::from_secs(30)).await;
 
     proxy.set_mode(Mode::Hang);
+    let (timeouts, errors) = (
+        counter(&service, ACQUIRE_TIMEOUTS).await,
+        counter(&service, ACQUIRE_ERRORS).await,
+    );
     for _ in 0..10 {
-        let start = Instant::now();
         let answer = acquire(&mut client, request("t", PROBE_KEY)).await;
-        assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
         assert!(answer.degraded && answer.allowed);
     }
-    // Long enough for any connection-level timeout to fire while hanging.
+    // All ten answered while Redis still hangs, each giving up on it; the
+    // first (on a connection that looked healthy) cut by the service's own
+    // bound. Later ones may fail faster, once the client library has
+    // written the connection off.
+    assert_eq!(counter(&service, ACQUIRE_ERRORS).await, errors + 10);
+    assert!(counter(&service, ACQUIRE_TIMEOUTS).await > timeouts);
+    // Long enough for any connection-level timeout to fire while hanging
+    // (a lower bound: a busy machine only waits longer).
     tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let start = Instant::now();
+    let errors = counter(&service, ACQUIRE_ERRORS).await;
     assert!(acquire(&mut client, request("t", PROBE_KEY)).await.degraded);
-    assert!(start.elapsed() < BOUND);
+    assert_eq!(counter(&service, ACQUIRE_ERRORS).await, errors + 1);
 
     proxy.set_mode(Mode::Forward);
-    wait_for_redis(&mut client, Duration::from_secs(5)).await;
+    wait_for_redis(&mut client, Duration::from_secs(30)).await;
 }
 
 #[tokio::test]
@@ -147,13 +172,14 @@ async fn redis_coming_up_after_start_is_used() {
     proxy.set_mode(Mode::Hang);
     let service = start(config(&format!("redis://{}", proxy.address))).await;
     let mut client = service.client.clone();
-    let start = Instant::now();
     let answer = acquire(&mut client, request("t", PROBE_KEY)).await;
     assert!(answer.degraded);
-    assert!(start.elapsed() < BOUND);
+    // Not a wait for the first connection attempt (which hangs with
+    // Redis): the service's own bound ended it.
+    assert_eq!(counter(&service, ACQUIRE_TIMEOUTS).await, 1);
 
     proxy.set_mode(Mode::Forward);
-    wait_for_redis(&mut client, Duration::from_secs(5)).await;
+    wait_for_redis(&mut client, Duration::from_secs(30)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,20 +187,22 @@ async fn redis_restart_is_bounded_and_recovers_without_restart() {
     let proxy = Proxy::start("127.0.0.1:6379".parse().unwrap()).await;
     let service = start(config(&format!("redis://{}", proxy.address))).await;
     let mut client = service.client.clone();
-    wait_for_redis(&mut client, Duration::from_secs(10)).await;
+    wait_for_redis(&mut client, Duration::from_secs(30)).await;
 
     // Connections cut and refused, as when Redis restarts.
     proxy.set_mode(Mode::Down);
+    let errors = counter(&service, ACQUIRE_ERRORS).await;
     for _ in 0..20 {
-        let start = Instant::now();
         let answer = acquire(&mut client, request("t", PROBE_KEY)).await;
-        assert!(start.elapsed() < BOUND, "took {:?}", start.elapsed());
         assert!(answer.degraded && answer.allowed);
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Each decision gave up on Redis (refused, cut or timed out by our
+    // bound), none waited for it to come back.
+    assert_eq!(counter(&service, ACQUIRE_ERRORS).await, errors + 20);
 
     proxy.set_mode(Mode::Forward);
-    wait_for_redis(&mut client, Duration::from_secs(5)).await;
+    wait_for_redis(&mut client, Duration::from_secs(30)).await;
 }
 
 /// An Acquire Redis runs after the service stopped waiting for it (sent
@@ -196,7 +224,7 @@ async fn a_late_acquire_gives_its_reservation_back() {
     );
     let service = start(config).await;
     let mut client = service.client.clone();
-    wait_for_redis(&mut client, Duration::from_secs(10)).await;
+    wait_for_redis(&mut client, Duration::from_secs(30)).await;
 
     proxy.set_mode(Mode::Hang);
     let answer = acquire(&mut client, request("t-budget", "k")).await;
@@ -206,7 +234,7 @@ async fn a_late_acquire_gives_its_reservation_back() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     proxy.set_mode(Mode::Forward);
 
-    let start = Instant::now();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let answer = acquire(&mut client, request("t-budget", "k")).await;
         if answer.allowed {
@@ -214,7 +242,7 @@ async fn a_late_acquire_gives_its_reservation_back() {
             break;
         }
         assert!(
-            start.elapsed() < Duration::from_secs(5),
+            tokio::time::Instant::now() < deadline,
             "the late reservation was never handed back: {answer:?}"
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
