@@ -148,7 +148,8 @@ impl Gateway {
     }
 
     async fn wait_ready(&self) {
-        for _ in 0..100 {
+        // A generous deadline (60 s), not a bound: ready is what matters.
+        for _ in 0..1_200 {
             if let Ok(response) = self.client.get(self.url("/readyz")).send().await
                 && response.status() == 200
             {

@@ -54,7 +54,7 @@ async fn client_disconnect_closes_the_upstream_connection() {
     let response = gateway.chat(body).await;
     content_arrivals(response, 1).await; // and drop it mid-stream
     let stats = gateway
-        .mock_stats_until(Duration::from_secs(1), |stats| {
+        .mock_stats_until(Duration::from_secs(30), |stats| {
             stats["active_responses"] == 0 && stats["open_connections"] == 0
         })
         .await;
@@ -81,7 +81,7 @@ async fn a_silent_upstream_is_cancelled_when_the_client_leaves() {
             .is_err()
     );
     let stats = gateway
-        .mock_stats_until(Duration::from_secs(1), |stats| {
+        .mock_stats_until(Duration::from_secs(30), |stats| {
             stats["open_connections"] == 0
         })
         .await;
