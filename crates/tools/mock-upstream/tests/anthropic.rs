@@ -458,7 +458,7 @@ async fn stalls() {
     // machine), then nothing more within a while: a busy machine can only
     // make this pass more easily, never fail it.
     tokio::time::timeout(Duration::from_secs(30), async {
-        while !(deltas(&events(&text), "text_delta", "text") == hello_text(2)) {
+        while deltas(&events(&text), "text_delta", "text") != hello_text(2) {
             match stream.next().await {
                 Some(bytes) => {
                     text.push_str(std::str::from_utf8(&bytes.expect("bytes")).expect("utf-8"))
