@@ -63,18 +63,29 @@ pub fn record_len(event: &impl Message) -> u64 {
     HEADER_BYTES + event.encoded_len() as u64
 }
 
+/// An event no record can hold.
 #[derive(Debug, thiserror::Error)]
-#[error("event of {0} bytes exceeds the {MAX_PAYLOAD}-byte record limit")]
-pub struct TooLarge(pub usize);
+pub enum Unspoolable {
+    #[error("event of {0} bytes exceeds the {MAX_PAYLOAD}-byte record limit")]
+    TooLarge(usize),
+    /// Every field at its default encodes to nothing, and a zero-length
+    /// record reads back as a zero-filled tail: it would end the segment
+    /// there, losing every event after it.
+    #[error("event is empty (every field at its default): nothing to spool")]
+    Empty,
+}
 
 /// Appends `event` as one record to `buf`.
-pub fn encode_record(event: &impl Message, buf: &mut Vec<u8>) -> Result<(), TooLarge> {
+pub fn encode_record(event: &impl Message, buf: &mut Vec<u8>) -> Result<(), Unspoolable> {
     let len = event.encoded_len();
+    if len == 0 {
+        return Err(Unspoolable::Empty);
+    }
     let Ok(len32) = u32::try_from(len) else {
-        return Err(TooLarge(len));
+        return Err(Unspoolable::TooLarge(len));
     };
     if len > MAX_PAYLOAD {
-        return Err(TooLarge(len));
+        return Err(Unspoolable::TooLarge(len));
     }
     let start = buf.len();
     buf.reserve(HEADER_BYTES as usize + len);
@@ -82,7 +93,7 @@ pub fn encode_record(event: &impl Message, buf: &mut Vec<u8>) -> Result<(), TooL
     // Encoding into a Vec only fails for lack of capacity, which a Vec grows.
     if event.encode(buf).is_err() {
         buf.truncate(start);
-        return Err(TooLarge(len));
+        return Err(Unspoolable::TooLarge(len));
     }
     let crc = crc32fast::hash(&buf[start + HEADER_BYTES as usize..]);
     buf[start..start + 4].copy_from_slice(&len32.to_le_bytes());

@@ -345,6 +345,21 @@ fn open(name: &str, dir: &Path) -> anyhow::Result<Opened> {
             fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
             continue;
         }
+        if from > scan.valid_len {
+            // Damage before the cursor: everything up to the cursor was
+            // acknowledged and nothing after the damage can be read, so
+            // nothing of this segment is left to deliver. (Replaying it
+            // from the start would deliver acknowledged events again.)
+            tracing::warn!(
+                spool = name,
+                segment = id,
+                cursor = from,
+                valid_bytes = scan.valid_len,
+                "spool segment damaged before its cursor: nothing left to deliver in it"
+            );
+            fs::remove_file(&path).with_context(|| format!("deleting {}", path.display()))?;
+            continue;
+        }
         let (from, segment_events, segment_bytes) = if scan.from_is_boundary {
             (from, scan.events_from, scan.bytes_from)
         } else {

@@ -132,7 +132,13 @@ impl<E: prost::Message> Writer<E> {
             len = self.len,
             "spool writer stopped"
         );
-        let _ = self.done.send(());
+        // The file and the directory lock go before `done` is sent: the
+        // owner reopening the spool once stopped must find it unlocked.
+        let Writer {
+            done, file, _lock, ..
+        } = self;
+        drop((file, _lock));
+        let _ = done.send(());
     }
 
     /// Takes in everything queued now. False when the disk failed for good.
@@ -176,7 +182,7 @@ impl<E: prost::Message> Writer<E> {
                 tracing::error!(
                     spool = self.name,
                     %error,
-                    "event too large to spool: it is dropped"
+                    "event cannot be spooled: it is dropped"
                 );
             });
             self.metrics.events.dec();

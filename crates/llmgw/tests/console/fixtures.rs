@@ -43,6 +43,10 @@ fn event(request_id: &str, attempt: u32, started_at_ms: i64) -> UsageEvent {
         ended_at_ms: started_at_ms + 950,
         client_cancelled: false,
         traceparent: String::new(),
+        cache_creation_tokens: 0,
+        cache_read_price_per_mtok: String::new(),
+        cache_write_price_per_mtok: String::new(),
+        api: "chat".to_owned(),
     }
 }
 

@@ -74,8 +74,11 @@ pub async fn config(mock: SocketAddr) -> GatewayConfig {
         model("reasoner", base, "mock-reasoner"),
         model("dead", dead_url, "mock"),
     ];
-    config.router.timeouts.first_byte_ms = 1_000;
-    config.router.timeouts.idle_ms = 1_000;
+    // Short enough that the fault tests (which wait for them) stay quick,
+    // long enough that a healthy in-process mock on a busy machine never
+    // meets them.
+    config.router.timeouts.first_byte_ms = 3_000;
+    config.router.timeouts.idle_ms = 3_000;
     config.edge.listen = "127.0.0.1:0".parse().expect("addr");
     config.quota.listen = "127.0.0.1:0".parse().expect("addr");
     // Billing on SQLite in a scratch directory (never the working tree).
@@ -148,7 +151,8 @@ impl Gateway {
     }
 
     async fn wait_ready(&self) {
-        for _ in 0..100 {
+        // A generous deadline (60 s), not a bound: ready is what matters.
+        for _ in 0..1_200 {
             if let Ok(response) = self.client.get(self.url("/readyz")).send().await
                 && response.status() == 200
             {

@@ -195,3 +195,120 @@ async fn quota_counters_equal_the_ledger_cancelled_streams_included() {
         .await
         .expect("clean up");
 }
+
+/// A USD budget under concurrent load: the spend the ledger records for
+/// everything admitted never exceeds the budget, and the budget was used
+/// up (requests were refused only once less than one reservation was left,
+/// not early).
+#[tokio::test]
+async fn admitted_spend_never_exceeds_the_usd_budget() {
+    let database = TestDatabase::create("e2e_quota_budget")
+        .await
+        .expect("postgres reachable");
+    let dir = scratch_dir("quota-budget");
+    let billing = Billing::start(database.url(), &dir, None).await;
+    let prefix = prefix();
+    // Each call reserves its prompt estimate at 150 nano-USD a token plus
+    // max_tokens (100) at 600: about 60 500 nano-USD; it spends a tenth of
+    // that. So ~25 calls fit, many at once compete for the last of it.
+    const BUDGET_NANO_USD: u64 = 200_000;
+    const MAX_TOKENS: u64 = 100;
+    let gateway = Arc::new(
+        Gateway::start_with({
+            let (billing_grpc, dir, prefix) = (billing.grpc, dir.clone(), prefix.clone());
+            move |config| {
+                ledger_models(config);
+                config.edge.billing_url = Some(format!("http://{billing_grpc}"));
+                config.router.usage.spool_dir = Some(dir.join("spool"));
+                config.quota.redis_url = Some(REDIS_URL.to_owned());
+                config.quota.key_prefix = prefix;
+                config.quota.redis_timeout_ms = 5_000;
+                config.edge.quota_timeout_ms = 5_000;
+                config.quota.budget_sync_secs = 0;
+                config.quota.limits.default_tenant.monthly_budget_usd = Some("0.0002".to_owned());
+            }
+        })
+        .await,
+    );
+    let body = json!({
+        "model": "mock",
+        "max_tokens": MAX_TOKENS,
+        "messages": [{"role": "user", "content": "Hello there"}],
+    });
+    let mut admitted = 0u64;
+    let mut refused_waves = 0;
+    for _ in 0..40 {
+        let calls = (0..8).map(|_| {
+            let gateway = gateway.clone();
+            let body = body.clone();
+            async move {
+                let response = gateway.chat(body).await;
+                let status = response.status().as_u16();
+                let text = response.text().await.expect("body");
+                (status, text)
+            }
+        });
+        let results = futures_util::future::join_all(calls).await;
+        for (status, text) in &results {
+            match status {
+                200 => admitted += 1,
+                429 => assert!(text.contains("insufficient_quota"), "{text}"),
+                _ => panic!("{status}: {text}"),
+            }
+        }
+        if results.iter().all(|(status, _)| *status == 429) {
+            refused_waves += 1;
+            if refused_waves == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(refused_waves, 2, "the budget was never used up");
+    assert!(admitted > 0);
+
+    // Every admitted call in the ledger (delivered in the background).
+    let ledger = Ledger::at(billing.admin);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    let (rows, _, spent) = loop {
+        let totals = ledger_totals(&ledger).await;
+        if totals.0 >= admitted || tokio::time::Instant::now() >= deadline {
+            break totals;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(rows, admitted, "one ledger row per admitted call");
+    assert!(
+        spent <= BUDGET_NANO_USD,
+        "admitted spend {spent} nano-USD exceeds the budget {BUDGET_NANO_USD}"
+    );
+    // Refused only once what was left could not cover one reservation
+    // (max_tokens at the output price, and a prompt estimate of a few
+    // tokens: 10 at most for "Hello there").
+    let reservation = MAX_TOKENS * 600 + 10 * 150;
+    assert!(
+        spent + reservation > BUDGET_NANO_USD,
+        "refused with {} nano-USD of budget left",
+        BUDGET_NANO_USD - spent
+    );
+
+    // The counter is Redis's: its budget counter holds the same spend.
+    let mut redis = redis::Client::open(REDIS_URL)
+        .expect("redis url")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("redis reachable");
+    assert_eq!(
+        counter(&mut redis, &prefix, "tenant:team-a:budget").await,
+        spent,
+        "Redis's budget counter = the ledger's spend"
+    );
+    drop(gateway);
+    billing.stop().await;
+    let _: () = redis::cmd("EVAL")
+        .arg("for _, k in ipairs(redis.call('KEYS', ARGV[1])) do redis.call('DEL', k) end")
+        .arg(0)
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut redis)
+        .await
+        .expect("clean up");
+}

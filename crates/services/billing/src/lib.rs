@@ -39,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tonic::service::Routes;
 
+pub use admin::{AdminBody, check_admin_body};
 pub use config::Config;
 pub use console::ConsoleConfig;
 

@@ -364,7 +364,8 @@ fn validated(state: &AppState, api: ClientApi, body: &[u8]) -> Result<Validated,
     match api {
         ClientApi::Chat => {
             let chat = validate::parse(body)?;
-            validate::validate(&chat, &catalog()?)
+            let models = catalog()?;
+            validate::validate(&chat, &models)
         }
         ClientApi::Messages => messages::validate(body, &catalog()?),
         ClientApi::Embeddings => embeddings::validate(body, &catalog()?),

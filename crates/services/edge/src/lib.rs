@@ -43,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{ApiKeyConfig, Config};
 pub use quota::Unreachable as QuotaUnreachable;
+pub use validate::{Validated, check_chat_request};
 
 use crate::admission::Admission;
 use crate::auth::Keys;

@@ -1,11 +1,13 @@
 //! Request validation at the edge, with OpenAI's statuses and messages.
 
+use std::collections::HashMap;
+
+use bytes::Bytes;
 use llmgw_openai::ChatRequest;
 use llmgw_openai::request::ROLES;
 use llmgw_proto::ErrorCode;
 use llmgw_proto::router_v1::Model;
 
-use crate::catalog::Models;
 use crate::error::ApiError;
 
 /// What the rest of the edge needs from a valid request.
@@ -16,6 +18,18 @@ pub struct Validated {
     pub include_usage: bool,
     pub prompt_chars: u64,
     pub max_tokens: Option<u64>,
+}
+
+/// A chat request body parsed and validated against `models` as the chat
+/// handler does it, or what a refused client receives: the status and the
+/// OpenAI error body. For the fuzz targets and property tests.
+pub fn check_chat_request(
+    body: &[u8],
+    models: &HashMap<String, Model>,
+) -> Result<Validated, (http::StatusCode, Bytes)> {
+    parse(body)
+        .and_then(|request| validate(&request, models))
+        .map_err(|error| (error.code.http_status(), error.to_json()))
 }
 
 pub fn parse(body: &[u8]) -> Result<ChatRequest<'_>, ApiError> {
@@ -29,7 +43,10 @@ pub fn parse(body: &[u8]) -> Result<ChatRequest<'_>, ApiError> {
     })
 }
 
-pub fn validate(request: &ChatRequest<'_>, models: &Models) -> Result<Validated, ApiError> {
+pub fn validate(
+    request: &ChatRequest<'_>,
+    models: &HashMap<String, Model>,
+) -> Result<Validated, ApiError> {
     let alias = match request.model.as_deref() {
         None | Some("") => {
             return Err(ApiError::invalid(

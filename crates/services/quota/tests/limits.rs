@@ -16,6 +16,7 @@ use tokio::task::JoinSet;
 #[tokio::test]
 async fn rpm_limit_from_config_then_settle_frees_a_concurrency_slot() {
     let mut config = config(REDIS);
+    let prefix = config.key_prefix.clone();
     config.limits.keys.insert("k-rpm".into(), rpm(5));
     config.limits.keys.insert(
         "k-conc".into(),
@@ -59,11 +60,13 @@ async fn rpm_limit_from_config_then_settle_frees_a_concurrency_slot() {
     settle(&mut client, &first, false).await;
     let third = acquire(&mut client, request("t", "k-conc")).await;
     assert!(third.allowed, "{third:?}");
+    assert_decided_on_redis(&service, &prefix).await;
 }
 
 #[tokio::test]
 async fn model_and_tenant_buckets() {
     let mut config = config(REDIS);
+    let prefix = config.key_prefix.clone();
     config.limits.models.insert("gpt".into(), rpm(2));
     config.limits.tenants.insert("small".into(), rpm(3));
     let service = start(config).await;
@@ -88,6 +91,7 @@ async fn model_and_tenant_buckets() {
     }
     let denied = acquire(&mut client, request("small", "w")).await;
     assert_eq!(denied.denied_scope, "tenant");
+    assert_decided_on_redis(&service, &prefix).await;
 }
 
 #[tokio::test]
@@ -196,6 +200,7 @@ async fn without_redis_the_memory_store_is_the_truth() {
 /// counters. Memory store and Redis alike.
 async fn request_limits_override_the_config(redis: bool) {
     let mut config = config(REDIS);
+    let prefix = config.key_prefix.clone();
     if !redis {
         config.redis_url = None;
     }
@@ -282,6 +287,9 @@ async fn request_limits_override_the_config(redis: bool) {
         .unwrap();
     let answer = acquire(&mut client, with("k-budget-3", Some(free), Some(budget))).await;
     assert!(answer.allowed, "{answer:?}");
+    if redis {
+        assert_decided_on_redis(&service, &prefix).await;
+    }
 }
 
 #[tokio::test]

@@ -31,7 +31,6 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
-use eventsource_stream::EventStream;
 use futures_util::stream::BoxStream;
 use futures_util::{Stream, StreamExt as _};
 use llmgw_proto::ErrorCode;
@@ -46,16 +45,17 @@ use crate::breaker::Permit;
 use crate::catalog::{Deployment, Route};
 use crate::config::ClientApi;
 use crate::provider::ProviderError;
-use crate::provider::anthropic::StreamTranslator;
 use crate::provider::anthropic::inbound::MessagesEncoder;
 use crate::provider::anthropic::native::{self, NativeStream};
 use crate::provider::chat_chunk::{self, ChunkView};
+use crate::provider::sse::{SseError, SseStream};
 use crate::provider::upstream_error;
+use crate::provider::upstream_stream::StreamDecoder;
 use output_scan::OutputScan;
 use tally::Tally;
 use usage_event::{AttemptEnd, AttemptRecord};
 
-type Sse = EventStream<BoxStream<'static, reqwest::Result<Bytes>>>;
+type Sse = SseStream<BoxStream<'static, reqwest::Result<Bytes>>>;
 
 /// The upstream stream being relayed, and how to read it.
 struct Upstream {
@@ -71,10 +71,8 @@ struct Upstream {
 
 /// How an upstream stream's events are read.
 enum Reader {
-    /// OpenAI chunks, as they are.
-    Openai,
-    /// Anthropic events, translated into OpenAI chunks.
-    Translated(StreamTranslator),
+    /// OpenAI chunks as they are, or Anthropic events translated into them.
+    Decoded(StreamDecoder),
     /// Anthropic events passed through to a Messages client (read only for
     /// accounting).
     Native(NativeStream),
@@ -327,18 +325,17 @@ impl Relay {
             };
             let event = event.map_err(|error| {
                 tracing::warn!(deployment = %upstream.deployment.name, error = %error, "upstream stream broke");
-                ProviderError::new(ErrorCode::UpstreamError, "the model provider's stream was cut")
+                let message = match error {
+                    SseError::Transport(_) => "the model provider's stream was cut",
+                    SseError::Invalid(_) => "the model provider's stream is not valid server-sent events",
+                };
+                ProviderError::new(ErrorCode::UpstreamError, message)
             })?;
             match &mut upstream.reader {
-                Reader::Openai if event.data == "[DONE]" => {
-                    upstream.finished = true;
-                    return self.ended(true);
-                }
-                Reader::Openai => upstream.pending.push_back(Bytes::from(event.data)),
-                Reader::Translated(translator) => {
-                    let translated = translator.on_event(&event.event, &event.data)?;
-                    upstream.pending.extend(translated.chunks);
-                    if translated.done && upstream.pending.is_empty() {
+                Reader::Decoded(decoder) => {
+                    let decoded = decoder.decode(event)?;
+                    upstream.pending.extend(decoded.chunks);
+                    if decoded.done && upstream.pending.is_empty() {
                         upstream.finished = true;
                         return self.ended(true);
                     }

@@ -88,6 +88,53 @@ pub fn settle_of(request: &Acquire, actual_tokens: u64, actual_cost: u64) -> Set
     }
 }
 
+/// How a suite moves time: the memory store's clock is moved by hand (so
+/// its answers are exact), Redis's is real (so the test waits, and bounds
+/// use what it measured).
+pub enum Time {
+    Fake {
+        clock: Arc<FakeClock>,
+        start_us: u64,
+    },
+    Real(std::time::Instant),
+}
+
+impl Time {
+    pub async fn pass(&self, ms: u64) {
+        match self {
+            Time::Fake { clock, .. } => clock.advance_ms(ms),
+            Time::Real(_) => tokio::time::sleep(std::time::Duration::from_millis(ms)).await,
+        }
+    }
+
+    /// Milliseconds since the store was made, rounded up.
+    pub fn elapsed_ms(&self) -> u64 {
+        match self {
+            Time::Fake { clock, start_us } => (clock.now_micros() - start_us).div_ceil(1000),
+            Time::Real(start) => (start.elapsed().as_micros() as u64).div_ceil(1000),
+        }
+    }
+}
+
+/// A store of `kind` and its time: the memory store on a fake clock set to
+/// now, Redis on the real one.
+pub async fn store_and_time(kind: &str) -> (Store, Time) {
+    match kind {
+        "memory" => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap();
+            let (clock, store) = memory_at(now.as_secs(), 0);
+            let start_us = clock.now_micros();
+            (Store::Memory(store), Time::Fake { clock, start_us })
+        }
+        _ => {
+            let start = std::time::Instant::now();
+            (Store::Redis(redis_store().await), Time::Real(start))
+        }
+    }
+}
+
 pub async fn store(kind: &str) -> Store {
     match kind {
         "memory" => Store::Memory(MemoryStore::new()),

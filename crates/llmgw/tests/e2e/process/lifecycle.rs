@@ -35,7 +35,7 @@ async fn demo_mode_serves_the_mock_model_with_the_dev_key() {
     let bearer = format!("Authorization: Bearer {}", llmgw::demo::DEV_KEY);
     assert_eq!(llmgw::demo::DEV_KEY, "sk-llmgw-dev-0000000000000000");
     gateway
-        .stdout_until(Duration::from_secs(5), |out| {
+        .stdout_until(Duration::from_secs(30), |out| {
             out.contains(&hint) && out.contains(&bearer)
         })
         .await

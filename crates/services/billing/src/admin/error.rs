@@ -132,6 +132,14 @@ impl ApiError {
         }
     }
 
+    /// The status and JSON body the client receives.
+    pub fn into_reply(self) -> (StatusCode, Vec<u8>) {
+        let status = self.code.http_status();
+        // Plain strings always serialise; the empty object keeps it total.
+        let body = serde_json::to_vec(&self.body()).unwrap_or_else(|_| b"{}".to_vec());
+        (status, body)
+    }
+
     fn body(self) -> ErrorBody {
         ErrorBody {
             error: ErrorDetail {

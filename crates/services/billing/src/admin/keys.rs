@@ -84,13 +84,9 @@ const UPDATE_FIELDS: &[Field] = &[
 /// More aliases than any catalog has: a bound on what one key row holds.
 const MAX_ALLOWED_MODELS: usize = 256;
 
-pub async fn create(
-    State(state): Shared,
-    Extension(by): Extension<Actor>,
-    Path(tenant): Path<String>,
-    body: Bytes,
-) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
-    let request: CreateKey = body::parse(&body, CREATE_FIELDS)?;
+/// A create body checked: the new key, or the 400 naming the field.
+pub(super) fn new_key(body: &[u8]) -> Result<NewKey, ApiError> {
+    let request: CreateKey = body::parse(body, CREATE_FIELDS)?;
     check_name("key", &request.name)?;
     check_models(&request.allowed_models)?;
     let limits = request.limits.unwrap_or_default();
@@ -98,19 +94,25 @@ pub async fn create(
     if let Some(expires_at) = request.expires_at {
         check_expiry(expires_at)?;
     }
+    Ok(NewKey {
+        name: request.name,
+        allowed_models: request.allowed_models,
+        limits,
+        expires_at: request.expires_at,
+    })
+}
+
+pub async fn create(
+    State(state): Shared,
+    Extension(by): Extension<Actor>,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<CreatedKey>), ApiError> {
+    let new = new_key(&body)?;
     let tenant = find_tenant(&state, &tenant).await?;
     let (key, secret) = state
         .store
-        .create_key(
-            &tenant.id,
-            NewKey {
-                name: request.name,
-                allowed_models: request.allowed_models,
-                limits,
-                expires_at: request.expires_at,
-            },
-            &by,
-        )
+        .create_key(&tenant.id, new, &by)
         .await
         .map_err(|error| ApiError::store(error, Some("name")))?;
     tracing::info!(key_id = %key.id, tenant_id = %tenant.id, tenant = %tenant.name, "key created");
@@ -133,15 +135,9 @@ fn check_models(models: &[String]) -> Result<(), ApiError> {
     models.iter().try_for_each(|model| check_model(model))
 }
 
-/// `PATCH /admin/v1/keys/{key}`: models, limits or expiry of an active key
-/// (a revoked key is refused: create a new one).
-pub async fn update(
-    State(state): Shared,
-    Extension(by): Extension<Actor>,
-    Path(key): Path<String>,
-    body: Bytes,
-) -> Result<Json<KeyView>, ApiError> {
-    let request: UpdateKey = body::parse(&body, UPDATE_FIELDS)?;
+/// An update body checked: the changes, or the 400 naming the field.
+pub(super) fn key_update(body: &[u8]) -> Result<KeyUpdate, ApiError> {
+    let request: UpdateKey = body::parse(body, UPDATE_FIELDS)?;
     if let Some(models) = &request.allowed_models {
         check_models(models)?;
     }
@@ -152,17 +148,25 @@ pub async fn update(
     if let Some(Some(expires_at)) = request.expires_at {
         check_expiry(expires_at)?;
     }
+    Ok(KeyUpdate {
+        allowed_models: request.allowed_models,
+        limits,
+        expires_at: request.expires_at,
+    })
+}
+
+/// `PATCH /admin/v1/keys/{key}`: models, limits or expiry of an active key
+/// (a revoked key is refused: create a new one).
+pub async fn update(
+    State(state): Shared,
+    Extension(by): Extension<Actor>,
+    Path(key): Path<String>,
+    body: Bytes,
+) -> Result<Json<KeyView>, ApiError> {
+    let update = key_update(&body)?;
     let updated = state
         .store
-        .update_key(
-            &key,
-            KeyUpdate {
-                allowed_models: request.allowed_models,
-                limits,
-                expires_at: request.expires_at,
-            },
-            &by,
-        )
+        .update_key(&key, update, &by)
         .await
         .map_err(|error| ApiError::store(error, None))?
         .ok_or_else(|| no_key(&key))?;

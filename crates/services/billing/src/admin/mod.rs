@@ -14,6 +14,7 @@ mod access;
 mod admins;
 mod audit;
 mod audit_csv;
+mod bodies;
 mod body;
 mod csv;
 mod error;
@@ -43,6 +44,7 @@ use crate::console::ConsoleConfig;
 use crate::metrics::Metrics;
 use crate::store::{Store, Tenant};
 
+pub use self::bodies::{AdminBody, check_admin_body};
 use self::error::ApiError;
 
 pub(crate) struct AdminState {

@@ -190,7 +190,7 @@ fn no_policy(name: &str) -> ApiError {
 
 /// Parses a `PolicySpec`, naming the field at fault: a top-level field, or
 /// `rules[i]` for a rule serde refuses.
-fn parse_spec(body: &[u8]) -> Result<PolicySpec, ApiError> {
+pub(super) fn parse_spec(body: &[u8]) -> Result<PolicySpec, ApiError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|error| ApiError::invalid(format!("malformed JSON body: {error}")))?;
     let Value::Object(fields) = &value else {
@@ -237,22 +237,7 @@ fn parse_spec(body: &[u8]) -> Result<PolicySpec, ApiError> {
 /// the name alphabet, and that it compiles against the word lists in
 /// force (the database's over the config file's).
 async fn validate(state: &AdminState, name: &str, spec: &PolicySpec) -> Result<(), ApiError> {
-    if spec.rules.len() > MAX_RULES {
-        return Err(ApiError::invalid_param(
-            "rules",
-            format!("rules: at most {MAX_RULES} rules"),
-        ));
-    }
-    for (index, rule) in spec.rules.iter().enumerate() {
-        let param = format!("rules[{index}].id");
-        check_name("rule", &rule.id).map_err(|error| error.with_param(param.clone()))?;
-        if spec.rules[..index].iter().any(|other| other.id == rule.id) {
-            return Err(ApiError::invalid_param(
-                param,
-                format!("rule id {:?} is used twice", rule.id),
-            ));
-        }
-    }
+    check_rules(spec)?;
     let defaults = state.store.policy_defaults();
     let mut word_lists = BTreeMap::new();
     for list in spec.rules.iter().flat_map(|rule| &rule.word_lists) {
@@ -284,15 +269,40 @@ async fn validate(state: &AdminState, name: &str, spec: &PolicySpec) -> Result<(
         tracing::error!(error = %error, "compiling a policy panicked");
         ApiError::internal()
     })?;
-    compiled.map_err(|error| {
-        let param = match &error {
-            PolicyError::Rule { rule, .. } => spec
-                .rules
-                .iter()
-                .position(|candidate| &candidate.id == rule)
-                .map_or_else(|| "rules".to_owned(), |index| format!("rules[{index}]")),
-            _ => "rules".to_owned(),
-        };
-        ApiError::invalid_param(param, error.to_string())
-    })
+    compiled.map_err(|error| compile_error(spec, &error))
+}
+
+/// What needs no database: the rule count, and unique rule ids in the name
+/// alphabet.
+pub(super) fn check_rules(spec: &PolicySpec) -> Result<(), ApiError> {
+    if spec.rules.len() > MAX_RULES {
+        return Err(ApiError::invalid_param(
+            "rules",
+            format!("rules: at most {MAX_RULES} rules"),
+        ));
+    }
+    for (index, rule) in spec.rules.iter().enumerate() {
+        let param = format!("rules[{index}].id");
+        check_name("rule", &rule.id).map_err(|error| error.with_param(param.clone()))?;
+        if spec.rules[..index].iter().any(|other| other.id == rule.id) {
+            return Err(ApiError::invalid_param(
+                param,
+                format!("rule id {:?} is used twice", rule.id),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A compile error, naming the rule at fault.
+pub(super) fn compile_error(spec: &PolicySpec, error: &PolicyError) -> ApiError {
+    let param = match error {
+        PolicyError::Rule { rule, .. } => spec
+            .rules
+            .iter()
+            .position(|candidate| &candidate.id == rule)
+            .map_or_else(|| "rules".to_owned(), |index| format!("rules[{index}]")),
+        _ => "rules".to_owned(),
+    };
+    ApiError::invalid_param(param, error.to_string())
 }

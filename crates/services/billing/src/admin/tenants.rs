@@ -109,12 +109,9 @@ fn parse_budget(text: Option<&str>) -> Result<Option<u64>, ApiError> {
     .transpose()
 }
 
-pub async fn create(
-    State(state): Shared,
-    Extension(by): Extension<Actor>,
-    body: Bytes,
-) -> Result<(StatusCode, Json<TenantView>), ApiError> {
-    let request: CreateTenant = body::parse(&body, CREATE_FIELDS)?;
+/// A create body checked: the new tenant, or the 400 naming the field.
+pub(super) fn new_tenant(body: &[u8]) -> Result<NewTenant, ApiError> {
+    let request: CreateTenant = body::parse(body, CREATE_FIELDS)?;
     check_name("tenant", &request.name)?;
     let monthly_budget_nano_usd = parse_budget(request.monthly_budget_usd.as_deref())?;
     let limits = request.limits.unwrap_or_default();
@@ -122,17 +119,22 @@ pub async fn create(
     if let Some(policy) = &request.policy {
         check_name_in("policy", "policy", policy)?;
     }
+    Ok(NewTenant {
+        name: request.name,
+        monthly_budget_nano_usd,
+        limits,
+        policy: request.policy,
+    })
+}
+
+pub async fn create(
+    State(state): Shared,
+    Extension(by): Extension<Actor>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<TenantView>), ApiError> {
     let tenant = state
         .store
-        .create_tenant(
-            NewTenant {
-                name: request.name,
-                monthly_budget_nano_usd,
-                limits,
-                policy: request.policy,
-            },
-            &by,
-        )
+        .create_tenant(new_tenant(&body)?, &by)
         .await
         .map_err(|error| ApiError::store(error, Some("name")))?;
     tracing::info!(tenant_id = %tenant.id, tenant = %tenant.name, "tenant created");
@@ -155,15 +157,9 @@ pub async fn get(
     Ok(Json(find_tenant(&state, &tenant).await?.into()))
 }
 
-pub async fn update(
-    State(state): Shared,
-    Extension(by): Extension<Actor>,
-    Path(tenant): Path<String>,
-    body: Bytes,
-) -> Result<Json<TenantView>, ApiError> {
-    // Validate before touching the database, so a bad request changes
-    // nothing and says so even for a tenant that does not exist.
-    let request: UpdateTenant = body::parse(&body, UPDATE_FIELDS)?;
+/// An update body checked: the changes, or the 400 naming the field.
+pub(super) fn tenant_update(body: &[u8]) -> Result<TenantUpdate, ApiError> {
+    let request: UpdateTenant = body::parse(body, UPDATE_FIELDS)?;
     let name = match request.name {
         Some(None) => {
             return Err(ApiError::invalid_param(
@@ -188,19 +184,27 @@ pub async fn update(
     if let Some(Some(policy)) = &request.policy {
         check_name_in("policy", "policy", policy)?;
     }
+    Ok(TenantUpdate {
+        name,
+        monthly_budget_nano_usd,
+        limits,
+        policy: request.policy,
+    })
+}
+
+pub async fn update(
+    State(state): Shared,
+    Extension(by): Extension<Actor>,
+    Path(tenant): Path<String>,
+    body: Bytes,
+) -> Result<Json<TenantView>, ApiError> {
+    // Validate before touching the database, so a bad request changes
+    // nothing and says so even for a tenant that does not exist.
+    let update = tenant_update(&body)?;
     let id = find_tenant(&state, &tenant).await?.id;
     let updated = state
         .store
-        .update_tenant(
-            &id,
-            TenantUpdate {
-                name,
-                monthly_budget_nano_usd,
-                limits,
-                policy: request.policy,
-            },
-            &by,
-        )
+        .update_tenant(&id, update, &by)
         .await
         .map_err(|error| ApiError::store(error, Some("name")))?
         .ok_or_else(|| ApiError::not_found(format!("no tenant {tenant:?}")))?;

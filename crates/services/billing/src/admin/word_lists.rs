@@ -198,7 +198,7 @@ pub async fn delete(
 }
 
 /// The body's terms, checked and normalized (an error names `terms[i]`).
-fn terms(body: &[u8]) -> Result<Vec<String>, ApiError> {
+pub(super) fn terms(body: &[u8]) -> Result<Vec<String>, ApiError> {
     let request: Terms = body::parse(body, TERMS_FIELDS)?;
     normalize_terms(request.terms).map_err(|error| ApiError::store(error, None))
 }

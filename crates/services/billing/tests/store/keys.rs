@@ -48,7 +48,7 @@ pub async fn key_lifecycle(db: &TestDb) {
 
     // The use is recorded in the background, shortly after the lookup.
     let mut last_used = None;
-    for _ in 0..100 {
+    for _ in 0..1_500 {
         last_used = s.get_key(&created.id).await.unwrap().unwrap().last_used_at;
         if last_used.is_some() {
             break;

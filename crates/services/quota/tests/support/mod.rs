@@ -31,11 +31,15 @@ pub struct Service {
 }
 
 /// A config on `redis_url` with its own key prefix, so tests never share
-/// counters (unless they copy the config).
+/// counters (unless they copy the config). Redis gets seconds to answer:
+/// these tests check what Redis decides, and a busy machine must not push
+/// decisions onto the local fallback (`redis_down.rs` sets the production
+/// bound back: the fallback is what it tests).
 pub fn config(redis_url: &str) -> Config {
     let mut config = Config {
         redis_url: Some(redis_url.to_owned()),
         key_prefix: format!("llmgw-test-{}", uuid::Uuid::new_v4()),
+        redis_timeout_ms: 5_000,
         ..Config::default()
     };
     config.limits.keys.insert(
@@ -218,6 +222,34 @@ async fn forwarding(mode: &mut watch::Receiver<Mode>) -> bool {
 }
 
 /// `GET path` over plain HTTP/1.1; returns the whole response.
+/// One replica's local fallback answers like Redis would: the answers alone
+/// do not show Redis was used. This does: no decision was degraded, and the
+/// counters are in Redis under the config's prefix.
+pub async fn assert_decided_on_redis(service: &Service, prefix: &str) {
+    let metrics = http_get(service.address, "/metrics").await;
+    let decisions = |degraded: &str| -> u64 {
+        metrics
+            .lines()
+            .filter(|line| line.starts_with("llmgw_quota_decisions_total{"))
+            .filter(|line| line.contains(&format!("degraded=\"{degraded}\"")))
+            .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum()
+    };
+    assert!(decisions("false") > 0, "no decision:\n{metrics}");
+    assert_eq!(decisions("true"), 0, "decided without Redis:\n{metrics}");
+    let mut redis = redis::Client::open(REDIS)
+        .unwrap()
+        .get_multiplexed_async_connection()
+        .await
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}:*"))
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert!(!keys.is_empty(), "no counter under {prefix} in Redis");
+}
+
 pub async fn http_get(address: SocketAddr, path: &str) -> String {
     let mut stream = TcpStream::connect(address).await.unwrap();
     let request = format!("GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");

@@ -8,7 +8,9 @@ pub mod chat_chunk;
 mod chat_request;
 pub mod model_field;
 pub mod openai;
+pub mod sse;
 pub mod upstream_error;
+pub mod upstream_stream;
 
 use std::time::Duration;
 

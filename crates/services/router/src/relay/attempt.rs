@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use eventsource_stream::Eventsource as _;
 use futures_util::StreamExt as _;
 use llmgw_proto::ErrorCode;
 use tokio::time::Instant;
@@ -17,11 +16,11 @@ use super::{AttemptEnd, Phase, Reader, Relay, Upstream};
 use crate::breaker::Permit;
 use crate::catalog::{Deployment, Route};
 use crate::config::{ClientApi, Provider};
-use crate::provider::anthropic::StreamTranslator;
 use crate::provider::anthropic::inbound::{self, MessagesEncoder};
 use crate::provider::anthropic::native::{self, NativeStream};
 use crate::provider::chat_chunk::ChunkView;
 use crate::provider::upstream_error;
+use crate::provider::upstream_stream::{self, StreamDecoder};
 use crate::provider::{self, ClientHeaders, ProviderError, openai};
 
 impl Relay {
@@ -177,16 +176,17 @@ impl Relay {
         // re-encoded from OpenAI's form.
         self.encoder = (api == ClientApi::Messages && !native).then(MessagesEncoder::new);
         if stream {
-            let reader = match (native, deployment.provider) {
-                (true, _) => Reader::Native(NativeStream::new()),
-                (false, Provider::Openai) => Reader::Openai,
-                (false, Provider::Anthropic) => {
-                    Reader::Translated(StreamTranslator::new(&deployment.upstream_model))
-                }
+            let reader = if native {
+                Reader::Native(NativeStream::new())
+            } else {
+                Reader::Decoded(StreamDecoder::new(
+                    deployment.provider,
+                    &deployment.upstream_model,
+                ))
             };
             self.native_stopped = false;
             self.phase = Phase::Streaming(Box::new(Upstream {
-                events: response.bytes_stream().boxed().eventsource(),
+                events: upstream_stream::sse_events(response.bytes_stream().boxed()),
                 reader,
                 pending: VecDeque::new(),
                 deployment: deployment.clone(),
