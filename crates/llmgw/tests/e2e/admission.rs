@@ -99,7 +99,7 @@ async fn past_the_limit_requests_are_refused_at_once_and_admitted_streams_finish
     assert_eq!(answer.status(), 200);
     let metrics = gateway.metrics().await;
     assert!(
-        metrics.contains("llmgw_edge_overloaded_total 2"),
+        metrics.contains("llmgw_edge_overloaded_total 3"),
         "{metrics}"
     );
 }
