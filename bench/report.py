@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Formats the JSON lines of `llmgw-bench --json` runs into the benchmark table.
 
-Usage: report.py RESULTS.jsonl IDLE.tsv   (called by bench/run.sh)
+Usage: report.py RESULTS.jsonl IDLE.tsv        (called by bench/run.sh)
+       report.py --compare RESULTS.jsonl        ratios to the mock in the same run
+       report.py --decisions LABEL QUOTA_METRICS EDGE_METRICS
 
 Kept separate from run.sh because computing "added latency vs direct" needs
 joining rows, which is painful in bash.
@@ -198,12 +200,66 @@ def main():
         "quota = all-in-one with limits in Redis (cpu includes redis-server);\n"
         "policy = all-in-one with a content policy on answers (1,000 terms and\n"
         "  every detector, never hitting: what scanning each chunk costs).\n"
+        "governed = `llmgw all` on Postgres + Redis, keys in the ledger (cpu includes redis-server);\n"
+        "split4 = governed as four processes (edge, router, quota, billing);\n"
+        "overload = governed past edge.max_in_flight (503 overloaded beyond it);\n"
+        "cluster = governed with quota on a 3-master Redis Cluster (cpu includes all three);\n"
         "+p50_ms = gateway p50 - direct p50 at the same concurrency and mode."
+    )
+
+
+def compare(path):
+    """Each scenario's CPU per request and added p50 as ratios to the mock
+    measured in the same run (absolute figures drift between runs and
+    machines; ratios to the mock much less)."""
+    runs = load_runs(path)
+    add_added_latency(runs)
+    direct = {(r["concurrency"], r["stream"]): r for r in runs if r["label"] == "direct"}
+    print("\nCompared with the mock in the same run (cpu x mock = gateway CPU per OK request / the mock's):")
+    print(f"{'scenario':<15} {'conc':>4} {'stream':>6} {'cpu_us/rq':>9} {'x mock':>7} {'+p50_ms':>8} {'p99_ms':>8} {'ok':>7} {'err':>6}")
+    for r in runs:
+        base = direct.get((r["concurrency"], r["stream"]))
+        if r["label"] == "direct" or base is None or not base["cpu_us_per_req"]:
+            continue
+        ratio = r["cpu_us_per_req"] / base["cpu_us_per_req"] if r["cpu_us_per_req"] else None
+        stream = "yes" if r["stream"] else "no"
+        print(
+            f"{r['label']:<15} {r['concurrency']:>4} {stream:>6} {fmt(r['cpu_us_per_req'], 1):>9} "
+            f"{fmt(ratio, 1):>7} {fmt(r.get('added_p50_ms')):>8} {fmt(r['p99_ms']):>8} {r['ok']:>7} {r['errors']:>6}"
+        )
+
+
+def metric_sum(path, name, match=""):
+    total = 0.0
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(name) and match in line:
+                    total += float(line.rsplit(" ", 1)[1])
+    except OSError:
+        return None
+    return total
+
+
+def decisions(label, quota_metrics, edge_metrics):
+    """What a governed scenario's quota service decided without Redis, and
+    what its edge refused at the admission limit."""
+    without = metric_sum(quota_metrics, "llmgw_quota_decisions_total", 'degraded="true"')
+    total = metric_sum(quota_metrics, "llmgw_quota_decisions_total")
+    overloaded = metric_sum(edge_metrics, "llmgw_edge_overloaded_total")
+    unavailable = metric_sum(edge_metrics, "llmgw_edge_requests_total", 'status="503"')
+    print(
+        f"  {label:<10} quota decisions {fmt(total, 0)}, without Redis {fmt(without, 0)}; "
+        f"edge 503s {fmt(unavailable, 0)} (overloaded at the admission limit {fmt(overloaded, 0)})"
     )
 
 
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--redis-histogram":
         redis_histogram(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "--compare":
+        compare(sys.argv[2])
+    elif len(sys.argv) == 5 and sys.argv[1] == "--decisions":
+        decisions(*sys.argv[2:])
     else:
         main()

@@ -9,12 +9,28 @@
 #   BENCH_CONCURRENCY     concurrencies to run                           ["1 16 64"]
 #   BENCH_SCENARIOS       subset of "direct all-in-one split anthropic messages quota-memory quota"  [all]
 #                         (also "policy": all-in-one with a policy on answers that never hits;
-#                         "messages-openai": Anthropic Messages clients of an OpenAI-compatible model)
+#                         "messages-openai": Anthropic Messages clients of an OpenAI-compatible model;
+#                         "governed": `llmgw all` on Postgres + Redis, keys in the ledger;
+#                         "split4": edge, router, quota and billing as four processes on Postgres + Redis;
+#                         "cluster": governed with quota on a 3-master Redis Cluster started here;
+#                         "overload": governed at BENCH_OVERLOAD_CONCURRENCY past edge.max_in_flight)
+#   BENCH_OVERLOAD_CONCURRENCY  concurrencies of the overload scenario   ["64 256 1024"]
+#   BENCH_MAX_IN_FLIGHT   edge.max_in_flight in the overload scenario    [128]
+#   --compare             also run "direct" and print each scenario's CPU per request
+#                         and added p50 as ratios to the mock measured in the same run
 #   BENCH_CHUNKS          chunks the mock upstream emits per response    [20]
 #   BENCH_THREADS         tokio threads of the load generator            [1]
 #   BENCH_PORT_BASE       first port tried when looking for free ports   [18400]
 #   BENCH_SKIP_BUILD=1    use the existing release binaries
 set -euo pipefail
+
+COMPARE=0
+for arg in "$@"; do
+    case "$arg" in
+        --compare) COMPARE=1 ;;
+        *) echo "usage: bench/run.sh [--compare]" >&2; exit 2 ;;
+    esac
+done
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -25,6 +41,10 @@ SCENARIOS="${BENCH_SCENARIOS:-direct all-in-one split anthropic messages quota-m
 CHUNKS="${BENCH_CHUNKS:-20}"
 THREADS="${BENCH_THREADS:-1}"
 PORT_BASE="${BENCH_PORT_BASE:-18400}"
+OVERLOAD_CONCURRENCIES="${BENCH_OVERLOAD_CONCURRENCY:-64 256 1024}"
+MAX_IN_FLIGHT="${BENCH_MAX_IN_FLIGHT:-128}"
+# Ratios need the mock's own figures from the same run.
+if [[ "$COMPARE" == 1 && " $SCENARIOS " != *" direct "* ]]; then SCENARIOS="direct $SCENARIOS"; fi
 KEY="sk-llmgw-bench-0123456789abcdef"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 LLMGW="$TARGET_DIR/release/llmgw"
@@ -56,9 +76,13 @@ stop_proc() {
     wait "$pid" 2>/dev/null || true
 }
 
+DATABASES=()  # Postgres databases the governed scenarios made
 cleanup() {
-    local pid
+    local pid db
     for pid in "${PIDS[@]}"; do stop_proc "$pid"; done
+    for db in "${DATABASES[@]}"; do
+        psql -q -h 127.0.0.1 -U postgres -c "DROP DATABASE IF EXISTS $db" >/dev/null 2>&1 || true
+    done
     if [[ "$KEEP_WORK" == 1 ]]; then
         log "logs kept in $WORK"
     else
@@ -228,7 +252,7 @@ if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
 fi
 [[ -x "$LLMGW" && -x "$BENCH" ]] || die "missing $LLMGW or $BENCH (build them first)"
 
-pick_ports 13
+pick_ports 21
 PORT_MOCK="${PORTS[0]}"
 : >"$WORK/idle.tsv"
 : >"$WORK/results.jsonl"
@@ -372,6 +396,160 @@ EOF
 if has_scenario quota-memory; then quota_scenario quota-memory 10 no; fi
 if has_scenario quota; then quota_scenario quota 7 yes; fi
 
+# ---------------------------------------------------------------------------
+# Governed: what a production deployment does per request. Keys live in the
+# ledger (Postgres, a database of the run's own), limits are exact in Redis,
+# every request is priced and billed. CPU counts the gateway's processes and
+# redis-server(s); Postgres is left out (it is shared with the machine).
+
+ADMIN_TOKEN="bench-admin-token-0123456789abcdef"
+
+# bench_database NAME: a fresh Postgres database; sets DB_URL.
+bench_database() {
+    local db="llmgw_bench_${STAMP//[^0-9]/}_${1//-/_}"
+    command -v psql >/dev/null || die "the $1 scenario needs psql and a local Postgres"
+    psql -q -h 127.0.0.1 -U postgres -c "CREATE DATABASE $db" >/dev/null || die "cannot create database $db"
+    DATABASES+=("$db")
+    DB_URL="postgres://postgres@127.0.0.1:5432/$db"
+}
+
+# write_governed_config FILE LABEL REDIS_URL SPLIT(yes|no) MAX_IN_FLIGHT
+# Ports: PORTS[13..17] = edge, router, quota, billing, admin API.
+write_governed_config() {
+    local file="$1" label="$2" redis_url="$3" split="$4" in_flight="$5"
+    local edge="${PORTS[13]}" router="${PORTS[14]}" quota="${PORTS[15]}" billing="${PORTS[16]}" admin="${PORTS[17]}"
+    local remote_edge="" remote_billing=""
+    if [[ "$split" == yes ]]; then
+        remote_edge="  router_url: \"http://127.0.0.1:$router\"
+  quota_url: \"http://127.0.0.1:$quota\"
+  billing_url: \"http://127.0.0.1:$billing\""
+        remote_billing="  billing_url: \"http://127.0.0.1:$billing\""
+    fi
+    cat >"$file" <<EOF
+telemetry:
+  log_level: warn
+edge:
+  listen: "127.0.0.1:$edge"
+  max_in_flight: $in_flight
+$remote_edge
+billing:
+  listen: "127.0.0.1:$billing"
+  admin_listen: "127.0.0.1:$admin"
+  database_url: "$DB_URL"
+  data_dir: "$WORK/$label-data"
+  admin_token_env: LLMGW_BENCH_ADMIN_TOKEN
+quota:
+  listen: "127.0.0.1:$quota"
+  redis_url: "$redis_url"
+  key_prefix: "llmgw-bench-$STAMP-$label"
+$remote_billing
+  limits:
+    default_key: {requests_per_minute: 100000000, tokens_per_minute: 100000000000, concurrent: 100000}
+    default_tenant: {monthly_budget_usd: "1000000"}
+router:
+  listen: "127.0.0.1:$router"
+$remote_billing
+  usage:
+    spool_dir: "$WORK/$label-spool"
+  models:
+    - alias: "bench"
+      provider: "openai"
+      base_url: "http://127.0.0.1:$PORT_MOCK/v1"
+      upstream_model: "mock"
+      input_price_per_mtok: "1"
+      output_price_per_mtok: "2"
+EOF
+}
+
+# create_bench_key CONFIG: a tenant and a key in the ledger; sets GOVERNED_KEY.
+create_bench_key() {
+    local config="$1"
+    export LLMGW_ADMIN_TOKEN="$ADMIN_TOKEN" LLMGW_ADMIN_URL="http://127.0.0.1:${PORTS[17]}"
+    "$LLMGW" --config "$config" tenants create bench >"$WORK/tenant.out" 2>&1 \
+        || { cat "$WORK/tenant.out" >&2; die "cannot create the bench tenant"; }
+    GOVERNED_KEY="$("$LLMGW" --config "$config" keys create bench --name bench 2>&1 | sed -n 's/^Secret: //p')"
+    unset LLMGW_ADMIN_TOKEN LLMGW_ADMIN_URL
+    [[ -n "$GOVERNED_KEY" ]] || die "cannot create the bench key"
+}
+
+# governed_scenario LABEL REDIS_URL SPLIT(yes|no) MAX_IN_FLIGHT -- REDIS_PID...
+governed_scenario() {
+    local label="$1" redis_url="$2" split="$3" in_flight="$4"
+    shift 5
+    local redis_pids=("$@") config="$WORK/$label.yaml" pids=() names=() i service
+    bench_database "$label"
+    write_governed_config "$config" "$label" "$redis_url" "$split" "$in_flight"
+    export LLMGW_BENCH_ADMIN_TOKEN="$ADMIN_TOKEN"
+    if [[ "$split" == yes ]]; then
+        "$LLMGW" --config "$config" migrate >"$WORK/$label-migrate.log" 2>&1 \
+            || fail_with_log "$label-migrate" "migrations failed"
+        for service in billing quota router edge; do
+            start "$label-$service" "$LLMGW" --config "$config" "$service"
+            pids+=("$STARTED") names+=("$service")
+        done
+        wait_tcp "$label-billing" "${pids[0]}" "${PORTS[16]}"
+        wait_tcp "$label-quota" "${pids[1]}" "${PORTS[15]}"
+        wait_tcp "$label-router" "${pids[2]}" "${PORTS[14]}"
+    else
+        start "$label" "$LLMGW" --config "$config" all
+        pids+=("$STARTED") names+=(llmgw)
+    fi
+    wait_http_ok "$label" "${pids[-1]}" "http://127.0.0.1:${PORTS[13]}/readyz"
+    create_bench_key "$config"
+    sleep 1
+    for i in "${!pids[@]}"; do idle_rss "$label" "${names[$i]}" "${pids[$i]}"; done
+    run_matrix "$label" "http://127.0.0.1:${PORTS[13]}/v1" "$GOVERNED_KEY" -- "${pids[@]}" "${redis_pids[@]}"
+    # What the quota service decided without Redis, and the edge's refusals.
+    curl -fsS "http://127.0.0.1:${PORTS[15]}/metrics" >"$WORK/$label.quota-metrics" || true
+    curl -fsS "http://127.0.0.1:${PORTS[13]}/metrics" >"$WORK/$label.edge-metrics" || true
+    stop_pids "${pids[@]}"
+}
+
+local_redis() {
+    REDIS_PID="$(pgrep -x redis-server | head -n 1 || true)"
+    [[ -n "$REDIS_PID" ]] || die "the governed scenarios need a local redis-server"
+}
+
+if has_scenario governed; then
+    local_redis
+    governed_scenario governed "${REDIS_URL:-redis://127.0.0.1:6379}" no 4096 -- "$REDIS_PID"
+fi
+if has_scenario split4; then
+    local_redis
+    governed_scenario split4 "${REDIS_URL:-redis://127.0.0.1:6379}" yes 4096 -- "$REDIS_PID"
+fi
+if has_scenario overload; then
+    # Past the admission limit: admitted requests keep their latency, the
+    # rest get 503 overloaded at once, and Redis decides every admitted one.
+    local_redis
+    CONCURRENCIES="$OVERLOAD_CONCURRENCIES" \
+        governed_scenario overload "${REDIS_URL:-redis://127.0.0.1:6379}" no "$MAX_IN_FLIGHT" -- "$REDIS_PID"
+fi
+if has_scenario cluster; then
+    # Three masters on ports of the run's own, no replicas (one request's
+    # quota keys share a slot through the {tenant} hash tag).
+    command -v redis-cli >/dev/null || die "the cluster scenario needs redis-cli"
+    cluster_pids=() cluster_nodes=()
+    for i in 18 19 20; do
+        port="${PORTS[$i]}"
+        mkdir -p "$WORK/cluster-$port"
+        start "redis-$port" redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+            --cluster-config-file "$WORK/cluster-$port/nodes.conf" --dir "$WORK/cluster-$port" \
+            --save "" --appendonly no
+        cluster_pids+=("$STARTED")
+        wait_tcp "redis-$port" "$STARTED" "$port"
+        cluster_nodes+=("127.0.0.1:$port")
+    done
+    redis-cli --cluster create "${cluster_nodes[@]}" --cluster-yes >"$WORK/cluster-create.log" 2>&1 \
+        || fail_with_log cluster-create "redis-cli --cluster create failed"
+    for i in $(seq 100); do
+        redis-cli -p "${PORTS[18]}" cluster info 2>/dev/null | grep -q 'cluster_state:ok' && break
+        sleep 0.1
+    done
+    governed_scenario cluster "redis+cluster://$(IFS=,; echo "${cluster_nodes[*]}")" no 4096 -- "${cluster_pids[@]}"
+    stop_pids "${cluster_pids[@]}"
+fi
+
 stop_all
 
 mkdir -p "$RESULTS_DIR"
@@ -381,5 +559,16 @@ BENCH_META_SCALE="$SCALE" BENCH_META_CHUNKS="$CHUNKS" BENCH_META_THREADS="$THREA
     python3 "$ROOT/bench/report.py" "$WORK/results.jsonl" "$WORK/idle.tsv" | tee "$OUT"
 if [[ -s "$WORK/quota-metrics.txt" ]]; then
     python3 "$ROOT/bench/report.py" --redis-histogram "$WORK/quota-metrics.txt" | tee -a "$OUT"
+fi
+metrics_files=("$WORK"/*.quota-metrics)
+if [[ -e "${metrics_files[0]}" ]]; then
+    echo -e "\nGoverned scenarios: quota decisions and edge refusals" | tee -a "$OUT"
+    for file in "${metrics_files[@]}"; do
+        label="$(basename "$file" .quota-metrics)"
+        python3 "$ROOT/bench/report.py" --decisions "$label" "$file" "$WORK/$label.edge-metrics" | tee -a "$OUT"
+    done
+fi
+if [[ "$COMPARE" == 1 ]]; then
+    python3 "$ROOT/bench/report.py" --compare "$WORK/results.jsonl" | tee -a "$OUT"
 fi
 log "saved $OUT (raw runs: $RESULTS_DIR/$STAMP.jsonl)"
