@@ -26,10 +26,11 @@ use tracing_subscriber::{
 pub use metrics_route::{OPENMETRICS_CONTENT_TYPE, metrics_response, with_metrics_route};
 pub use outage_log::{OutageLog, Recovered};
 pub use propagation::{
-    add_link, exporting_spans, inject_context, propagate_trace_context, traceparent_of,
+    MessageTrace, add_link, exporting_spans, inject_context, propagate_trace_context,
+    traceparent_of,
 };
 pub use trace_layers::{
-    ExtractTraceContext, ExtractTraceContextLayer, InjectTraceContext, ServerKind,
+    ExtractTraceContext, ExtractTraceContextLayer, InjectTraceContext, ServerKind, message_span,
 };
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]

@@ -97,6 +97,34 @@ pub fn inject_context(headers: &mut HeaderMap) {
     }
 }
 
+/// A trace context carried in a message rather than in a call's headers:
+/// one call of a long-lived stream carries many requests' messages, each
+/// with its own context.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MessageTrace {
+    pub traceparent: String,
+    pub tracestate: String,
+}
+
+impl MessageTrace {
+    /// What a call made from the current span would carry in its headers
+    /// (see [`inject_context`]); empty when it would carry nothing.
+    pub fn current() -> MessageTrace {
+        let mut headers = HeaderMap::new();
+        inject_context(&mut headers);
+        let text = |name: &str| {
+            headers
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .map_or_else(String::new, str::to_owned)
+        };
+        MessageTrace {
+            traceparent: text(TRACEPARENT),
+            tracestate: text(TRACESTATE),
+        }
+    }
+}
+
 /// The `traceparent` that calls made under `span` carry (see
 /// [`inject_context`]), for records that outlive the request and must be
 /// linked to it later (usage events); `None` when there is none.

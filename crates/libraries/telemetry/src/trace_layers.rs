@@ -14,7 +14,9 @@ use tracing::instrument::Instrumented;
 use tracing_opentelemetry::OpenTelemetrySpanExt as _;
 
 use crate::passthrough;
-use crate::propagation::{TRACEPARENT, exporting_spans, extract_context, inject_context};
+use crate::propagation::{
+    TRACEPARENT, TRACESTATE, exporting_spans, extract_context, inject_context,
+};
 
 #[derive(Debug, Clone)]
 pub struct InjectTraceContext<S> {
@@ -112,7 +114,31 @@ where
 }
 
 fn server_span<B>(kind: ServerKind, request: &http::Request<B>) -> tracing::Span {
-    let headers = request.headers();
+    joined_span(request.headers(), || new_server_span(kind, request))
+}
+
+/// The server span of one message of a long-lived stream (see
+/// [`crate::MessageTrace`]): what [`ExtractTraceContextLayer`] does for a
+/// call, done for a message carrying its own request's trace context.
+pub fn message_span(rpc: &'static str, trace: &crate::MessageTrace) -> tracing::Span {
+    if trace.traceparent.is_empty() {
+        return tracing::Span::none();
+    }
+    let mut headers = http::HeaderMap::new();
+    for (name, value) in [
+        (TRACEPARENT, &trace.traceparent),
+        (TRACESTATE, &trace.tracestate),
+    ] {
+        if let Ok(value) = http::HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    }
+    joined_span(&headers, || tracing::info_span!("grpc.server", rpc))
+}
+
+/// A span made by `make`, joined to the trace context in `headers`; none
+/// without one.
+fn joined_span(headers: &http::HeaderMap, make: impl FnOnce() -> tracing::Span) -> tracing::Span {
     if !headers.contains_key(TRACEPARENT) {
         return tracing::Span::none();
     }
@@ -121,7 +147,7 @@ fn server_span<B>(kind: ServerKind, request: &http::Request<B>) -> tracing::Span
         if !parent.span().span_context().is_valid() {
             return tracing::Span::none();
         }
-        let span = new_server_span(kind, request);
+        let span = make();
         // Fails only when no OpenTelemetry layer is installed: nothing to join.
         let _ = span.set_parent(parent);
         span
@@ -129,7 +155,7 @@ fn server_span<B>(kind: ServerKind, request: &http::Request<B>) -> tracing::Span
         let Some(incoming) = passthrough::Incoming::from_headers(headers) else {
             return tracing::Span::none();
         };
-        let span = new_server_span(kind, request);
+        let span = make();
         passthrough::attach(&span, incoming);
         span
     }

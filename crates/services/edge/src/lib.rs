@@ -15,6 +15,7 @@ mod models;
 mod outcome;
 mod prompt_policy;
 mod quota;
+mod quota_session;
 mod router_call;
 mod sse;
 mod validate;

@@ -3,6 +3,7 @@
 //! ledger agree), and OpenAI's `x-ratelimit-*` headers.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -22,6 +23,7 @@ use tracing::Instrument as _;
 use crate::auth::AccountLimits;
 use crate::catalog::Prices;
 use crate::error::ApiError;
+use crate::quota_session::QuotaLink;
 
 /// What the edge does when the quota service cannot be reached in time.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -51,7 +53,7 @@ pub struct Demand<'a> {
 /// The quota reservation held for one request. A guard: it settles exactly
 /// once, when dropped, with what is known of the request's usage by then.
 pub struct Settlement {
-    client: QuotaClient<Channel>,
+    link: Arc<QuotaLink>,
     request: SettleRequest,
     used: Used,
 }
@@ -68,7 +70,7 @@ enum Used {
 }
 
 pub struct Quota {
-    client: QuotaClient<Channel>,
+    link: Arc<QuotaLink>,
     timeout: Duration,
     on_unreachable: Unreachable,
     /// An unreachable quota service is logged once a minute, not per request.
@@ -92,7 +94,7 @@ impl Quota {
         unreachable_total: Counter,
     ) -> Quota {
         Quota {
-            client,
+            link: Arc::new(QuotaLink::new(client)),
             timeout,
             on_unreachable,
             outage_log: OutageLog::new(Duration::from_secs(60)),
@@ -152,8 +154,8 @@ impl Quota {
             tenant_limits: limits.tenant,
         };
         let mut call = Box::pin({
-            let mut client = self.client.clone();
-            async move { client.acquire(request).await }
+            let link = self.link.clone();
+            async move { link.acquire(request).await }
         });
         let answer = match tokio::time::timeout(self.timeout, &mut call).await {
             Ok(Ok(answer)) => {
@@ -164,7 +166,7 @@ impl Quota {
                         "quota service reachable again"
                     );
                 }
-                answer.into_inner()
+                answer
             }
             Ok(Err(status)) => return (self.unreachable(&status.to_string()), HeaderMap::new()),
             Err(_) => {
@@ -187,7 +189,7 @@ impl Quota {
             return (Ok(None), headers);
         }
         let settlement = Settlement {
-            client: self.client.clone(),
+            link: self.link.clone(),
             request: SettleRequest {
                 degraded: answer.degraded,
                 ..settle
@@ -204,25 +206,23 @@ impl Quota {
     /// background and whatever it was granted is settled as unused.
     fn hand_back_if_granted<F>(&self, call: F, settle: SettleRequest)
     where
-        F: Future<Output = Result<tonic::Response<AcquireResponse>, tonic::Status>>
-            + Send
-            + 'static,
+        F: Future<Output = Result<AcquireResponse, tonic::Status>> + Send + 'static,
     {
-        let mut client = self.client.clone();
-        tokio::spawn(async move {
-            let Ok(answer) = call.await else { return };
-            let answer = answer.into_inner();
-            if !answer.allowed || answer.unlimited {
-                return; // Nothing was reserved.
+        let link = self.link.clone();
+        tokio::spawn(
+            async move {
+                let Ok(answer) = call.await else { return };
+                if !answer.allowed || answer.unlimited {
+                    return; // Nothing was reserved.
+                }
+                // A lost settle is released by the lease timeout.
+                link.settle(SettleRequest {
+                    degraded: answer.degraded,
+                    ..settle
+                });
             }
-            let settle = SettleRequest {
-                degraded: answer.degraded,
-                ..settle
-            };
-            if let Err(status) = client.settle(settle).await {
-                tracing::debug!(error = %status, "quota: a late reservation could not be handed back; the lease timeout will release it");
-            }
-        }.in_current_span());
+            .in_current_span(),
+        );
     }
 
     fn unreachable(&self, error: &str) -> Result<Option<Settlement>, ApiError> {
@@ -269,22 +269,14 @@ impl Drop for Settlement {
                 billed.cost_nano_usd,
             ),
         };
-        // Off the response path; a lost settle is repaired by the lease
-        // timeout. No runtime (the process is exiting): the same.
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // Off the response path (queued on the session, under the
+        // request's span, so the settle is part of its trace); a lost
+        // settle is repaired by the lease timeout. No runtime (the process
+        // is exiting): the same.
+        if tokio::runtime::Handle::try_current().is_err() {
             return;
-        };
-        let mut client = self.client.clone();
-        let request = std::mem::take(&mut self.request);
-        runtime.spawn(
-            async move {
-            if let Err(status) = client.settle(request).await {
-                tracing::debug!(error = %status, "quota settle failed; the lease timeout will release it");
-            }
-            }
-            // The request's span: the settle is part of its trace.
-            .in_current_span(),
-        );
+        }
+        self.link.settle(std::mem::take(&mut self.request));
     }
 }
 

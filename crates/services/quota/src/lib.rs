@@ -15,6 +15,7 @@ mod metrics;
 mod redis_health;
 mod rules;
 mod service;
+mod session;
 mod store;
 
 use std::future::Future;
@@ -23,6 +24,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use llmgw_proto::quota_v1::quota_server::QuotaServer;
+use tokio_util::sync::CancellationToken;
 use tonic::service::Routes;
 
 pub use config::{Config, FailMode, FailurePolicy, LimitTables, LimitsConfig};
@@ -69,7 +71,17 @@ pub async fn run(
         budget_sync = budget_sync.is_some(),
         "quota listening"
     );
-    let routes = Routes::new(QuotaServer::new(QuotaService { state }));
+    // Sessions end when shutdown starts (the server waits for open calls,
+    // and a session would otherwise never end).
+    let stopping = CancellationToken::new();
+    let shutdown = {
+        let stopping = stopping.clone();
+        async move {
+            shutdown.await;
+            stopping.cancel();
+        }
+    };
+    let routes = Routes::new(QuotaServer::new(QuotaService { state, stopping }));
     llmgw_grpc::serve(routes, move || metrics.render(), listener, shutdown)
         .await
         .context("quota server failed")
