@@ -155,6 +155,25 @@ async fn an_idle_keep_alive_connection_is_closed() {
     assert_eq!(read_to_close(&mut tcp).await, "");
 }
 
+/// hyper runs its header clock while a keep-alive connection waits for the
+/// next request, so the shorter of the two timeouts closes an idle HTTP/1
+/// connection (as documented on `header_read_timeout_secs`).
+#[tokio::test]
+async fn an_idle_http1_connection_is_closed_by_a_shorter_header_read_timeout() {
+    let limits = HttpLimits {
+        idle_timeout_secs: 300,
+        header_read_timeout_secs: 1,
+        ..HttpLimits::default()
+    };
+    let server = start(hello(), limits).await;
+    let mut tcp = TcpStream::connect(server.address).await.expect("connect");
+    tcp.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .expect("write");
+    read_response(&mut tcp, "hello").await;
+    assert_eq!(read_to_close(&mut tcp).await, "");
+}
+
 #[tokio::test]
 async fn a_connection_that_never_sends_is_closed_when_idle() {
     let limits = HttpLimits {
@@ -362,4 +381,30 @@ fn limits_validate_names_each_zero_setting() {
     let problems = zero.validate();
     assert_eq!(problems.len(), 5, "{problems:?}");
     assert!(HttpLimits::default().validate().is_empty());
+}
+
+/// HTTP/2 has no header clock: the idle timeout alone closes a connection
+/// that has stopped sending requests (GOAWAY, then close).
+#[tokio::test]
+async fn an_idle_http2_connection_is_closed() {
+    let limits = HttpLimits {
+        idle_timeout_secs: 1,
+        ..HttpLimits::default()
+    };
+    let server = start(hello(), limits).await;
+    let tcp = TcpStream::connect(server.address).await.expect("connect");
+    let (client, connection) = h2::client::handshake(tcp).await.expect("h2 handshake");
+    let connection = tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let request = http::Request::get(format!("http://{}/", server.address))
+        .body(())
+        .expect("request");
+    let (response, _) = client.send_request(request, true).expect("send");
+    let response = tokio::time::timeout(DEADLINE, response)
+        .await
+        .expect("in time");
+    assert_eq!(response.expect("response").status(), 200);
+    // The server ends the connection on its own once it is idle.
+    let ended = tokio::time::timeout(DEADLINE, connection).await;
+    assert!(ended.is_ok(), "the idle HTTP/2 connection stayed open");
 }

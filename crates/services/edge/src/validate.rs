@@ -249,3 +249,61 @@ fn truncate(text: &str) -> &str {
         None => text,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn models() -> HashMap<String, Model> {
+        let model = Model {
+            alias: "m".to_owned(),
+            ..Model::default()
+        };
+        HashMap::from([("m".to_owned(), model)])
+    }
+
+    fn check(body: serde_json::Value, caps: &RequestCaps) -> Result<Validated, ApiError> {
+        let text = body.to_string();
+        caps.check_depth(text.as_bytes())?;
+        validate(&parse(text.as_bytes())?, &models(), caps)
+    }
+
+    #[test]
+    fn messages_and_parts_over_their_caps_are_refused_naming_the_field() {
+        let caps = RequestCaps {
+            max_json_depth: 64,
+            max_messages: 2,
+            max_content_parts: 1,
+        };
+        let message = serde_json::json!({"role": "user", "content": "hi"});
+        let ok = serde_json::json!({"model": "m", "messages": vec![message.clone(); 2]});
+        assert!(check(ok, &caps).is_ok());
+        let error = check(
+            serde_json::json!({"model": "m", "messages": vec![message.clone(); 3]}),
+            &caps,
+        )
+        .expect_err("three messages");
+        assert_eq!(error.param.as_deref(), Some("messages"));
+        assert_eq!(error.code.http_status(), 400);
+        let parts =
+            serde_json::json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]);
+        let error = check(
+            serde_json::json!({"model": "m", "messages": [message, {"role": "user", "content": parts}]}),
+            &caps,
+        )
+        .expect_err("two parts");
+        assert_eq!(error.param.as_deref(), Some("messages[1].content"));
+    }
+
+    #[test]
+    fn a_deep_body_is_refused_before_parsing() {
+        let caps = RequestCaps::default();
+        let body = "[".repeat(100_000);
+        let error = caps.check_depth(body.as_bytes()).expect_err("too deep");
+        assert_eq!(error.code, ErrorCode::InvalidRequest);
+        assert!(error.message.contains("64"), "{}", error.message);
+        // The fuzz/property entry point refuses it the same way.
+        let (status, _) = check_chat_request(body.as_bytes(), &models()).expect_err("400");
+        assert_eq!(status, 400);
+    }
+}
