@@ -117,3 +117,45 @@ async fn an_idle_keep_alive_connection_is_closed() {
     // Kept alive after the answer, then closed with nothing more sent.
     assert_eq!(read_to_close(&mut tcp).await, "");
 }
+
+#[tokio::test]
+async fn http2_clients_are_held_to_max_concurrent_streams() {
+    let gateway = Gateway::start_with(|config| {
+        config.edge.http.h2_max_concurrent_streams = 3;
+    })
+    .await;
+    let tcp = TcpStream::connect(gateway.edge).await.expect("connect");
+    let (client, connection) = h2::client::handshake(tcp)
+        .await
+        .expect("HTTP/2 prior knowledge");
+    tokio::spawn(connection);
+    let mut client = client.ready().await.expect("ready");
+    let healthz = || {
+        http::Request::get(gateway.url("/healthz"))
+            .body(())
+            .expect("request")
+    };
+    // One request first: after it the client has the edge's SETTINGS (a
+    // client opening streams before they arrive has the extras refused).
+    let (first, _) = client.send_request(healthz(), true).expect("send");
+    let first = tokio::time::timeout(DEADLINE, first)
+        .await
+        .expect("in time");
+    assert_eq!(first.expect("a response").status(), 200);
+    // Ten requests at once on one connection: all answered, the client
+    // having been told to keep at most three open.
+    let mut answers = Vec::new();
+    for _ in 0..10 {
+        client = client.ready().await.expect("ready");
+        let (answer, _) = client.send_request(healthz(), true).expect("send");
+        answers.push(answer);
+    }
+    for answer in answers {
+        let answer = tokio::time::timeout(DEADLINE, answer)
+            .await
+            .expect("answered in time")
+            .expect("a response");
+        assert_eq!(answer.status(), 200);
+    }
+    assert_eq!(client.current_max_send_streams(), 3);
+}
