@@ -7,10 +7,12 @@
 //! enough to write what OpenAI writes and keep provider extras (DeepSeek's
 //! `reasoning_content`, say) in `extra` maps.
 
+pub mod depth;
 pub mod error;
 pub mod request;
 pub mod response;
 
+pub use depth::exceeds_depth;
 pub use error::{ErrorBody, ErrorDetail};
 pub use request::{ChatRequest, Content, Message, StreamOptions};
 pub use response::{

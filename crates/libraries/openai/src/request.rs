@@ -73,6 +73,14 @@ pub enum Content<'a> {
 }
 
 impl Content<'_> {
+    /// Content parts: 0 for a plain string.
+    pub fn part_count(&self) -> usize {
+        match self {
+            Content::Text(_) => 0,
+            Content::Parts(parts) => parts.len(),
+        }
+    }
+
     pub fn text_chars(&self) -> usize {
         match self {
             Content::Text(text) => text.chars().count(),

@@ -13,7 +13,8 @@ impl ErrorCode {
         match self {
             ErrorCode::InvalidRequest
             | ErrorCode::ContextLengthExceeded
-            | ErrorCode::ContentPolicyViolation => tonic::Code::InvalidArgument,
+            | ErrorCode::ContentPolicyViolation
+            | ErrorCode::HeadersTooLarge => tonic::Code::InvalidArgument,
             ErrorCode::InvalidApiKey | ErrorCode::InvalidAdminToken => tonic::Code::Unauthenticated,
             ErrorCode::PermissionDenied | ErrorCode::AdminForbidden => {
                 tonic::Code::PermissionDenied
@@ -79,6 +80,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::ModelNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::RateLimited
             | ErrorCode::InsufficientQuota
             | ErrorCode::UpstreamRateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -107,6 +109,7 @@ impl ErrorCode {
             | ErrorCode::InvalidAdminToken
             | ErrorCode::MethodNotAllowed
             | ErrorCode::AdminForbidden
+            | ErrorCode::HeadersTooLarge
             | ErrorCode::ContentPolicyViolation => "invalid_request_error",
             ErrorCode::RateLimited | ErrorCode::UpstreamRateLimited => "requests",
             ErrorCode::InsufficientQuota => "insufficient_quota",
@@ -132,6 +135,7 @@ impl ErrorCode {
             ErrorCode::PermissionDenied => Some("model_not_allowed"),
             ErrorCode::ModelNotFound => Some("model_not_found"),
             ErrorCode::RequestTooLarge => Some("request_too_large"),
+            ErrorCode::HeadersTooLarge => Some("headers_too_large"),
             ErrorCode::RateLimited => Some("rate_limit_exceeded"),
             ErrorCode::InsufficientQuota => Some("insufficient_quota"),
             ErrorCode::UpstreamRateLimited => Some("upstream_rate_limited"),
@@ -160,6 +164,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::ModelNotFound | ErrorCode::NotFound => StatusCode::NOT_FOUND,
             ErrorCode::RequestTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::RateLimited
             | ErrorCode::InsufficientQuota
             | ErrorCode::UpstreamRateLimited => StatusCode::TOO_MANY_REQUESTS,
@@ -182,6 +187,7 @@ impl ErrorCode {
             | ErrorCode::ContentPolicyViolation
             | ErrorCode::Conflict
             | ErrorCode::MethodNotAllowed
+            | ErrorCode::HeadersTooLarge
             | ErrorCode::Cancelled => "invalid_request_error",
             ErrorCode::InvalidApiKey | ErrorCode::InvalidAdminToken => "authentication_error",
             ErrorCode::PermissionDenied | ErrorCode::AdminForbidden => "permission_error",
@@ -218,6 +224,9 @@ mod tests {
             // same code means a peer lacks a method, which is our fault.
             let expected = match code {
                 ErrorCode::MethodNotAllowed => StatusCode::INTERNAL_SERVER_ERROR,
+                // Only an HTTP listener produces it (hyper's header limit);
+                // over gRPC it is one more invalid argument.
+                ErrorCode::HeadersTooLarge => StatusCode::BAD_REQUEST,
                 _ => code.http_status(),
             };
             assert_eq!(
@@ -270,13 +279,25 @@ mod tests {
                 // Statuses Anthropic does not document come from our own
                 // surfaces (admin API, a client hang-up).
                 None => assert!(
-                    [405, 409, 499].contains(&status) && kind == "invalid_request_error",
+                    [405, 409, 431, 499].contains(&status) && kind == "invalid_request_error",
                     "{code:?} -> {status} {kind}"
                 ),
             }
         }
         assert_eq!(ErrorCode::Unavailable.anthropic_status().as_u16(), 529);
         assert_eq!(ErrorCode::UpstreamError.anthropic_status().as_u16(), 500);
+    }
+
+    #[test]
+    fn headers_too_large_is_431_in_both_protocols() {
+        let code = ErrorCode::HeadersTooLarge;
+        assert_eq!(code as i32, 22);
+        assert_eq!(code.http_status().as_u16(), 431);
+        assert_eq!(code.anthropic_status().as_u16(), 431);
+        assert_eq!(code.openai_type(), "invalid_request_error");
+        assert_eq!(code.openai_code(), Some("headers_too_large"));
+        assert_eq!(code.anthropic_type(), "invalid_request_error");
+        assert_eq!(code.grpc_code(), tonic::Code::InvalidArgument);
     }
 
     #[test]

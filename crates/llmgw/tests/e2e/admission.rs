@@ -98,6 +98,7 @@ async fn past_the_limit_requests_are_refused_at_once_and_admitted_streams_finish
     let answer = gateway.chat(request("mock")).await;
     assert_eq!(answer.status(), 200);
     let metrics = gateway.metrics().await;
+    // Three refusals: the bare head, the chat call, the Messages call.
     assert!(
         metrics.contains("llmgw_edge_overloaded_total 3"),
         "{metrics}"

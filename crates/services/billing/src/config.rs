@@ -41,6 +41,10 @@ pub struct Config {
     /// The admin HTTP API. Loopback by default: reaching it from elsewhere
     /// is a decision to make explicitly (and to put behind TLS).
     pub admin_listen: SocketAddr,
+    /// The admin listener's connection limits (header size and read
+    /// timeout, idle timeout, HTTP/2 streams, open connections), as the
+    /// edge's `http` (`llmgw_http_serve::HttpLimits`).
+    pub admin_http: llmgw_http_serve::HttpLimits,
     /// `postgres://...` or `sqlite://PATH`. The `DATABASE_URL`
     /// environment variable, when set and not empty, overrides the file (the
     /// binary's configuration layers); unset: the SQLite file `{data_dir}/llmgw.db`,
@@ -76,6 +80,7 @@ impl Default for Config {
         Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8083)),
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 8090)),
+            admin_http: llmgw_http_serve::HttpLimits::default(),
             database_url: None,
             database_password_file: None,
             data_dir: PathBuf::from("./data"),
@@ -94,6 +99,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("admin_listen", &self.admin_listen)
+            .field("admin_http", &self.admin_http)
             .field(
                 "database_url",
                 &self.database_url.as_deref().map(redact_url),
@@ -146,6 +152,12 @@ impl Config {
             problems.push("admin_token_env: must not be empty".to_owned());
         }
         problems.extend(self.console.validate());
+        problems.extend(
+            self.admin_http
+                .validate()
+                .into_iter()
+                .map(|problem| format!("admin_http.{problem}")),
+        );
         problems
     }
 

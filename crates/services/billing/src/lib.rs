@@ -24,12 +24,10 @@ mod policies;
 pub mod store;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use axum::serve::ListenerExt as _;
 use llmgw_proto::billing_v1::accounts_server::AccountsServer;
 use llmgw_proto::billing_v1::audit_server::AuditServer;
 use llmgw_proto::billing_v1::ledger_server::LedgerServer;
@@ -149,15 +147,19 @@ pub async fn run(
         metrics,
         console: config.console.clone(),
     });
-    let admin_server = axum::serve(
-        admin.tap_io(|tcp| {
-            // Best effort: without it the API still works, a little slower.
-            let _ = tcp.set_nodelay(true);
-        }),
-        // The peer address goes into the admin trail.
-        app.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(signal(stopped));
+    // The admin listener's connection limits; the peer address (for the
+    // admin trail) comes with each request as `ConnectInfo`.
+    let admin_stopping = tokio_util::sync::CancellationToken::new();
+    tokio::spawn({
+        let admin_stopping = admin_stopping.clone();
+        let stopped = signal(stopped);
+        async move {
+            stopped.await;
+            admin_stopping.cancel();
+        }
+    });
+    let admin_limits = config.admin_http.clone();
+    let admin_server = llmgw_http_serve::serve(admin, app, &admin_limits, admin_stopping);
 
     let stopper = async move {
         shutdown.await;

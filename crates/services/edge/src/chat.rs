@@ -361,13 +361,16 @@ fn validated(state: &AppState, api: ClientApi, body: &[u8]) -> Result<Validated,
             )
         })
     };
+    let caps = validate::RequestCaps::of(&state.config);
+    // Before any parsing: a deeply nested body costs a scan, nothing more.
+    caps.check_depth(body)?;
     match api {
         ClientApi::Chat => {
             let chat = validate::parse(body)?;
             let models = catalog()?;
-            validate::validate(&chat, &models)
+            validate::validate(&chat, &models, &caps)
         }
-        ClientApi::Messages => messages::validate(body, &catalog()?),
+        ClientApi::Messages => messages::validate(body, &catalog()?, &caps),
         ClientApi::Embeddings => embeddings::validate(body, &catalog()?),
     }
 }

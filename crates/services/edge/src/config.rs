@@ -22,6 +22,22 @@ pub struct Config {
     pub on_quota_unreachable: crate::quota::Unreachable,
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// The public listener's connection limits: header size (431) and read
+    /// timeout, idle keep-alive timeout, HTTP/2 streams per connection, open
+    /// connections (`llmgw_http_serve::HttpLimits`).
+    pub http: llmgw_http_serve::HttpLimits,
+    /// Deepest nesting of arrays and objects a JSON body may have; deeper
+    /// ones get 400 before they are parsed.
+    pub max_json_depth: usize,
+    /// Most messages one chat or Messages request may carry (400, `param`
+    /// `messages`).
+    pub max_messages: usize,
+    /// Most content parts one message may carry (400, `param` naming the
+    /// message's `content`).
+    pub max_content_parts: usize,
+    /// Failed authentications from one client address before its requests
+    /// get 429 without a key lookup (`crate::auth_throttle`).
+    pub auth_throttle: crate::auth_throttle::AuthThrottleConfig,
     /// Admission limit: API requests in flight at once (from arrival to the
     /// last byte of the answer; a stream holds its place until it ends).
     /// Past it, requests get 503 `overloaded` with `Retry-After` at once,
@@ -73,6 +89,11 @@ impl Default for Config {
             quota_timeout_ms: 250,
             on_quota_unreachable: crate::quota::Unreachable::Open,
             max_body_bytes: 4 * 1024 * 1024,
+            http: llmgw_http_serve::HttpLimits::default(),
+            max_json_depth: 64,
+            max_messages: 2048,
+            max_content_parts: 256,
+            auth_throttle: crate::auth_throttle::AuthThrottleConfig::default(),
             max_in_flight: 4096,
             request_timeout_secs: 600,
             drain_timeout_secs: 30,
@@ -103,6 +124,9 @@ impl Config {
             ("max_in_flight", self.max_in_flight as u64),
             ("request_timeout_secs", self.request_timeout_secs),
             ("quota_timeout_ms", self.quota_timeout_ms),
+            ("max_json_depth", self.max_json_depth as u64),
+            ("max_messages", self.max_messages as u64),
+            ("max_content_parts", self.max_content_parts as u64),
         ] {
             if value == 0 {
                 problems.push(format!("{key}: must be above 0"));
@@ -111,6 +135,18 @@ impl Config {
         if !(1..=10).contains(&self.policy_refresh_secs) {
             problems.push("policy_refresh_secs: must be 1 to 10".to_owned());
         }
+        problems.extend(
+            self.http
+                .validate()
+                .into_iter()
+                .map(|problem| format!("http.{problem}")),
+        );
+        problems.extend(
+            self.auth_throttle
+                .validate()
+                .into_iter()
+                .map(|problem| format!("auth_throttle.{problem}")),
+        );
         problems.extend(
             self.audit
                 .validate()

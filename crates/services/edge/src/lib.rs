@@ -4,6 +4,7 @@
 
 mod admission;
 pub mod auth;
+mod auth_throttle;
 mod catalog;
 mod chat;
 mod config;
@@ -20,7 +21,7 @@ mod router_call;
 mod sse;
 mod validate;
 
-use std::future::{Future, IntoFuture as _};
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -29,7 +30,6 @@ use axum::Router;
 use axum::extract::{Request, State};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt as _;
 use http::StatusCode;
 use llmgw_audit::AuditTrail;
 use llmgw_grpc::Channel;
@@ -42,6 +42,7 @@ use llmgw_telemetry::{ExtractTraceContextLayer, ServerKind};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+pub use auth_throttle::AuthThrottleConfig;
 pub use config::{ApiKeyConfig, Config};
 pub use quota::Unreachable as QuotaUnreachable;
 pub use validate::{Validated, check_chat_request};
@@ -168,15 +169,11 @@ async fn serve(state: Arc<AppState>, listener: TcpListener, drain: Duration) -> 
     let drain_expired = state.drain_expired.clone();
     let address = listener.local_addr()?;
     tracing::info!(%address, "edge listening");
-    // Each SSE frame must leave at once, not wait for Nagle's algorithm.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
-        }
-    });
-    let serve = axum::serve(listener, routes(state.clone()))
-        .with_graceful_shutdown(stopping.clone().cancelled_owned())
-        .into_future();
+    // Connection limits, TCP_NODELAY (each SSE frame leaves at once) and
+    // the drain: on `stopping` the listener closes and connections finish
+    // what is in flight.
+    let limits = state.config.http.clone();
+    let serve = llmgw_http_serve::serve(listener, routes(state.clone()), &limits, stopping.clone());
     let mut serve = std::pin::pin!(serve);
     tokio::select! {
         result = &mut serve => return result.context("edge server failed"),
@@ -214,6 +211,10 @@ pub(crate) fn unix_ms() -> u64 {
 
 fn routes(state: Arc<AppState>) -> Router {
     let admission = Admission::new(state.config.max_in_flight, state.metrics.clone());
+    let throttle = Arc::new(auth_throttle::AuthThrottle::new(
+        &state.config.auth_throttle,
+        state.metrics.clone(),
+    ));
     Router::new()
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(messages::messages))
@@ -228,6 +229,12 @@ fn routes(state: Arc<AppState>) -> Router {
         .with_state(state)
         // A client's `traceparent` becomes the parent of the request's spans.
         .layer(ExtractTraceContextLayer::new(ServerKind::Http))
+        // Addresses that keep failing authentication get 429 before their
+        // key is looked up.
+        .layer(axum::middleware::from_fn_with_state(
+            throttle,
+            auth_throttle::throttle,
+        ))
         // Outermost: a request refused for overload costs nothing more.
         .layer(axum::middleware::from_fn_with_state(
             admission,

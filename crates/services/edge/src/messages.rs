@@ -107,6 +107,22 @@ struct Block<'a> {
 }
 
 impl Content<'_> {
+    /// Content blocks, with those inside tool results: 0 for a string.
+    fn block_count(&self) -> usize {
+        match self {
+            Content::Text(_) => 0,
+            Content::Blocks(blocks) => blocks
+                .iter()
+                .map(|block| {
+                    1 + block
+                        .content
+                        .as_ref()
+                        .map_or(0, |inner| inner.block_count())
+                })
+                .sum(),
+        }
+    }
+
     /// Characters of prompt text: text blocks and tool results' text (as
     /// chat completions count message contents).
     fn text_chars(&self) -> usize {
@@ -125,7 +141,11 @@ impl Content<'_> {
 
 /// Validates a Messages request against the catalog, with the Messages
 /// API's rules and the model's limits (the same as for chat completions).
-pub fn validate(body: &[u8], models: &Models) -> Result<Validated, ApiError> {
+pub fn validate(
+    body: &[u8],
+    models: &Models,
+    caps: &crate::validate::RequestCaps,
+) -> Result<Validated, ApiError> {
     let request: MessagesRequest = serde_json::from_slice(body).map_err(|error| {
         let message = if error.is_data() {
             format!("Invalid request body: {error}")
@@ -157,7 +177,11 @@ pub fn validate(body: &[u8], models: &Models) -> Result<Validated, ApiError> {
         }
         Some(messages) => messages,
     };
+    caps.check_messages(messages.len())?;
     for (i, message) in messages.iter().enumerate() {
+        if let Some(content) = &message.content {
+            caps.check_parts(i, content.block_count())?;
+        }
         match message.role.as_deref() {
             Some("user" | "assistant") => {}
             Some(_) => {
@@ -301,6 +325,7 @@ async fn count(
     span.record("key_id", principal.key_id.as_str());
     let versions = versions(request.headers());
     let body = chat::read_body(request, state.config.max_body_bytes).await?;
+    crate::validate::RequestCaps::of(&state.config).check_depth(&body)?;
     let parsed: CountRequest = serde_json::from_slice(&body).map_err(|error| {
         ApiError::new(
             ErrorCode::InvalidRequest,
@@ -388,7 +413,39 @@ mod tests {
     }
 
     fn check(body: serde_json::Value) -> Result<Validated, ApiError> {
-        validate(body.to_string().as_bytes(), &models())
+        validate(
+            body.to_string().as_bytes(),
+            &models(),
+            &crate::validate::RequestCaps::default(),
+        )
+    }
+
+    #[test]
+    fn too_many_messages_or_blocks_are_refused_naming_the_field() {
+        let caps = crate::validate::RequestCaps {
+            max_json_depth: 64,
+            max_messages: 3,
+            max_content_parts: 2,
+        };
+        let message = serde_json::json!({"role": "user", "content": "a"});
+        let body = serde_json::json!({
+            "model": "claude", "max_tokens": 5, "messages": vec![message; 4],
+        });
+        let error = validate(body.to_string().as_bytes(), &models(), &caps).expect_err("refused");
+        assert_eq!(error.param.as_deref(), Some("messages"));
+        assert!(
+            error.message.contains("maximum length 3"),
+            "{}",
+            error.message
+        );
+        let body = serde_json::json!({
+            "model": "claude", "max_tokens": 5, "messages": [
+                {"role": "user", "content": "a"},
+                {"role": "assistant", "content": [{"type": "text", "text": "b"}, {"type": "tool_result", "content": [{"type": "text", "text": "c"}]}]},
+            ],
+        });
+        let error = validate(body.to_string().as_bytes(), &models(), &caps).expect_err("refused");
+        assert_eq!(error.param.as_deref(), Some("messages[1].content"));
     }
 
     #[test]

@@ -39,6 +39,9 @@ pub struct Metrics {
     pub quota_unreachable: Counter,
     /// Requests refused at the admission limit (`max_in_flight`).
     pub overloaded: Counter,
+    /// Requests refused with 429 by the failed-authentication throttle,
+    /// each a key lookup saved.
+    pub auth_throttled: Counter,
     /// The policy feed's (`llmgw_edge_policy_*`).
     pub policy_feed: llmgw_policy::feed::FeedMetrics,
     /// Policy hits and the audit spool (`llmgw_edge_policy_hits_total`,
@@ -62,6 +65,12 @@ impl Metrics {
             "overloaded",
             "API requests refused with 503 overloaded at the admission limit (max_in_flight)",
             overloaded.clone(),
+        );
+        let auth_throttled = Counter::default();
+        registry.register(
+            "auth_throttled",
+            "API requests refused with 429 because their client address failed authentication too often (no key lookup made)",
+            auth_throttled.clone(),
         );
         registry.register("requests", "HTTP requests answered", requests.clone());
         registry.register(
@@ -104,6 +113,7 @@ impl Metrics {
             open_streams,
             quota_unreachable,
             overloaded,
+            auth_throttled,
         })
     }
 

@@ -20,6 +20,79 @@ pub struct Validated {
     pub max_tokens: Option<u64>,
 }
 
+/// Caps on a request's shape (`max_json_depth`, `max_messages`,
+/// `max_content_parts` in the edge config): each bounds work the edge (and
+/// the router) would do per request, whatever the body size allows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RequestCaps {
+    pub max_json_depth: usize,
+    pub max_messages: usize,
+    pub max_content_parts: usize,
+}
+
+impl Default for RequestCaps {
+    fn default() -> Self {
+        RequestCaps::of(&crate::Config::default())
+    }
+}
+
+impl RequestCaps {
+    pub fn of(config: &crate::Config) -> RequestCaps {
+        RequestCaps {
+            max_json_depth: config.max_json_depth,
+            max_messages: config.max_messages,
+            max_content_parts: config.max_content_parts,
+        }
+    }
+
+    /// Refuses a body nested deeper than `max_json_depth`, before it is
+    /// parsed (a scan, no recursion).
+    pub fn check_depth(&self, body: &[u8]) -> Result<(), ApiError> {
+        match llmgw_openai::exceeds_depth(body, self.max_json_depth) {
+            None => Ok(()),
+            Some(offset) => Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "The JSON body is nested too deeply: more than {} levels of arrays and objects (at byte {offset}).",
+                    self.max_json_depth
+                ),
+            )),
+        }
+    }
+
+    /// Refuses more than `max_messages` messages (`param` `messages`).
+    pub fn check_messages(&self, count: usize) -> Result<(), ApiError> {
+        if count <= self.max_messages {
+            return Ok(());
+        }
+        Err(ApiError::invalid(
+            "messages",
+            format!(
+                "Invalid 'messages': array too long. Expected an array with maximum length {}, but got an array with length {count} instead.",
+                self.max_messages
+            ),
+        ))
+    }
+
+    /// Refuses a message with more than `max_content_parts` parts (`param`
+    /// `messages[i].content`).
+    pub fn check_parts(&self, index: usize, parts: usize) -> Result<(), ApiError> {
+        if parts <= self.max_content_parts {
+            return Ok(());
+        }
+        let param = format!("messages[{index}].content");
+        let mut error = ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "Invalid '{param}': array too long. Expected an array with maximum length {}, but got an array with length {parts} instead.",
+                self.max_content_parts
+            ),
+        );
+        error.param = Some(param.into());
+        Err(error)
+    }
+}
+
 /// A chat request body parsed and validated against `models` as the chat
 /// handler does it, or what a refused client receives: the status and the
 /// OpenAI error body. For the fuzz targets and property tests.
@@ -27,8 +100,10 @@ pub fn check_chat_request(
     body: &[u8],
     models: &HashMap<String, Model>,
 ) -> Result<Validated, (http::StatusCode, Bytes)> {
-    parse(body)
-        .and_then(|request| validate(&request, models))
+    let caps = RequestCaps::default();
+    caps.check_depth(body)
+        .and_then(|()| parse(body))
+        .and_then(|request| validate(&request, models, &caps))
         .map_err(|error| (error.code.http_status(), error.to_json()))
 }
 
@@ -46,6 +121,7 @@ pub fn parse(body: &[u8]) -> Result<ChatRequest<'_>, ApiError> {
 pub fn validate(
     request: &ChatRequest<'_>,
     models: &HashMap<String, Model>,
+    caps: &RequestCaps,
 ) -> Result<Validated, ApiError> {
     let alias = match request.model.as_deref() {
         None | Some("") => {
@@ -71,7 +147,11 @@ pub fn validate(
         }
         Some(messages) => messages,
     };
+    caps.check_messages(messages.len())?;
     for (index, message) in messages.iter().enumerate() {
+        if let Some(content) = &message.content {
+            caps.check_parts(index, content.part_count())?;
+        }
         match message.role.as_deref() {
             Some(role) if ROLES.contains(&role) => {}
             Some(role) => {
@@ -167,5 +247,63 @@ fn truncate(text: &str) -> &str {
     match text.char_indices().nth(64) {
         Some((end, _)) => &text[..end],
         None => text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn models() -> HashMap<String, Model> {
+        let model = Model {
+            alias: "m".to_owned(),
+            ..Model::default()
+        };
+        HashMap::from([("m".to_owned(), model)])
+    }
+
+    fn check(body: serde_json::Value, caps: &RequestCaps) -> Result<Validated, ApiError> {
+        let text = body.to_string();
+        caps.check_depth(text.as_bytes())?;
+        validate(&parse(text.as_bytes())?, &models(), caps)
+    }
+
+    #[test]
+    fn messages_and_parts_over_their_caps_are_refused_naming_the_field() {
+        let caps = RequestCaps {
+            max_json_depth: 64,
+            max_messages: 2,
+            max_content_parts: 1,
+        };
+        let message = serde_json::json!({"role": "user", "content": "hi"});
+        let ok = serde_json::json!({"model": "m", "messages": vec![message.clone(); 2]});
+        assert!(check(ok, &caps).is_ok());
+        let error = check(
+            serde_json::json!({"model": "m", "messages": vec![message.clone(); 3]}),
+            &caps,
+        )
+        .expect_err("three messages");
+        assert_eq!(error.param.as_deref(), Some("messages"));
+        assert_eq!(error.code.http_status(), 400);
+        let parts =
+            serde_json::json!([{"type": "text", "text": "a"}, {"type": "text", "text": "b"}]);
+        let error = check(
+            serde_json::json!({"model": "m", "messages": [message, {"role": "user", "content": parts}]}),
+            &caps,
+        )
+        .expect_err("two parts");
+        assert_eq!(error.param.as_deref(), Some("messages[1].content"));
+    }
+
+    #[test]
+    fn a_deep_body_is_refused_before_parsing() {
+        let caps = RequestCaps::default();
+        let body = "[".repeat(100_000);
+        let error = caps.check_depth(body.as_bytes()).expect_err("too deep");
+        assert_eq!(error.code, ErrorCode::InvalidRequest);
+        assert!(error.message.contains("64"), "{}", error.message);
+        // The fuzz/property entry point refuses it the same way.
+        let (status, _) = check_chat_request(body.as_bytes(), &models()).expect_err("400");
+        assert_eq!(status, 400);
     }
 }

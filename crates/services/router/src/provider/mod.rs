@@ -80,6 +80,7 @@ impl ProviderError {
             | ErrorCode::InvalidAdminToken
             | ErrorCode::MethodNotAllowed
             | ErrorCode::AdminForbidden
+            | ErrorCode::HeadersTooLarge
             | ErrorCode::ContentPolicyViolation => None,
         }
     }
