@@ -9,6 +9,7 @@
 mod accounts;
 pub(crate) mod child;
 mod config;
+mod drain_billing;
 mod gateway;
 mod lifecycle;
 mod policy_sdk;
