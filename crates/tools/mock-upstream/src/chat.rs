@@ -107,7 +107,13 @@ pub(crate) async fn chat(
         .fault
         .and_then(|fault| faults::status_fault(fault, settings.retry_after_secs))
     {
-        record_status(response.status());
+        // A refused request consumed nothing: no usage to report.
+        if let Some(recorder) = &recorder {
+            recorder.update(|production| {
+                production.status = response.status().as_u16();
+                production.prompt_tokens = 0;
+            });
+        }
         return response;
     }
 

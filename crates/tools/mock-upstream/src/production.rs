@@ -28,7 +28,8 @@ pub struct Production {
     pub stream: bool,
     /// The fault the request asked for, if any (`"429"`, `"truncate"`, ...).
     pub fault: Option<String>,
-    /// Prompt tokens as the mock's usage reports them.
+    /// Prompt tokens as the mock's usage reports them (0 for a request
+    /// refused with an error status).
     pub prompt_tokens: u64,
     /// Completion tokens produced so far (the whole answer's for JSON).
     pub completion_tokens: u64,

@@ -66,6 +66,7 @@ async fn tagged_requests_record_what_was_produced() {
     let (_, refused) = production(&server, "refused").await;
     assert_eq!(refused["status"], 429);
     assert_eq!(refused["completion_tokens"], 0);
+    assert_eq!(refused["prompt_tokens"], 0);
     let _ = server
         .chat(hello(json!({"mock": {"chunks": 4, "tag": "json"}})))
         .send()

@@ -15,4 +15,5 @@ mod lifecycle;
 mod policy_sdk;
 mod protocols_sdk;
 pub(crate) mod sdk;
+mod slow_readers;
 mod trace_context;
