@@ -68,7 +68,6 @@ pub(crate) async fn chat(
         Production {
             stream: streaming,
             fault: settings.fault.map(|fault| fault.name().to_owned()),
-            prompt_tokens: answer.usage.prompt_tokens,
             ..Production::default()
         },
     );
@@ -107,18 +106,19 @@ pub(crate) async fn chat(
         .fault
         .and_then(|fault| faults::status_fault(fault, settings.retry_after_secs))
     {
-        // A refused request consumed nothing: no usage to report.
-        if let Some(recorder) = &recorder {
-            recorder.update(|production| {
-                production.status = response.status().as_u16();
-                production.prompt_tokens = 0;
-            });
-        }
+        record_status(response.status());
         return response;
     }
 
+    // The answer begins: its prompt is consumed.
+    let prompt_tokens = answer.usage.prompt_tokens;
+    if let Some(recorder) = &recorder {
+        recorder.update(|production| {
+            production.status = 200;
+            production.prompt_tokens = prompt_tokens;
+        });
+    }
     if streaming {
-        record_status(StatusCode::OK);
         let shape = match settings.fault {
             Some(Fault::StallMidStream) => Shape::StallMidStream,
             Some(Fault::Truncate) => Shape::Truncate,
@@ -147,7 +147,6 @@ pub(crate) async fn chat(
     if let Some(recorder) = &recorder {
         let whole = !matches!(settings.fault, Some(Fault::Truncate | Fault::InvalidJson));
         recorder.update(|production| {
-            production.status = 200;
             production.completion_tokens = answer.usage.completion_tokens;
             production.finished = whole;
         });

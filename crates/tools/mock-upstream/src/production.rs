@@ -23,13 +23,15 @@ use serde_json::Value;
 /// One tagged request's production so far.
 #[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
 pub struct Production {
-    /// The HTTP status answered (200 for streams, also those cut later).
+    /// The HTTP status answered (200 for streams, also those cut later; 0
+    /// while stalled before the first byte).
     pub status: u16,
     pub stream: bool,
     /// The fault the request asked for, if any (`"429"`, `"truncate"`, ...).
     pub fault: Option<String>,
-    /// Prompt tokens as the mock's usage reports them (0 for a request
-    /// refused with an error status).
+    /// Prompt tokens as the mock's usage reports them, once it answers
+    /// (0 for a request refused with an error status or stalled before
+    /// its first byte).
     pub prompt_tokens: u64,
     /// Completion tokens produced so far (the whole answer's for JSON).
     pub completion_tokens: u64,
