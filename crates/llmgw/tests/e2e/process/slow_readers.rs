@@ -44,7 +44,7 @@ const GATEWAY_PER_STREAM: u64 = 1 << 20;
 const DEADLINE: Duration = Duration::from_secs(120);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn slow_readers_hold_the_upstream_back() {
+async fn slow_readers_are_not_buffered_by_the_gateway() {
     let stop = CancellationToken::new();
     let _stop_mock = stop.clone().drop_guard();
     let mock = harness::start_mock(llmgw_mock_upstream::Config::default(), &stop).await;
