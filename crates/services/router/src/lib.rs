@@ -85,6 +85,19 @@ pub async fn run(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("building the upstream HTTP client")?;
+    // Estimates (cancelled and cut answers) need the BPEs; loaded in the
+    // background now rather than by the first bill, often at shutdown.
+    let upstream_models: Vec<String> = config
+        .models
+        .iter()
+        .flat_map(|model| {
+            let deployments = model.deployments.iter().map(|d| d.upstream_model.clone());
+            model.upstream_model.clone().into_iter().chain(deployments)
+        })
+        .collect();
+    drop(tokio::task::spawn_blocking(move || {
+        usage::tokens::warm(upstream_models.iter().map(String::as_str));
+    }));
     // The spool stops after the server has drained, so the last calls'
     // events are still written.
     let (spool_stop, spool_stopped) = tokio::sync::oneshot::channel::<()>();

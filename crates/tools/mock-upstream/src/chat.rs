@@ -13,6 +13,7 @@ use crate::AppState;
 use crate::completion::Answer;
 use crate::config::{Fault, Settings};
 use crate::faults::{self, BROKEN_JSON};
+use crate::production::Production;
 use crate::stream::{self, Script, Shape};
 
 pub(crate) async fn chat(
@@ -62,6 +63,19 @@ pub(crate) async fn chat(
         .get("stream")
         .and_then(Value::as_bool)
         .unwrap_or(false);
+    let recorder = state.stats.production_table().start(
+        settings.tag.as_deref(),
+        Production {
+            stream: streaming,
+            fault: settings.fault.map(|fault| fault.name().to_owned()),
+            ..Production::default()
+        },
+    );
+    let record_status = |status: StatusCode| {
+        if let Some(recorder) = &recorder {
+            recorder.update(|production| production.status = status.as_u16());
+        }
+    };
     let include_usage = request
         .pointer("/stream_options/include_usage")
         .and_then(Value::as_bool)
@@ -75,6 +89,7 @@ pub(crate) async fn chat(
     };
     if stall_now {
         faults::stall(state.shutdown.clone()).await;
+        record_status(StatusCode::SERVICE_UNAVAILABLE);
         return faults::error(
             StatusCode::SERVICE_UNAVAILABLE,
             "server_error",
@@ -91,9 +106,18 @@ pub(crate) async fn chat(
         .fault
         .and_then(|fault| faults::status_fault(fault, settings.retry_after_secs))
     {
+        record_status(response.status());
         return response;
     }
 
+    // The answer begins: its prompt is consumed.
+    let prompt_tokens = answer.usage.prompt_tokens;
+    if let Some(recorder) = &recorder {
+        recorder.update(|production| {
+            production.status = 200;
+            production.prompt_tokens = prompt_tokens;
+        });
+    }
     if streaming {
         let shape = match settings.fault {
             Some(Fault::StallMidStream) => Shape::StallMidStream,
@@ -107,13 +131,26 @@ pub(crate) async fn chat(
             shape,
             chunk_delay: settings.chunk_delay,
         };
-        let body = stream::body(script, state.shutdown.clone(), active, settings.write_bytes);
+        let body = stream::body(
+            script,
+            state.shutdown.clone(),
+            active,
+            settings.write_bytes,
+            recorder,
+        );
         return stream::sse_response(body);
     }
 
     // Non-streaming bodies are complete in memory, so the response stops
     // being active (the `active` guard drops) as the handler returns.
     let completion = answer.completion();
+    if let Some(recorder) = &recorder {
+        let whole = !matches!(settings.fault, Some(Fault::Truncate | Fault::InvalidJson));
+        recorder.update(|production| {
+            production.completion_tokens = answer.usage.completion_tokens;
+            production.finished = whole;
+        });
+    }
     match settings.fault {
         Some(Fault::Truncate) => match serde_json::to_vec(&completion) {
             Ok(mut json) => {

@@ -56,6 +56,19 @@ impl Fault {
     pub const NAMES: &'static str =
         "429, 500, 503, stall-first-byte, stall-mid-stream, truncate, invalid-json";
 
+    /// The name `parse` reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RateLimited => "429",
+            Self::ServerError => "500",
+            Self::Unavailable => "503",
+            Self::StallFirstByte => "stall-first-byte",
+            Self::StallMidStream => "stall-mid-stream",
+            Self::Truncate => "truncate",
+            Self::InvalidJson => "invalid-json",
+        }
+    }
+
     pub fn parse(name: &str) -> Option<Self> {
         Some(match name {
             "429" => Self::RateLimited,
@@ -85,6 +98,7 @@ struct MockOptions {
     write_bytes: Option<usize>,
     cache_read_tokens: Option<u64>,
     cache_write_tokens: Option<u64>,
+    tag: Option<String>,
 }
 
 /// What one request gets, after applying every override.
@@ -109,6 +123,8 @@ pub struct Settings {
     /// Prompt tokens the answer reports as written to the prompt cache
     /// (Anthropic route only: OpenAI reports no cache writes).
     pub cache_write_tokens: u64,
+    /// The request's name in the production records (`GET /stats/requests`).
+    pub tag: Option<String>,
 }
 
 /// A setting the client got wrong, answered with a 400 naming `param`.
@@ -180,6 +196,7 @@ impl Settings {
             write_bytes: mock.write_bytes.unwrap_or(config.write_bytes),
             cache_read_tokens: mock.cache_read_tokens.unwrap_or(0),
             cache_write_tokens: mock.cache_write_tokens.unwrap_or(0),
+            tag: mock.tag,
         })
     }
 }

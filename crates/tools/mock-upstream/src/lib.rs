@@ -26,8 +26,10 @@
 //! `encoding_format` `float` or `base64`, `dimensions`, default 16).
 //!
 //! `GET /stats` reports what the mock saw (see [`Stats`]; its
-//! `open_connections` leaves out the connection asking) and
-//! `POST /stats/reset` forgets past requests.
+//! `open_connections` leaves out the connection asking),
+//! `GET /stats/requests[/<tag>]` what it produced for requests tagged with
+//! `"mock": {"tag": ...}` (see [`production`]), and `POST /stats/reset`
+//! forgets past requests.
 
 mod anthropic;
 mod chat;
@@ -36,6 +38,7 @@ mod config;
 pub mod embeddings;
 mod faults;
 mod listener;
+pub mod production;
 mod stats;
 mod stream;
 
@@ -55,6 +58,7 @@ use tokio::sync::watch;
 
 pub use completion::WORDS;
 pub use config::Config;
+pub use production::Production;
 pub use stats::Stats;
 
 use faults::Shutdown;
@@ -150,6 +154,8 @@ fn build(config: Config, shutdown: Shutdown) -> (Router, Stats) {
         .route("/models", get(models))
         .route("/stats", get(get_stats))
         .route("/stats/reset", post(reset_stats))
+        .route("/stats/requests", get(get_productions))
+        .route("/stats/requests/{tag}", get(get_production))
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state);
@@ -183,6 +189,26 @@ async fn get_stats(State(state): State<AppState>) -> Json<Value> {
     // test can watch the gateway's upstream connections close.
     snapshot["open_connections"] = state.stats.open_connections().saturating_sub(1).into();
     Json(snapshot)
+}
+
+async fn get_productions(State(state): State<AppState>) -> Json<Value> {
+    Json(state.stats.productions())
+}
+
+async fn get_production(
+    State(state): State<AppState>,
+    axum::extract::Path(tag): axum::extract::Path<String>,
+) -> Response {
+    match state.stats.production(&tag) {
+        Some(production) => Json(production).into_response(),
+        None => faults::error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            None,
+            Some("tag"),
+            format!("No request tagged {tag:?} since start or the last reset."),
+        ),
+    }
 }
 
 async fn reset_stats(State(state): State<AppState>) -> StatusCode {

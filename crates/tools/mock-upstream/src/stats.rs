@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex, PoisonError};
 use http::HeaderMap;
 use serde_json::{Map, Value, json};
 
+use crate::production::{Production, Productions};
+
 /// Shared, cheaply cloned handle on the mock's counters.
 #[derive(Debug, Clone, Default)]
 pub struct Stats(Arc<Inner>);
@@ -16,6 +18,7 @@ struct Inner {
     open_connections: AtomicU64,
     active_responses: AtomicU64,
     last_request: Mutex<Option<Value>>,
+    productions: Productions,
 }
 
 impl Stats {
@@ -39,6 +42,21 @@ impl Stats {
         self.last_request_slot().clone()
     }
 
+    /// What the mock produced for the request tagged `tag` (see
+    /// [`crate::production`]).
+    pub fn production(&self, tag: &str) -> Option<Production> {
+        self.0.productions.get(tag)
+    }
+
+    /// Every tagged request's production, by tag.
+    pub fn productions(&self) -> Value {
+        self.0.productions.all()
+    }
+
+    pub(crate) fn production_table(&self) -> &Productions {
+        &self.0.productions
+    }
+
     /// The `GET /stats` document.
     pub fn snapshot(&self) -> Value {
         json!({
@@ -54,6 +72,7 @@ impl Stats {
     pub fn reset(&self) {
         self.0.requests_total.store(0, Ordering::Relaxed);
         *self.last_request_slot() = None;
+        self.0.productions.clear();
     }
 
     /// Records an arriving chat request and counts its response as active

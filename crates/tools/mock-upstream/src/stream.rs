@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use crate::completion::Answer;
 use crate::faults::{self, BROKEN_JSON, Shutdown};
+use crate::production::Recorder;
 use crate::stats::Gauge;
 
 /// How a stream deviates from a well-formed one.
@@ -37,8 +38,9 @@ pub struct Script {
 }
 
 enum Step {
-    /// A chunk, sent after the chunk delay (except for the first).
-    Chunk(Bytes),
+    /// A chunk carrying this many completion tokens, sent after the chunk
+    /// delay (except for the first).
+    Chunk(Bytes, u64),
     /// The `[DONE]` sentinel, sent right after the last chunk.
     Done,
     Stall,
@@ -50,7 +52,7 @@ impl Script {
     fn step(&self, i: usize) -> Result<Step, serde_json::Error> {
         if self.shape == Shape::InvalidJson {
             return Ok(match i {
-                0 => Step::Chunk(Bytes::from(format!("data: {BROKEN_JSON}\n\n"))),
+                0 => Step::Chunk(Bytes::from(format!("data: {BROKEN_JSON}\n\n")), 0),
                 1 => Step::Done,
                 _ => Step::End,
             });
@@ -62,23 +64,23 @@ impl Script {
             Shape::Complete => words,
             _ => (words / 2).max(1).min(words),
         };
-        let chunk = if i == 0 {
-            answer.role_chunk()
+        let (chunk, tokens) = if i == 0 {
+            (answer.role_chunk(), 0)
         } else if i <= reasoning {
-            answer.reasoning_chunk()
+            (answer.reasoning_chunk(), 1)
         } else if let Some(piece) = answer.pieces[..sent].get(i - reasoning - 1) {
-            answer.piece_chunk(i - reasoning - 1, piece)
+            (answer.piece_chunk(i - reasoning - 1, piece), 1)
         } else {
             match (self.shape, i - reasoning - sent - 1) {
                 (Shape::StallMidStream, _) => return Ok(Step::Stall),
                 (Shape::Truncate, _) => return Ok(Step::Abort),
-                (_, 0) => answer.finish_chunk(),
-                (_, 1) if self.include_usage => answer.usage_chunk(),
+                (_, 0) => (answer.finish_chunk(), 0),
+                (_, 1) if self.include_usage => (answer.usage_chunk(), 0),
                 (_, n) if n == 1 + usize::from(self.include_usage) => return Ok(Step::Done),
                 _ => return Ok(Step::End),
             }
         };
-        self.event(chunk).map(Step::Chunk)
+        self.event(chunk).map(|bytes| Step::Chunk(bytes, tokens))
     }
 
     fn event(&self, chunk: ChatCompletionChunk) -> Result<Bytes, serde_json::Error> {
@@ -100,15 +102,24 @@ struct State {
     shutdown: Shutdown,
     /// Keeps the response counted as active until the body is dropped.
     _active: Gauge,
+    /// The request's production record, when it is tagged.
+    recorder: Option<Recorder>,
 }
 
-pub fn body(script: Script, shutdown: Shutdown, active: Gauge, write_bytes: usize) -> Body {
+pub fn body(
+    script: Script,
+    shutdown: Shutdown,
+    active: Gauge,
+    write_bytes: usize,
+    recorder: Option<Recorder>,
+) -> Body {
     let state = State {
         script,
         next: 0,
         stopped: false,
         shutdown,
         _active: active,
+        recorder,
     };
     let events = stream::unfold(state, |mut state| async move {
         if state.stopped {
@@ -118,11 +129,16 @@ pub fn body(script: Script, shutdown: Shutdown, active: Gauge, write_bytes: usiz
         state.next += 1;
         let delay = state.script.chunk_delay;
         let item = match state.script.step(i) {
-            Ok(Step::Chunk(bytes)) => {
+            Ok(Step::Chunk(bytes, tokens)) => {
                 pace(i, delay).await;
+                state.record(&bytes, tokens, false);
                 Ok(bytes)
             }
-            Ok(Step::Done) => Ok(Bytes::from_static(b"data: [DONE]\n\n")),
+            Ok(Step::Done) => {
+                let done = Bytes::from_static(b"data: [DONE]\n\n");
+                state.record(&done, 0, true);
+                Ok(done)
+            }
             Ok(Step::Stall) => {
                 faults::stall(state.shutdown.clone()).await;
                 Err(io::Error::other("mock stall ended by shutdown"))
@@ -144,6 +160,20 @@ pub fn body(script: Script, shutdown: Shutdown, active: Gauge, write_bytes: usiz
         Some((item, state))
     });
     in_writes(events, write_bytes)
+}
+
+impl State {
+    /// Counts an event as produced: it is handed to the HTTP server now.
+    fn record(&self, event: &Bytes, tokens: u64, finished: bool) {
+        if let Some(recorder) = &self.recorder {
+            recorder.update(|production| {
+                production.events += 1;
+                production.bytes += event.len() as u64;
+                production.completion_tokens += tokens;
+                production.finished |= finished;
+            });
+        }
+    }
 }
 
 /// The body of `events`, each event written `write_bytes` bytes at a time

@@ -21,13 +21,23 @@ pub(super) struct AllInOne {
 
 impl AllInOne {
     pub(super) async fn start(mock: SocketAddr, drain_secs: u64, telemetry: &str) -> AllInOne {
+        AllInOne::start_adjusted(mock, drain_secs, telemetry, |yaml| yaml).await
+    }
+
+    /// [`AllInOne::start`] with the config file's text passed through `adjust`.
+    pub(super) async fn start_adjusted(
+        mock: SocketAddr,
+        drain_secs: u64,
+        telemetry: &str,
+        adjust: impl FnOnce(String) -> String,
+    ) -> AllInOne {
         let [edge_port, router_port] = free_ports();
         let edge = SocketAddr::from(([127, 0, 0, 1], edge_port));
         let router = SocketAddr::from(([127, 0, 0, 1], router_port));
         let dir = TempDir::new("all");
         let config = dir.write(
             "llmgw.yaml",
-            &gateway_yaml(edge, router, mock, drain_secs, telemetry),
+            &adjust(gateway_yaml(edge, router, mock, drain_secs, telemetry)),
         );
         let config = config.to_str().expect("UTF-8 path");
         let mut proc = Proc::spawn("llmgw all", LLMGW, &["all", "--config", config], &[]);

@@ -9,9 +9,11 @@
 mod accounts;
 pub(crate) mod child;
 mod config;
+mod drain_billing;
 mod gateway;
 mod lifecycle;
 mod policy_sdk;
 mod protocols_sdk;
 pub(crate) mod sdk;
+mod slow_readers;
 mod trace_context;

@@ -78,6 +78,17 @@ fn is_o_series(name: &str) -> bool {
     digits > 0 && matches!(rest.as_bytes().get(digits), None | Some(b'-'))
 }
 
+/// Loads the BPEs of `upstream_models` now. Blocking (call it on the
+/// blocking pool): loading one takes up to half a second in a release
+/// build and seconds in a debug build on a busy machine, and the first
+/// estimate that needs it is often a cancelled stream's bill at shutdown,
+/// which must reach the spool before the process's grace period ends.
+pub fn warm<'a>(upstream_models: impl IntoIterator<Item = &'a str>) {
+    for model in upstream_models {
+        let _ = Counter::for_model(model);
+    }
+}
+
 /// Tokens of `text` as `upstream_model`'s BPE splits it (see [`Encoding`]).
 pub fn text_tokens(upstream_model: &str, text: &str) -> u64 {
     Counter::for_model(upstream_model).count(text)
