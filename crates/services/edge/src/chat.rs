@@ -362,8 +362,9 @@ fn validated(state: &AppState, api: ClientApi, body: &[u8]) -> Result<Validated,
         })
     };
     let caps = validate::RequestCaps::of(&state.config);
-    // Before any parsing: a deeply nested body costs a scan, nothing more.
-    caps.check_depth(body)?;
+    // Before any parsing: a deeply nested or non-UTF-8 body costs a scan,
+    // nothing more.
+    caps.check_before_parsing(body)?;
     match api {
         ClientApi::Chat => {
             let chat = validate::parse(body)?;

@@ -325,7 +325,7 @@ async fn count(
     span.record("key_id", principal.key_id.as_str());
     let versions = versions(request.headers());
     let body = chat::read_body(request, state.config.max_body_bytes).await?;
-    crate::validate::RequestCaps::of(&state.config).check_depth(&body)?;
+    crate::validate::RequestCaps::of(&state.config).check_before_parsing(&body)?;
     let parsed: CountRequest = serde_json::from_slice(&body).map_err(|error| {
         ApiError::new(
             ErrorCode::InvalidRequest,

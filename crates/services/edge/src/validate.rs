@@ -45,9 +45,23 @@ impl RequestCaps {
         }
     }
 
-    /// Refuses a body nested deeper than `max_json_depth`, before it is
-    /// parsed (a scan, no recursion).
-    pub fn check_depth(&self, body: &[u8]) -> Result<(), ApiError> {
+    /// What is checked of a body before it is parsed: that it is UTF-8 and
+    /// nested no deeper than `max_json_depth` (scans, no recursion).
+    ///
+    /// UTF-8 because JSON text must be (RFC 8259) and the parser does not
+    /// check the strings it skips: a field the edge does not read would
+    /// otherwise reach the upstream, which forwards the client's bytes, as
+    /// invalid JSON (found by the `chat_request` fuzz target).
+    pub fn check_before_parsing(&self, body: &[u8]) -> Result<(), ApiError> {
+        if let Err(error) = std::str::from_utf8(body) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "We could not parse the JSON body of your request: it is not valid UTF-8 (at byte {}).",
+                    error.valid_up_to()
+                ),
+            ));
+        }
         match llmgw_openai::exceeds_depth(body, self.max_json_depth) {
             None => Ok(()),
             Some(offset) => Err(ApiError::new(
@@ -101,7 +115,7 @@ pub fn check_chat_request(
     models: &HashMap<String, Model>,
 ) -> Result<Validated, (http::StatusCode, Bytes)> {
     let caps = RequestCaps::default();
-    caps.check_depth(body)
+    caps.check_before_parsing(body)
         .and_then(|()| parse(body))
         .and_then(|request| validate(&request, models, &caps))
         .map_err(|error| (error.code.http_status(), error.to_json()))
@@ -264,7 +278,7 @@ mod tests {
 
     fn check(body: serde_json::Value, caps: &RequestCaps) -> Result<Validated, ApiError> {
         let text = body.to_string();
-        caps.check_depth(text.as_bytes())?;
+        caps.check_before_parsing(text.as_bytes())?;
         validate(&parse(text.as_bytes())?, &models(), caps)
     }
 
@@ -296,10 +310,32 @@ mod tests {
     }
 
     #[test]
+    fn invalid_utf8_in_a_field_the_edge_does_not_read_is_refused() {
+        // Found by the chat_request fuzz target: serde skips unknown fields
+        // without checking their strings, and the body goes upstream as is.
+        let mut body =
+            br#"{"model": "m", "messages": [{"role": "user", "content": "hi"}], "x": {"k": "v"}}"#
+                .to_vec();
+        let at = body.iter().position(|&b| b == b'k').expect("k");
+        body[at] = 0xF6;
+        let (status, reply) = check_chat_request(&body, &models()).expect_err("400");
+        assert_eq!(status, 400);
+        let reply: serde_json::Value = serde_json::from_slice(&reply).expect("JSON");
+        assert!(
+            reply["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("UTF-8")),
+            "{reply}"
+        );
+    }
+
+    #[test]
     fn a_deep_body_is_refused_before_parsing() {
         let caps = RequestCaps::default();
         let body = "[".repeat(100_000);
-        let error = caps.check_depth(body.as_bytes()).expect_err("too deep");
+        let error = caps
+            .check_before_parsing(body.as_bytes())
+            .expect_err("too deep");
         assert_eq!(error.code, ErrorCode::InvalidRequest);
         assert!(error.message.contains("64"), "{}", error.message);
         // The fuzz/property entry point refuses it the same way.
