@@ -250,7 +250,7 @@ def decisions(label, quota_metrics, edge_metrics):
     unavailable = metric_sum(edge_metrics, "llmgw_edge_requests_total", 'status="503"')
     print(
         f"  {label:<10} quota decisions {fmt(total, 0)}, without Redis {fmt(without, 0)}; "
-        f"edge 503s {fmt(unavailable, 0)} (overloaded at the admission limit {fmt(overloaded, 0)})"
+        f"refused at the admission limit {fmt(overloaded, 0)}; other 503s from the edge {fmt(unavailable, 0)}"
     )
 
 

@@ -437,7 +437,7 @@ billing:
   admin_listen: "127.0.0.1:$admin"
   database_url: "$DB_URL"
   data_dir: "$WORK/$label-data"
-  admin_token_env: LLMGW_BENCH_ADMIN_TOKEN
+  admin_token_env: BENCH_ADMIN_TOKEN
 quota:
   listen: "127.0.0.1:$quota"
   redis_url: "$redis_url"
@@ -479,7 +479,7 @@ governed_scenario() {
     local redis_pids=("$@") config="$WORK/$label.yaml" pids=() names=() i service
     bench_database "$label"
     write_governed_config "$config" "$label" "$redis_url" "$split" "$in_flight"
-    export LLMGW_BENCH_ADMIN_TOKEN="$ADMIN_TOKEN"
+    export BENCH_ADMIN_TOKEN="$ADMIN_TOKEN"
     if [[ "$split" == yes ]]; then
         "$LLMGW" --config "$config" migrate >"$WORK/$label-migrate.log" 2>&1 \
             || fail_with_log "$label-migrate" "migrations failed"
