@@ -107,21 +107,21 @@ impl QuotaLink {
     /// Sends a settle without waiting: a lost one is released by its lease
     /// timeout, as with a failed unary Settle.
     pub fn settle(&self, request: SettleRequest) {
-        if !self.unary.load(Ordering::Relaxed) {
-            let settle = TracedSettle {
-                settle: Some(request),
-                trace: trace_context(),
-            };
-            match self.session().calls.send(Outgoing::Settle(settle)) {
-                Ok(()) => return,
-                Err(mpsc::error::SendError(Outgoing::Settle(settle))) => {
-                    let Some(request) = settle.settle else { return };
-                    return self.settle_unary(request);
-                }
-                Err(_) => return,
-            }
+        if self.unary.load(Ordering::Relaxed) {
+            return self.settle_unary(request);
         }
-        self.settle_unary(request);
+        let settle = TracedSettle {
+            settle: Some(request),
+            trace: trace_context(),
+        };
+        // The session just ended: the settle comes back, and goes unary.
+        if let Err(mpsc::error::SendError(Outgoing::Settle(TracedSettle {
+            settle: Some(request),
+            ..
+        }))) = self.session().calls.send(Outgoing::Settle(settle))
+        {
+            self.settle_unary(request);
+        }
     }
 
     fn settle_unary(&self, request: SettleRequest) {
