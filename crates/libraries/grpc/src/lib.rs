@@ -20,7 +20,7 @@ pub mod health;
 mod in_process;
 mod serve;
 
-pub use channel::{Channel, channel};
+pub use channel::{Channel, Transport, channel, is_in_process};
 pub use health::{ServingStatus, check_health};
 pub use in_process::InProcessListener;
 pub use serve::{Listener, serve};

@@ -27,6 +27,10 @@ impl<S> InjectTraceContext<S> {
     pub fn new(inner: S) -> InjectTraceContext<S> {
         InjectTraceContext { inner }
     }
+
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
 }
 
 impl<S, B> Service<http::Request<B>> for InjectTraceContext<S>

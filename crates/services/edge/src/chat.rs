@@ -440,8 +440,12 @@ pub(crate) async fn read_body(request: Request, limit: usize) -> Result<Bytes, A
 /// A new id for every request. It names the quota lease and the usage
 /// ledger rows, so it must be unique: a client-chosen id (reused by a
 /// retrying client, or on purpose) would merge two requests' usage into one.
+/// A UUIDv7 (a millisecond timestamp, then 74 random bits): unique like a
+/// v4, and time-ordered, so the ledger's primary-key index on it grows at
+/// its end instead of taking each row at a random page (with v4 ids, SQLite
+/// wrote ~3 pages per row to its WAL; Postgres's B-tree likewise).
 pub(crate) fn request_id() -> String {
-    uuid::Uuid::new_v4().simple().to_string()
+    uuid::Uuid::now_v7().simple().to_string()
 }
 
 /// The client's own id (`x-client-request-id`, as OpenAI accepts it, or

@@ -36,7 +36,6 @@ use llmgw_grpc::Channel;
 use llmgw_policy::feed::PolicyFeed;
 use llmgw_proto::ErrorCode;
 use llmgw_proto::billing_v1::accounts_client::AccountsClient;
-use llmgw_proto::quota_v1::quota_client::QuotaClient;
 use llmgw_proto::router_v1::router_client::RouterClient;
 use llmgw_telemetry::{ExtractTraceContextLayer, ServerKind};
 use tokio::net::TcpListener;
@@ -96,7 +95,7 @@ pub async fn run(
     let quota = match &config.quota_url {
         None => None,
         Some(url) => Some(quota::Quota::new(
-            QuotaClient::new(channel(url, "quota_url")?),
+            channel(url, "quota_url")?,
             Duration::from_millis(config.quota_timeout_ms),
             config.on_quota_unreachable,
             metrics.quota_unreachable.clone(),

@@ -88,13 +88,16 @@ const NOBODY_LIMITED_TRUST_MS: u64 = 10_000;
 
 impl Quota {
     pub fn new(
-        client: QuotaClient<Channel>,
+        channel: Channel,
         timeout: Duration,
         on_unreachable: Unreachable,
         unreachable_total: Counter,
     ) -> Quota {
         Quota {
-            link: Arc::new(QuotaLink::new(client)),
+            link: Arc::new(QuotaLink::new(
+                QuotaClient::new(channel.clone()),
+                !llmgw_grpc::is_in_process(&channel),
+            )),
             timeout,
             on_unreachable,
             outage_log: OutageLog::new(Duration::from_secs(60)),

@@ -11,6 +11,10 @@
 //! waiting Acquires fail as a unary call would, and the caller applies its
 //! `on_quota_unreachable` policy. A quota service without `Session` (an
 //! older version during a rolling upgrade) is called unary from then on.
+//!
+//! A quota service in the same process (`llmgw all`) is called unary: a
+//! call there is a function call in the caller's task, and a session would
+//! add four task switches (the session's tasks on both sides) to each.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -59,12 +63,12 @@ enum Answer {
 }
 
 impl QuotaLink {
-    pub fn new(client: QuotaClient<Channel>) -> QuotaLink {
+    pub fn new(client: QuotaClient<Channel>, sessions: bool) -> QuotaLink {
         QuotaLink {
             client,
             session: Mutex::new(None),
             next_id: AtomicU64::new(1),
-            unary: AtomicBool::new(false),
+            unary: AtomicBool::new(!sessions),
         }
     }
 
@@ -391,7 +395,7 @@ mod tests {
             listener,
             std::future::pending(),
         ));
-        QuotaLink::new(QuotaClient::new(llmgw_grpc::channel(&url).unwrap()))
+        QuotaLink::new(QuotaClient::new(llmgw_grpc::channel(&url).unwrap()), true)
     }
 
     fn acquire_request(id: &str) -> AcquireRequest {

@@ -85,8 +85,11 @@ pub async fn run(
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .context("building the upstream HTTP client")?;
-    // Estimates (cancelled and cut answers) need the BPEs; loaded in the
-    // background now rather than by the first bill, often at shutdown.
+    // Estimates (cancelled and cut answers) need the BPEs. They load on
+    // first use, not at start: o200k_base alone is 46 MB resident, which a
+    // router whose answers all report usage never needs. A drain, though,
+    // cuts the streams still open and bills them by estimate within a
+    // bounded grace, so the load starts with the drain, beside it.
     let upstream_models: Vec<String> = config
         .models
         .iter()
@@ -95,9 +98,12 @@ pub async fn run(
             model.upstream_model.clone().into_iter().chain(deployments)
         })
         .collect();
-    drop(tokio::task::spawn_blocking(move || {
-        usage::tokens::warm(upstream_models.iter().map(String::as_str));
-    }));
+    let shutdown = async move {
+        shutdown.await;
+        drop(tokio::task::spawn_blocking(move || {
+            usage::tokens::warm(upstream_models.iter().map(String::as_str));
+        }));
+    };
     // The spool stops after the server has drained, so the last calls'
     // events are still written.
     let (spool_stop, spool_stopped) = tokio::sync::oneshot::channel::<()>();

@@ -80,9 +80,10 @@ fn is_o_series(name: &str) -> bool {
 
 /// Loads the BPEs of `upstream_models` now. Blocking (call it on the
 /// blocking pool): loading one takes up to half a second in a release
-/// build and seconds in a debug build on a busy machine, and the first
-/// estimate that needs it is often a cancelled stream's bill at shutdown,
-/// which must reach the spool before the process's grace period ends.
+/// build and seconds in a debug build on a busy machine. The router calls
+/// it when its drain begins: the first estimate that needs a BPE is often a
+/// cut stream's bill at shutdown, which must reach the spool before the
+/// process's grace period ends.
 pub fn warm<'a>(upstream_models: impl IntoIterator<Item = &'a str>) {
     for model in upstream_models {
         let _ = Counter::for_model(model);
