@@ -15,7 +15,7 @@
 #                         "cluster": governed with quota on a 3-master Redis Cluster started here;
 #                         "overload": governed at BENCH_OVERLOAD_CONCURRENCY past edge.max_in_flight)
 #   BENCH_OVERLOAD_CONCURRENCY  concurrencies of the overload scenario   ["64 256 1024"]
-#   BENCH_MAX_IN_FLIGHT   edge.max_in_flight in the overload scenario    [128]
+#   BENCH_MAX_IN_FLIGHT   edge.max_in_flight in the overload scenario    [64]
 #   --compare             also run "direct" and print each scenario's CPU per request
 #                         and added p50 as ratios to the mock measured in the same run
 #   BENCH_CHUNKS          chunks the mock upstream emits per response    [20]
@@ -42,7 +42,7 @@ CHUNKS="${BENCH_CHUNKS:-20}"
 THREADS="${BENCH_THREADS:-1}"
 PORT_BASE="${BENCH_PORT_BASE:-18400}"
 OVERLOAD_CONCURRENCIES="${BENCH_OVERLOAD_CONCURRENCY:-64 256 1024}"
-MAX_IN_FLIGHT="${BENCH_MAX_IN_FLIGHT:-128}"
+MAX_IN_FLIGHT="${BENCH_MAX_IN_FLIGHT:-64}"
 # Ratios need the mock's own figures from the same run.
 if [[ "$COMPARE" == 1 && " $SCENARIOS " != *" direct "* ]]; then SCENARIOS="direct $SCENARIOS"; fi
 KEY="sk-llmgw-bench-0123456789abcdef"

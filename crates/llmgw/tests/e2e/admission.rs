@@ -46,6 +46,34 @@ async fn head_without_body(gateway: &Gateway) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
+/// Reads one response with a `content-length` body off `tcp`.
+async fn read_response(tcp: &mut TcpStream) -> String {
+    let mut answer = Vec::new();
+    let mut byte = [0u8; 1];
+    while !answer.ends_with(b"\r\n\r\n") {
+        let read = tcp.read(&mut byte).await.expect("read");
+        assert_eq!(
+            read,
+            1,
+            "the connection closed: {}",
+            String::from_utf8_lossy(&answer)
+        );
+        answer.push(byte[0]);
+    }
+    let head = String::from_utf8_lossy(&answer).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|line| line.strip_prefix("content-length: "))
+        .expect("content-length")
+        .trim()
+        .parse()
+        .expect("a length");
+    let mut body = vec![0u8; length];
+    tcp.read_exact(&mut body).await.expect("body");
+    answer.extend(body);
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 #[tokio::test]
 async fn past_the_limit_requests_are_refused_at_once_and_admitted_streams_finish() {
     let gateway = Gateway::start_with(|config| config.edge.max_in_flight = 2).await;
@@ -71,6 +99,23 @@ async fn past_the_limit_requests_are_refused_at_once_and_admitted_streams_finish
     assert_eq!(body["error"]["type"], "server_error");
     let refused = gateway.chat(request("mock")).await;
     assert_eq!(refused.status(), 503);
+    // A refused client keeps its connection for the retry (hyper drains a
+    // small unread body): a reconnect per refusal would cost more than the
+    // refusals under overload.
+    let mut tcp = TcpStream::connect(gateway.edge).await.expect("connect");
+    let body = request("mock").to_string();
+    let full_request = format!(
+        "POST /v1/chat/completions HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer {KEY}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    for attempt in ["first", "retry on the same connection"] {
+        tcp.write_all(full_request.as_bytes()).await.expect("write");
+        let answer = tokio::time::timeout(Duration::from_secs(30), read_response(&mut tcp))
+            .await
+            .expect("answered");
+        assert!(answer.starts_with("HTTP/1.1 503"), "{attempt}: {answer}");
+    }
     // In Anthropic's protocol: its 529 overloaded_error, which its SDKs retry.
     let refused = gateway
         .client
@@ -98,9 +143,10 @@ async fn past_the_limit_requests_are_refused_at_once_and_admitted_streams_finish
     let answer = gateway.chat(request("mock")).await;
     assert_eq!(answer.status(), 200);
     let metrics = gateway.metrics().await;
-    // Three refusals: the bare head, the chat call, the Messages call.
+    // Five refusals: the bare head, the chat call, the two on one
+    // connection, the Messages call.
     assert!(
-        metrics.contains("llmgw_edge_overloaded_total 3"),
+        metrics.contains("llmgw_edge_overloaded_total 5"),
         "{metrics}"
     );
 }

@@ -42,7 +42,7 @@ pub struct Config {
     /// last byte of the answer; a stream holds its place until it ends).
     /// Past it, requests get 503 `overloaded` with `Retry-After` at once,
     /// before their body is read. Size it to the streams a replica should
-    /// carry; the mock-upstream overload bench uses 128.
+    /// carry; the mock-upstream overload bench on 2 cores uses 64.
     pub max_in_flight: usize,
     /// How long one chat call may take end to end (sent to the router as the
     /// call's deadline).
