@@ -83,8 +83,10 @@ pub async fn serve(
         .add_routes(routes)
         .serve_with_incoming_shutdown(tcp, shutdown)
         .await;
-    // In-process calls still open drain like the TCP ones.
+    // In-process calls still open drain like the TCP ones (withdrawn here
+    // as well, in case the server ended before its shutdown).
     if let Some(published) = published {
+        published.withdraw();
         published.drained().await;
     }
     drop(in_process);
