@@ -42,13 +42,13 @@ FROM ${RUST_IMAGE} AS build
 WORKDIR /src
 COPY --from=planner /recipe/ ./
 # The dependency layer: cached until a manifest or Cargo.lock changes.
-RUN cargo build --release --locked -p llmgw --bin llmgw
+RUN cargo build --profile production --locked -p llmgw --bin llmgw
 COPY . .
 # The stubs' build outputs are newer than the copied sources' timestamps:
 # touch the workspace's sources so cargo rebuilds every workspace crate.
 RUN find crates -name '*.rs' -exec touch {} + \
-    && cargo build --release --locked -p llmgw --bin llmgw \
-    && install -m 0755 target/release/llmgw /usr/local/bin/llmgw
+    && cargo build --profile production --locked -p llmgw --bin llmgw \
+    && install -m 0755 target/production/llmgw /usr/local/bin/llmgw
 
 FROM ${RUNTIME_IMAGE}
 # CA certificates: upstream providers are reached over TLS. No shell tools are

@@ -21,7 +21,7 @@
 #   BENCH_CHUNKS          chunks the mock upstream emits per response    [20]
 #   BENCH_THREADS         tokio threads of the load generator            [1]
 #   BENCH_PORT_BASE       first port tried when looking for free ports   [18400]
-#   BENCH_SKIP_BUILD=1    use the existing release binaries
+#   BENCH_SKIP_BUILD=1    use the existing production binaries (target/production)
 set -euo pipefail
 
 COMPARE=0
@@ -47,8 +47,8 @@ MAX_IN_FLIGHT="${BENCH_MAX_IN_FLIGHT:-64}"
 if [[ "$COMPARE" == 1 && " $SCENARIOS " != *" direct "* ]]; then SCENARIOS="direct $SCENARIOS"; fi
 KEY="sk-llmgw-bench-0123456789abcdef"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
-LLMGW="$TARGET_DIR/release/llmgw"
-BENCH="$TARGET_DIR/release/llmgw-bench"
+LLMGW="$TARGET_DIR/production/llmgw"
+BENCH="$TARGET_DIR/production/llmgw-bench"
 STAMP="$(date +%Y-%m-%d_%H%M%S)"
 RESULTS_DIR="$ROOT/bench/results"
 
@@ -247,8 +247,8 @@ command -v python3 >/dev/null || die "python3 is required (port checks and the r
 command -v curl >/dev/null || die "curl is required (readiness checks)"
 
 if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
-    log "building release binaries"
-    cargo build --release -p llmgw -p llmgw-bench
+    log "building the production binaries (fat LTO)"
+    cargo build --profile production -p llmgw -p llmgw-bench
 fi
 [[ -x "$LLMGW" && -x "$BENCH" ]] || die "missing $LLMGW or $BENCH (build them first)"
 
