@@ -3,22 +3,21 @@
 //! NOT_SERVING as soon as shutdown begins (while open calls still drain),
 //! and watch streams end so the drain is not held up by them.
 
+mod support;
+
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::StreamExt as _;
 use llmgw_grpc::{InProcessListener, Listener, ServingStatus};
 use llmgw_proto::billing_v1::accounts_client::AccountsClient;
 use llmgw_proto::billing_v1::accounts_server::{Accounts, AccountsServer};
 use llmgw_proto::billing_v1::{LookupKeyRequest, LookupKeyResponse};
+use support::within;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, oneshot};
 use tonic::service::Routes;
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
-
-/// Generous: bounds waits, never decides a pass.
-const DEADLINE: Duration = Duration::from_secs(10);
 
 /// Answers once `release` is notified, so a call can be kept open across
 /// the start of a shutdown.
@@ -37,12 +36,6 @@ impl Accounts for Slow {
         self.release.notified().await;
         Ok(tonic::Response::new(LookupKeyResponse::default()))
     }
-}
-
-async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
 }
 
 type WatchStream = tonic::Streaming<tonic_health::pb::HealthCheckResponse>;

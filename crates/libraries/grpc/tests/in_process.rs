@@ -3,9 +3,10 @@
 //! new calls while the open ones (streams included) run to their end, and
 //! `serve` returns only once they have; a stopped server refuses calls.
 
+mod support;
+
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
 
 use futures_util::{Stream, StreamExt as _};
 use llmgw_grpc::{InProcessListener, Listener};
@@ -15,20 +16,12 @@ use llmgw_proto::router_v1::{
     ChatEvent, ChatInput, CountTokensRequest, CountTokensResponse, ListModelsRequest,
     ListModelsResponse, chat_event::Event,
 };
+use support::within;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tonic::service::Routes;
 use tonic::{Request, Response, Status, Streaming};
-
-/// Generous: bounds waits, never decides a pass.
-const DEADLINE: Duration = Duration::from_secs(10);
-
-async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, future)
-        .await
-        .unwrap_or_else(|_| panic!("timed out: {what}"))
-}
 
 /// Lets every other task of the (current-thread) test runtime run until it
 /// waits: what "still pending" is checked after, without a clock.
@@ -143,18 +136,30 @@ impl Server {
     }
 }
 
-/// A chat call whose input half stays open until `inputs` is dropped.
+/// A chat call whose input half stays open until `inputs` is dropped, its
+/// first chunk read.
 async fn open_chat(
     client: &mut RouterClient<llmgw_grpc::Channel>,
-) -> Result<(mpsc::Sender<ChatInput>, Streaming<ChatEvent>), Status> {
+) -> (mpsc::Sender<ChatInput>, Streaming<ChatEvent>) {
     let (inputs, receiver) = mpsc::channel(4);
     inputs
         .send(ChatInput::default())
         .await
         .expect("room for one input");
-    let outgoing = stream_of(receiver);
-    let events = client.chat(Request::new(outgoing)).await?.into_inner();
-    Ok((inputs, events))
+    let call = client.chat(Request::new(stream_of(receiver)));
+    let mut events = within("open the call", call)
+        .await
+        .expect("the call opens")
+        .into_inner();
+    assert!(next_chunk(&mut events).await.is_some(), "the first chunk");
+    (inputs, events)
+}
+
+/// A new call's refusal.
+async fn refusal(client: &mut RouterClient<llmgw_grpc::Channel>, what: &str) -> Status {
+    within(what, client.list_models(ListModelsRequest::default()))
+        .await
+        .expect_err(what)
 }
 
 fn stream_of(receiver: mpsc::Receiver<ChatInput>) -> impl Stream<Item = ChatInput> {
@@ -190,19 +195,11 @@ async fn a_call_before_the_server_serves_waits_for_it() {
 async fn a_stopping_server_refuses_new_calls_and_drains_open_streams() {
     let mut server = Server::serving().await;
     let mut client = server.client();
-    let (inputs, mut events) = within("open the call", open_chat(&mut client))
-        .await
-        .expect("the call opens");
-    assert!(next_chunk(&mut events).await.is_some(), "the first chunk");
+    let (inputs, mut events) = open_chat(&mut client).await;
 
     server.stop();
     settle().await;
-    let refused = within(
-        "a new call",
-        client.list_models(ListModelsRequest::default()),
-    )
-    .await
-    .expect_err("a stopping server takes no new call");
+    let refused = refusal(&mut client, "a stopping server takes no new call").await;
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
     assert!(!server.is_finished(), "the open stream holds the drain");
 
@@ -219,13 +216,7 @@ async fn a_stopping_server_refuses_new_calls_and_drains_open_streams() {
     assert!(next_chunk(&mut events).await.is_none(), "the answer ends");
     server.stopped().await;
 
-    let mut late = server.client();
-    let refused = within(
-        "a call after the stop",
-        late.list_models(ListModelsRequest::default()),
-    )
-    .await
-    .expect_err("a stopped server answers nothing");
+    let refused = refusal(&mut server.client(), "a stopped server answers nothing").await;
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
 }
 
@@ -233,11 +224,8 @@ async fn a_stopping_server_refuses_new_calls_and_drains_open_streams() {
 async fn a_caller_dropping_its_answer_ends_the_call_for_the_drain() {
     let mut server = Server::serving().await;
     let mut client = server.client();
-    let (inputs, mut events) = within("open the call", open_chat(&mut client))
-        .await
-        .expect("the call opens");
+    let (inputs, events) = open_chat(&mut client).await;
     within("the handler runs", server.entered.notified()).await;
-    assert!(next_chunk(&mut events).await.is_some(), "the first chunk");
 
     server.stop();
     settle().await;
@@ -252,9 +240,7 @@ async fn a_caller_dropping_its_answer_ends_the_call_for_the_drain() {
 #[tokio::test]
 async fn a_call_to_an_unknown_address_is_refused() {
     let mut client = RouterClient::new(llmgw_grpc::channel("inproc://nobody-1").expect("channel"));
-    let refused = within("the call", client.list_models(ListModelsRequest::default()))
-        .await
-        .expect_err("nobody serves the address");
+    let refused = refusal(&mut client, "nobody serves the address").await;
     assert_eq!(refused.code(), tonic::Code::Unavailable, "{refused:?}");
     assert!(
         refused.message().contains("inproc://nobody-1"),
