@@ -19,11 +19,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     config.protoc_executable(protoc_bin_vendored::protoc_bin_path()?);
     // Chunks are forwarded, not inspected: `Bytes` moves them without copies.
     config.bytes(["."]);
-    tonic_prost_build::configure().compile_with_config(
-        config,
-        &files,
-        std::slice::from_ref(&root),
-    )?;
+    tonic_prost_build::configure()
+        // Small buffers: see `src/codec.rs`.
+        .codec_path("crate::codec::SmallBufferCodec")
+        .compile_with_config(config, &files, std::slice::from_ref(&root))?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

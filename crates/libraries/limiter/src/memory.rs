@@ -2,6 +2,8 @@
 //! behind one mutex (each acquire, settle or floor holds it for a few map
 //! operations, which makes them atomic like a script in Redis).
 
+mod settled;
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -13,6 +15,7 @@ use crate::{
     Acquire, BudgetFloor, Clock, DEFAULT_SETTLED_TTL_MS, Decision, FloorOutcome, Kind, Settle,
     SystemClock,
 };
+use settled::SettledMarkers;
 
 /// Keys are built like the Redis ones (so both stores share `plan`); this
 /// stands in for the Redis prefix.
@@ -29,18 +32,27 @@ const SWEEP_EVERY: u64 = 1024;
 pub struct MemoryStore {
     state: Arc<Mutex<State>>,
     clock: Arc<dyn Clock>,
-    settled_ttl_us: u64,
 }
 
-#[derive(Default)]
 struct State {
     tats: HashMap<String, Tat>,
     counters: HashMap<String, Counter>,
     /// Concurrency key → lease id → expiry (µs).
     leases: HashMap<String, HashMap<String, u64>>,
-    /// Settled marker → expiry (µs).
-    settled: HashMap<String, u64>,
+    settled: SettledMarkers,
     ops: u64,
+}
+
+impl State {
+    fn new(settled_ttl_us: u64) -> Self {
+        State {
+            tats: HashMap::new(),
+            counters: HashMap::new(),
+            leases: HashMap::new(),
+            settled: SettledMarkers::new(settled_ttl_us),
+            ops: 0,
+        }
+    }
 }
 
 /// A calendar counter: which window it counts, how much is used.
@@ -63,17 +75,19 @@ impl MemoryStore {
 
     pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
         MemoryStore {
-            state: Arc::default(),
+            state: Arc::new(Mutex::new(State::new(DEFAULT_SETTLED_TTL_MS * 1000))),
             clock,
-            settled_ttl_us: DEFAULT_SETTLED_TTL_MS * 1000,
         }
     }
 
     /// How long a settled lease is remembered (a second settle within it is
     /// ignored). Default [`DEFAULT_SETTLED_TTL_MS`].
-    pub fn with_settled_ttl(mut self, ttl: Duration) -> Self {
-        self.settled_ttl_us = u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX).max(1000);
-        self
+    pub fn with_settled_ttl(self, ttl: Duration) -> Self {
+        let ttl_us = u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX).max(1000);
+        MemoryStore {
+            state: Arc::new(Mutex::new(State::new(ttl_us))),
+            clock: self.clock,
+        }
     }
 
     pub fn acquire(&self, request: &Acquire) -> Decision {
@@ -129,15 +143,7 @@ impl MemoryStore {
         let marker = plan::settled_key(PREFIX, &settle.tenant, &settle.lease_id);
         let mut state = self.lock();
         state.maybe_sweep(now);
-        let fresh = match state.settled.get(&marker) {
-            Some(&expiry) if expiry > now => false,
-            _ => {
-                state
-                    .settled
-                    .insert(marker, now.saturating_add(self.settled_ttl_us));
-                true
-            }
-        };
+        let fresh = state.settled.mark(&marker, now);
         let tokens = i128::from(settle.actual_tokens) - i128::from(settle.reserved_tokens);
         let cost =
             i128::from(settle.actual_cost_nano_usd) - i128::from(settle.reserved_cost_nano_usd);
@@ -351,6 +357,5 @@ impl State {
             set.retain(|_, expiry| *expiry > now);
             !set.is_empty()
         });
-        self.settled.retain(|_, expiry| *expiry > now);
     }
 }

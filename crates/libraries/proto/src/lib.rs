@@ -1,6 +1,7 @@
 //! The contracts between llmgw services: code generated from `proto/`, plus
 //! the exhaustive mapping of [`ErrorCode`] to gRPC and HTTP.
 
+pub mod codec;
 pub mod error;
 
 /// Generated code, one module per proto package (`llmgw.<service>.v1`); the

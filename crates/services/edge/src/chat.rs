@@ -444,8 +444,22 @@ pub(crate) async fn read_body(request: Request, limit: usize) -> Result<Bytes, A
 /// v4, and time-ordered, so the ledger's primary-key index on it grows at
 /// its end instead of taking each row at a random page (with v4 ids, SQLite
 /// wrote ~3 pages per row to its WAL; Postgres's B-tree likewise).
+///
+/// The random bits come from the thread's generator (`fastrand`, seeded
+/// once per thread from the OS), not from `Uuid::now_v7`, which made two
+/// `getrandom` system calls per id: an id must be unique, not secret.
 pub(crate) fn request_id() -> String {
-    uuid::Uuid::now_v7().simple().to_string()
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        });
+    let mut random = [0u8; 10];
+    fastrand::fill(&mut random);
+    let id = uuid::Builder::from_unix_timestamp_millis(unix_ms, &random).into_uuid();
+    id.simple()
+        .encode_lower(&mut [0u8; uuid::fmt::Simple::LENGTH])
+        .to_owned()
 }
 
 /// The client's own id (`x-client-request-id`, as OpenAI accepts it, or

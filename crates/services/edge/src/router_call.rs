@@ -9,10 +9,11 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt as _;
 use llmgw_grpc::Channel;
 use llmgw_proto::router_v1::router_client::RouterClient;
 use llmgw_proto::router_v1::{Cancel, ChatEvent, ChatInput, ChatRequest, chat_input::Input};
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 use tonic::{Status, Streaming};
 use tracing::Instrument as _;
 
@@ -29,11 +30,12 @@ const TRAILERS_WAIT: Duration = Duration::from_secs(1);
 pub struct RouterCall {
     /// Taken by `drop` when the call must be cancelled.
     events: Option<Streaming<ChatEvent>>,
-    /// The edge's half of the call; sending on it reaches the replica
-    /// serving this call (one gRPC stream, whatever the load balancing).
-    /// Dropped (the half closed) once the final event is in, so the call
-    /// ends cleanly on both sides rather than by a reset.
-    inputs: Option<mpsc::Sender<ChatInput>>,
+    /// Asks for a cancel on the edge's half of the call, which reaches the
+    /// replica serving this call (one gRPC stream, whatever the load
+    /// balancing). Sending, or dropping it once the final event is in,
+    /// closes the half, so the call ends cleanly on both sides rather than
+    /// by a reset.
+    cancel: Option<oneshot::Sender<()>>,
     settlement: Option<Settlement>,
     /// The final event arrived (or the stream broke): nothing to cancel.
     finished: bool,
@@ -50,14 +52,20 @@ impl RouterCall {
         timeout: Duration,
         mut settlement: Option<Settlement>,
     ) -> Result<RouterCall, Status> {
-        // Room for the request and a cancel: sending never waits.
-        let (inputs, receiver) = mpsc::channel(2);
-        let _ = inputs.try_send(ChatInput {
+        // The request, then a cancel if one is asked for: two messages at
+        // most, so a oneshot rather than a channel (whose first block holds
+        // 32 of them).
+        let (cancel, asked) = oneshot::channel::<()>();
+        let request = ChatInput {
             input: Some(Input::Request(request)),
-        });
-        let outgoing = futures_util::stream::unfold(receiver, |mut receiver| async move {
-            receiver.recv().await.map(|input| (input, receiver))
-        });
+        };
+        let outgoing = futures_util::stream::once(std::future::ready(request)).chain(
+            futures_util::stream::once(asked).filter_map(|asked| {
+                std::future::ready(asked.ok().map(|()| ChatInput {
+                    input: Some(Input::Cancel(Cancel {})),
+                }))
+            }),
+        );
         let mut call = tonic::Request::new(outgoing);
         call.set_timeout(timeout);
         let events = router.clone().chat(call).await?.into_inner();
@@ -66,7 +74,7 @@ impl RouterCall {
         }
         Ok(RouterCall {
             events: Some(events),
-            inputs: Some(inputs),
+            cancel: Some(cancel),
             settlement,
             finished: false,
             span: tracing::Span::current(),
@@ -84,7 +92,7 @@ impl RouterCall {
             Ok(Some(event)) => {
                 if let Some(billed) = event.billed {
                     self.finished = true;
-                    self.inputs = None;
+                    self.cancel = None;
                     if let Some(settlement) = &mut self.settlement {
                         settlement.billed(billed);
                     }
@@ -93,7 +101,7 @@ impl RouterCall {
             // The answer is cut: the router has dropped the call.
             Ok(None) | Err(_) => {
                 self.finished = true;
-                self.inputs = None;
+                self.cancel = None;
             }
         }
         message
@@ -123,16 +131,16 @@ impl Drop for RouterCall {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return; // The process is exiting; the lease timeout settles.
         };
-        let (Some(mut events), Some(inputs)) = (self.events.take(), self.inputs.take()) else {
+        let (Some(mut events), Some(cancel)) = (self.events.take(), self.cancel.take()) else {
             return;
         };
         let mut settlement = self.settlement.take();
         let span = self.span.clone();
         runtime.spawn(
             async move {
-                let _ = inputs.try_send(ChatInput {
-                    input: Some(Input::Cancel(Cancel {})),
-                });
+                // Sent, the cancel also closes the edge's half: the call ends
+                // cleanly on both sides once the trailers are read.
+                let _ = cancel.send(());
                 let billed = tokio::time::timeout(CANCEL_ANSWER_WAIT, async {
                     loop {
                         match events.message().await {
@@ -146,9 +154,6 @@ impl Drop for RouterCall {
                     }
                 })
                 .await;
-                // The edge's half closes before the trailers are read, so the
-                // call ends cleanly on both sides.
-                drop(inputs);
                 match billed {
                     Ok(Some(billed)) => {
                         if let Some(settlement) = &mut settlement {

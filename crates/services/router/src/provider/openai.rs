@@ -9,43 +9,21 @@ use llmgw_openai::ErrorBody;
 use llmgw_proto::ErrorCode;
 use llmgw_proto::router_v1::{Usage, UsageSource};
 use serde::Deserialize;
-use serde_json::{Map, Value};
 
 use super::{ProviderError, UpstreamRequest, upstream_error};
 use crate::catalog::Deployment;
 
 /// Rewrites the client's request for `deployment`: the upstream model name
 /// replaces the alias, and streaming calls always ask for usage so that every
-/// token is accounted for. Every other field passes through untouched.
+/// token is accounted for. Every other field passes through untouched, as
+/// the client wrote it ([`super::model_field::rewrite`]: no parsed value).
 pub fn build_request(
     client_body: &[u8],
     deployment: &Deployment,
     stream: bool,
 ) -> Result<UpstreamRequest, ProviderError> {
-    let mut body: Map<String, Value> = serde_json::from_slice(client_body).map_err(|_| {
-        ProviderError::new(
-            ErrorCode::InvalidRequest,
-            "request body is not a JSON object",
-        )
-    })?;
-    body.insert(
-        "model".to_owned(),
-        Value::String(deployment.upstream_model.clone()),
-    );
-    if stream {
-        let options = body
-            .entry("stream_options")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !options.is_object() {
-            *options = Value::Object(Map::new());
-        }
-        if let Value::Object(options) = options {
-            options.insert("include_usage".to_owned(), Value::Bool(true));
-        }
-    }
-    let body = serde_json::to_vec(&body)
-        .map_err(|_| ProviderError::new(ErrorCode::Internal, "could not encode the request"))?;
-    Ok(UpstreamRequest { body })
+    super::model_field::rewrite(client_body, &deployment.upstream_model, stream)
+        .map(|body| UpstreamRequest { body })
 }
 
 /// The client's embeddings request for `deployment`: the upstream model
