@@ -202,7 +202,8 @@ def main():
         "  every detector, never hitting: what scanning each chunk costs).\n"
         "governed = `llmgw all` on Postgres + Redis, keys in the ledger (cpu includes redis-server);\n"
         "split4 = governed as four processes (edge, router, quota, billing);\n"
-        "overload = governed past edge.max_in_flight (503 overloaded beyond it);\n"
+        "overload = governed past edge.max_in_flight (503 overloaded beyond it), clients retrying at once;\n"
+        "overload-ra = the same with clients that wait out Retry-After, as the OpenAI and Anthropic SDKs do;\n"
         "cluster = governed with quota on a 3-master Redis Cluster (cpu includes all three);\n"
         "+p50_ms = gateway p50 - direct p50 at the same concurrency and mode."
     )

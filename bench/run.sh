@@ -13,7 +13,9 @@
 #                         "governed": `llmgw all` on Postgres + Redis, keys in the ledger;
 #                         "split4": edge, router, quota and billing as four processes on Postgres + Redis;
 #                         "cluster": governed with quota on a 3-master Redis Cluster started here;
-#                         "overload": governed at BENCH_OVERLOAD_CONCURRENCY past edge.max_in_flight)
+#                         "overload": governed at BENCH_OVERLOAD_CONCURRENCY past edge.max_in_flight,
+#                         from clients that retry a refusal at once, then ("overload-ra")
+#                         from clients that wait out its Retry-After)
 #   BENCH_OVERLOAD_CONCURRENCY  concurrencies of the overload scenario   ["64 256 1024"]
 #   BENCH_MAX_IN_FLIGHT   edge.max_in_flight in the overload scenario    [64]
 #   --compare             also run "direct" and print each scenario's CPU per request
@@ -203,6 +205,8 @@ run_matrix() {
             [[ "$stream" == yes ]] && args+=(--stream)
             # BENCH_API=messages: the load speaks Anthropic's Messages API.
             args+=(--api "${BENCH_API:-chat}")
+            # CLIENT_ARGS: more llmgw-bench flags for this matrix only.
+            [[ -n "${CLIENT_ARGS:-}" ]] && args+=($CLIENT_ARGS)
             log "$label: c=$c stream=$stream requests=$n warmup=$warm"
             rc=0
             out="$("$BENCH" "${args[@]}")" || rc=$?
@@ -499,6 +503,12 @@ governed_scenario() {
     sleep 1
     for i in "${!pids[@]}"; do idle_rss "$label" "${names[$i]}" "${pids[$i]}"; done
     run_matrix "$label" "http://127.0.0.1:${PORTS[13]}/v1" "$GOVERNED_KEY" -- "${pids[@]}" "${redis_pids[@]}"
+    if [[ "$label" == overload ]]; then
+        # The same load from clients that wait out Retry-After, as the
+        # OpenAI and Anthropic SDKs do (above: clients that retry at once).
+        CLIENT_ARGS="--honour-retry-after" run_matrix "$label-ra" \
+            "http://127.0.0.1:${PORTS[13]}/v1" "$GOVERNED_KEY" -- "${pids[@]}" "${redis_pids[@]}"
+    fi
     # What the quota service decided without Redis, and the edge's refusals.
     curl -fsS "http://127.0.0.1:${PORTS[15]}/metrics" >"$WORK/$label.quota-metrics" || true
     curl -fsS "http://127.0.0.1:${PORTS[13]}/metrics" >"$WORK/$label.edge-metrics" || true

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use futures_util::StreamExt;
-use reqwest::header::{ACCEPT, CONTENT_TYPE};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -28,6 +28,8 @@ pub enum Api {
 const TAIL_KEEP: usize = 64;
 /// How many bytes of an error response body to keep as a sample.
 const ERROR_BODY_SAMPLE: usize = 300;
+/// The longest `Retry-After` a worker honours (the SDKs' own cap).
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
 /// Everything needed to send one request; shared read-only by all workers.
 pub struct Target {
@@ -39,6 +41,7 @@ pub struct Target {
     body: Bytes,
     stream: bool,
     api: Api,
+    honour_retry_after: bool,
 }
 
 pub struct TargetConfig<'a> {
@@ -50,6 +53,7 @@ pub struct TargetConfig<'a> {
     pub concurrency: usize,
     pub timeout: Duration,
     pub api: Api,
+    pub honour_retry_after: bool,
 }
 
 impl Target {
@@ -77,6 +81,7 @@ impl Target {
             body: Bytes::from(request_body(cfg.api, cfg.model, cfg.stream, cfg.chunks)?),
             stream: cfg.stream,
             api: cfg.api,
+            honour_retry_after: cfg.honour_retry_after,
         })
     }
 
@@ -110,6 +115,8 @@ fn request_body(api: Api, model: &str, stream: bool, chunks: Option<u32>) -> Res
 struct Failure {
     kind: String,
     detail: String,
+    /// A 429 or 503's `Retry-After`, in whole seconds.
+    retry_after: Option<Duration>,
 }
 
 impl Failure {
@@ -117,6 +124,7 @@ impl Failure {
         Self {
             kind: kind.into(),
             detail: detail.into(),
+            retry_after: None,
         }
     }
 
@@ -172,13 +180,17 @@ async fn send_one(target: &Target) -> Result<Success, Failure> {
 
     let status = resp.status();
     if status != reqwest::StatusCode::OK {
+        let retry_after = retry_after(status, resp.headers());
         // Read the body anyway: it usually says what is wrong (bad key, unknown
         // model), and draining lets the connection go back to the pool.
         let body = resp.bytes().await.unwrap_or_default();
         let text = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_SAMPLE)]);
         // One line per error kind in the summary, even for HTML error pages.
         let one_line = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        return Err(Failure::new(format!("HTTP {status}"), one_line));
+        return Err(Failure {
+            retry_after,
+            ..Failure::new(format!("HTTP {status}"), one_line)
+        });
     }
 
     let mut body = resp.bytes_stream();
@@ -213,6 +225,25 @@ async fn send_one(target: &Target) -> Result<Success, Failure> {
         latency_us: micros(latency),
         ttfb_us: micros(ttfb.unwrap_or(latency)),
     })
+}
+
+/// A 429 or 503's `Retry-After` in seconds, capped at [`MAX_RETRY_AFTER`]
+/// (the HTTP-date form is not sent by the gateways measured here).
+fn retry_after(
+    status: reqwest::StatusCode,
+    headers: &reqwest::header::HeaderMap,
+) -> Option<Duration> {
+    if !matches!(status.as_u16(), 429 | 503) {
+        return None;
+    }
+    let secs: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 fn micros(d: Duration) -> u64 {
@@ -319,6 +350,16 @@ pub async fn run_phase(
                                 group.sample = fail.detail;
                             }
                             group.count += 1;
+                            if let Some(wait) =
+                                fail.retry_after.filter(|_| target.honour_retry_after)
+                            {
+                                // Not past the phase's end: the run stops on time.
+                                let until = Instant::now() + wait;
+                                tokio::time::sleep_until(
+                                    deadline.map_or(until, |d| d.min(until)).into(),
+                                )
+                                .await;
+                            }
                         }
                     }
                 }
@@ -372,6 +413,33 @@ mod tests {
         assert!(messages.get("stream_options").is_none());
     }
 
+    #[test]
+    fn retry_after_is_read_from_refusals_only() {
+        let headers = |value: &str| {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert(RETRY_AFTER, value.parse().unwrap());
+            headers
+        };
+        let unavailable = reqwest::StatusCode::SERVICE_UNAVAILABLE;
+        assert_eq!(
+            retry_after(unavailable, &headers("1")),
+            Some(Duration::from_secs(1))
+        );
+        assert_eq!(
+            retry_after(reqwest::StatusCode::TOO_MANY_REQUESTS, &headers("600")),
+            Some(MAX_RETRY_AFTER)
+        );
+        assert_eq!(
+            retry_after(reqwest::StatusCode::BAD_GATEWAY, &headers("1")),
+            None
+        );
+        assert_eq!(retry_after(unavailable, &headers("soon")), None);
+        assert_eq!(
+            retry_after(unavailable, &reqwest::header::HeaderMap::new()),
+            None
+        );
+    }
+
     #[tokio::test]
     async fn connection_refused_is_counted_not_fatal() {
         // Bind then drop to get a port that (almost certainly) refuses.
@@ -390,6 +458,7 @@ mod tests {
                 concurrency: 2,
                 timeout: Duration::from_secs(5),
                 api: Api::Chat,
+                honour_retry_after: false,
             })
             .unwrap(),
         );

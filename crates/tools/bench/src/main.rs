@@ -77,6 +77,12 @@ struct Args {
     /// (Anthropic Messages, key in `x-api-key`).
     #[arg(long, value_enum, default_value_t = Api::Chat)]
     api: Api,
+    /// Behave like the OpenAI and Anthropic SDKs when refused: a worker
+    /// whose request got a 429 or 503 with `Retry-After` waits that long
+    /// (at most 60 s) before its next request. Without it, a refused worker
+    /// retries at once: the worst case, a client that ignores the header.
+    #[arg(long)]
+    honour_retry_after: bool,
 }
 
 fn main() -> Result<()> {
@@ -136,6 +142,7 @@ async fn run(args: &Args) -> Result<(Report, bool)> {
         concurrency: args.concurrency,
         timeout,
         api: args.api,
+        honour_retry_after: args.honour_retry_after,
     })?);
 
     if args.warmup > 0 {
