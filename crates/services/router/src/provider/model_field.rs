@@ -1,6 +1,8 @@
-//! Pass-through requests (Messages to Anthropic, embeddings): the client's
-//! JSON with only `model` replaced, without a round trip through a parsed
-//! value (which would reorder fields and reformat numbers).
+//! Pass-through requests (OpenAI-compatible chat, Messages to Anthropic,
+//! embeddings): the client's JSON with only `model` replaced (and, for an
+//! OpenAI stream, usage asked for), without a round trip through a parsed
+//! value (which would reorder fields, reformat numbers and cost a map of
+//! the whole body per request).
 
 use std::borrow::Cow;
 
