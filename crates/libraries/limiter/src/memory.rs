@@ -81,7 +81,8 @@ impl MemoryStore {
     }
 
     /// How long a settled lease is remembered (a second settle within it is
-    /// ignored). Default [`DEFAULT_SETTLED_TTL_MS`].
+    /// ignored). Default [`DEFAULT_SETTLED_TTL_MS`]. A builder: the store
+    /// it returns starts empty (clones of `self` keep the old state).
     pub fn with_settled_ttl(self, ttl: Duration) -> Self {
         let ttl_us = u64::try_from(ttl.as_micros()).unwrap_or(u64::MAX).max(1000);
         MemoryStore {
