@@ -230,6 +230,48 @@ def compare(path):
         )
 
 
+def histogram(path, name):
+    """Cumulative bucket counts of an unlabelled Prometheus histogram."""
+    points = {}
+    with open(path) as f:
+        for line in f:
+            if not line.startswith(name + "_bucket{"):
+                continue
+            labels, value = line.rsplit(" ", 1)
+            le = labels[labels.index('le="') + 4 :].split('"', 1)[0]
+            points[float("inf") if le == "+Inf" else float(le)] = float(value)
+    return points
+
+
+def quota_decisions(work):
+    """The edge's quota decision times (its Acquire call to the quota
+    service's answer: the hop, the script in Redis and back) per governed
+    run, from its metrics before and after the run (bucket upper bounds)."""
+    import glob
+    import os
+
+    name = "llmgw_edge_quota_decision_seconds"
+    print("\nQuota decisions seen from the edge (Acquire to answer), per run:")
+    print(f"{'scenario':<12} {'conc':>4} {'stream':>6} {'n':>7} {'p50 <=':>9} {'p99 <=':>9}")
+    rows = []
+    for after in glob.glob(os.path.join(work, "decisions.*.after")):
+        _, label, conc, stream, _ = os.path.basename(after).split(".")
+        before = after[: -len("after")] + "before"
+        end = histogram(after, name)
+        start = histogram(before, name) if os.path.exists(before) else {}
+        points = sorted((bound, count - start.get(bound, 0.0)) for bound, count in end.items())
+        if not points or not points[-1][1]:
+            continue
+        total = points[-1][1]
+
+        def quantile(q):
+            return next(bound for bound, count in points if count >= q * total)
+
+        rows.append((label, int(conc), stream, int(total), quantile(0.5), quantile(0.99)))
+    for label, conc, stream, total, p50, p99 in sorted(rows):
+        print(f"{label:<12} {conc:>4} {stream:>6} {total:>7} {p50 * 1000:>7.2f}ms {p99 * 1000:>7.2f}ms")
+
+
 def metric_sum(path, name, match=""):
     total = 0.0
     try:
@@ -258,6 +300,8 @@ def decisions(label, quota_metrics, edge_metrics):
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--redis-histogram":
         redis_histogram(sys.argv[2])
+    elif len(sys.argv) == 3 and sys.argv[1] == "--quota-decisions":
+        quota_decisions(sys.argv[2])
     elif len(sys.argv) == 3 and sys.argv[1] == "--compare":
         compare(sys.argv[2])
     elif len(sys.argv) == 5 and sys.argv[1] == "--decisions":

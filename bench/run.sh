@@ -188,6 +188,11 @@ scaled() { # scaled BASE MIN -> max(MIN, round(BASE * SCALE))
 }
 
 # run_matrix LABEL URL [KEY] -- PID...
+snapshot() { # snapshot FILE: the edge's metrics, when METRICS_URL is set
+    [[ -n "${METRICS_URL:-}" ]] || return 0
+    curl -fsS "$METRICS_URL" >"$1" 2>/dev/null || rm -f "$1"
+}
+
 run_matrix() {
     local label="$1" url="$2" key="$3"
     shift 4
@@ -208,8 +213,12 @@ run_matrix() {
             # CLIENT_ARGS: more llmgw-bench flags for this matrix only.
             [[ -n "${CLIENT_ARGS:-}" ]] && args+=($CLIENT_ARGS)
             log "$label: c=$c stream=$stream requests=$n warmup=$warm"
+            # METRICS_URL: the edge's metrics, kept around each run so that
+            # its quota decision times can be told apart per concurrency.
+            snapshot "$WORK/decisions.$label.$c.$stream.before"
             rc=0
             out="$("$BENCH" "${args[@]}")" || rc=$?
+            snapshot "$WORK/decisions.$label.$c.$stream.after"
             # Exit code 2 = every request failed; the JSON line is still
             # worth keeping (it shows the error kinds), other codes are fatal.
             if [[ "$rc" != 0 && "$rc" != 2 ]]; then
@@ -502,7 +511,8 @@ governed_scenario() {
     create_bench_key "$config"
     sleep 1
     for i in "${!pids[@]}"; do idle_rss "$label" "${names[$i]}" "${pids[$i]}"; done
-    run_matrix "$label" "http://127.0.0.1:${PORTS[13]}/v1" "$GOVERNED_KEY" -- "${pids[@]}" "${redis_pids[@]}"
+    METRICS_URL="http://127.0.0.1:${PORTS[13]}/metrics" \
+        run_matrix "$label" "http://127.0.0.1:${PORTS[13]}/v1" "$GOVERNED_KEY" -- "${pids[@]}" "${redis_pids[@]}"
     if [[ "$label" == overload ]]; then
         # The same load from clients that wait out Retry-After, as the
         # OpenAI and Anthropic SDKs do (above: clients that retry at once).
@@ -577,6 +587,9 @@ if [[ -e "${metrics_files[0]}" ]]; then
         label="$(basename "$file" .quota-metrics)"
         python3 "$ROOT/bench/report.py" --decisions "$label" "$file" "$WORK/$label.edge-metrics" | tee -a "$OUT"
     done
+fi
+if compgen -G "$WORK/decisions.*.after" >/dev/null; then
+    python3 "$ROOT/bench/report.py" --quota-decisions "$WORK" | tee -a "$OUT"
 fi
 if [[ "$COMPARE" == 1 ]]; then
     python3 "$ROOT/bench/report.py" --compare "$WORK/results.jsonl" | tee -a "$OUT"

@@ -212,6 +212,22 @@ async fn exactly_n_requests_pass_across_replicas() {
                 assert!(retry_after.is_some(), "429 without Retry-After");
             }
         }
+        // Every request's Acquire was answered, and its time observed.
+        let mut timed = 0;
+        for edge in &cluster.edges {
+            let metrics = reqwest::get(format!("http://{edge}/metrics"))
+                .await
+                .expect("edge metrics")
+                .text()
+                .await
+                .expect("text");
+            timed += metrics
+                .lines()
+                .find_map(|line| line.strip_prefix("llmgw_edge_quota_decision_seconds_count "))
+                .and_then(|count| count.parse::<usize>().ok())
+                .unwrap_or_else(|| panic!("no decision histogram:\n{metrics}"));
+        }
+        assert_eq!(timed, 10 * N, "round {round}");
     }
 }
 

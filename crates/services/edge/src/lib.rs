@@ -99,6 +99,7 @@ pub async fn run(
             Duration::from_millis(config.quota_timeout_ms),
             config.on_quota_unreachable,
             metrics.quota_unreachable.clone(),
+            metrics.quota_decision.clone(),
         )),
     };
     let stopping = CancellationToken::new();

@@ -5,7 +5,7 @@
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
 use llmgw_grpc::Channel;
@@ -17,6 +17,7 @@ use llmgw_proto::quota_v1::{
 use llmgw_proto::router_v1::{Billed, Model};
 use llmgw_telemetry::OutageLog;
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
 use serde::Deserialize;
 use tracing::Instrument as _;
 
@@ -77,6 +78,8 @@ pub struct Quota {
     outage_log: OutageLog,
     /// Every decision taken without the quota service.
     unreachable_total: Counter,
+    /// How long the quota service took to answer each Acquire.
+    decision_seconds: Histogram,
     /// Until when (unix ms) requests carrying no limits of their own skip
     /// Acquire: the quota service said its config limits nobody.
     nobody_limited_until_ms: AtomicU64,
@@ -92,6 +95,7 @@ impl Quota {
         timeout: Duration,
         on_unreachable: Unreachable,
         unreachable_total: Counter,
+        decision_seconds: Histogram,
     ) -> Quota {
         Quota {
             link: Arc::new(QuotaLink::new(
@@ -102,6 +106,7 @@ impl Quota {
             on_unreachable,
             outage_log: OutageLog::new(Duration::from_secs(60)),
             unreachable_total,
+            decision_seconds,
             nobody_limited_until_ms: AtomicU64::new(0),
         }
     }
@@ -160,8 +165,10 @@ impl Quota {
             let link = self.link.clone();
             async move { link.acquire(request).await }
         });
+        let asked = Instant::now();
         let answer = match tokio::time::timeout(self.timeout, &mut call).await {
             Ok(Ok(answer)) => {
+                self.decision_seconds.observe(asked.elapsed().as_secs_f64());
                 if let Some(outage) = self.outage_log.recovered() {
                     tracing::info!(
                         failures = outage.failures,
