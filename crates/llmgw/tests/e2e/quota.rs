@@ -136,12 +136,7 @@ impl Cluster {
     /// are in Redis under this test's prefix.
     async fn assert_decided_on_redis(&self) {
         for quota in &self.quotas {
-            let metrics = reqwest::get(format!("http://{quota}/metrics"))
-                .await
-                .expect("quota metrics")
-                .text()
-                .await
-                .expect("text");
+            let metrics = metrics_of(quota).await;
             let decisions = |degraded: &str| -> u64 {
                 metrics
                     .lines()
@@ -169,6 +164,16 @@ impl Cluster {
             self.prefix
         );
     }
+}
+
+/// A service's `/metrics` page.
+async fn metrics_of(service: &SocketAddr) -> String {
+    reqwest::get(format!("http://{service}/metrics"))
+        .await
+        .expect("metrics reachable")
+        .text()
+        .await
+        .expect("metrics text")
 }
 
 fn slow_stream(max_tokens: u64) -> Value {
@@ -215,12 +220,7 @@ async fn exactly_n_requests_pass_across_replicas() {
         // Every request's Acquire was answered, and its time observed.
         let mut timed = 0;
         for edge in &cluster.edges {
-            let metrics = reqwest::get(format!("http://{edge}/metrics"))
-                .await
-                .expect("edge metrics")
-                .text()
-                .await
-                .expect("text");
+            let metrics = metrics_of(edge).await;
             timed += metrics
                 .lines()
                 .find_map(|line| line.strip_prefix("llmgw_edge_quota_decision_seconds_count "))
