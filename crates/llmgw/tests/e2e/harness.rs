@@ -310,3 +310,13 @@ pub fn content_of(chunks: &[Value]) -> String {
         .filter_map(|chunk| chunk["choices"][0]["delta"]["content"].as_str())
         .collect()
 }
+
+/// A service's `/metrics` page.
+pub async fn metrics_of(service: &SocketAddr) -> String {
+    reqwest::get(format!("http://{service}/metrics"))
+        .await
+        .expect("metrics reachable")
+        .text()
+        .await
+        .expect("metrics text")
+}

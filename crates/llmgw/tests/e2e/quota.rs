@@ -136,7 +136,7 @@ impl Cluster {
     /// are in Redis under this test's prefix.
     async fn assert_decided_on_redis(&self) {
         for quota in &self.quotas {
-            let metrics = metrics_of(quota).await;
+            let metrics = crate::harness::metrics_of(quota).await;
             let decisions = |degraded: &str| -> u64 {
                 metrics
                     .lines()
@@ -164,16 +164,6 @@ impl Cluster {
             self.prefix
         );
     }
-}
-
-/// A service's `/metrics` page.
-async fn metrics_of(service: &SocketAddr) -> String {
-    reqwest::get(format!("http://{service}/metrics"))
-        .await
-        .expect("metrics reachable")
-        .text()
-        .await
-        .expect("metrics text")
 }
 
 fn slow_stream(max_tokens: u64) -> Value {
@@ -220,7 +210,7 @@ async fn exactly_n_requests_pass_across_replicas() {
         // Every request's Acquire was answered, and its time observed.
         let mut timed = 0;
         for edge in &cluster.edges {
-            let metrics = metrics_of(edge).await;
+            let metrics = crate::harness::metrics_of(edge).await;
             timed += metrics
                 .lines()
                 .find_map(|line| line.strip_prefix("llmgw_edge_quota_decision_seconds_count "))
@@ -444,12 +434,7 @@ async fn unlimited_traffic_does_not_call_the_quota_service() {
     for _ in 0..5 {
         assert_eq!(gateway.chat(request("mock")).await.status(), 200);
     }
-    let metrics = reqwest::get(format!("http://{quota}/metrics"))
-        .await
-        .expect("quota metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = crate::harness::metrics_of(&quota).await;
     let decisions: u64 = metrics
         .lines()
         .filter(|line| line.starts_with("llmgw_quota_decisions_total{"))

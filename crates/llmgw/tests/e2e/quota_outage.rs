@@ -69,14 +69,7 @@ async fn a_late_quota_grant_is_handed_back() {
     assert_eq!(gateway.chat(request("mock")).await.status(), 200);
 
     // The late Acquire reaches the quota service and takes the key's slot...
-    let metrics = || async {
-        reqwest::get(format!("http://{quota}/metrics"))
-            .await
-            .expect("quota metrics")
-            .text()
-            .await
-            .expect("text")
-    };
+    let metrics = || crate::harness::metrics_of(&quota);
     let granted = r#"llmgw_quota_decisions_total{outcome="allowed",degraded="false"} 1"#;
     let mut waited = Duration::ZERO;
     while !metrics().await.contains(granted) {

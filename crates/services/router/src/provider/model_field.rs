@@ -33,6 +33,7 @@ pub fn rewrite(
             "request body is not a JSON object",
         )
     })?;
+    // Room for the added `"stream_options":{"include_usage":true}` too.
     let mut out = Vec::with_capacity(body.len() + upstream_model.len() + 40);
     out.push(b'{');
     let mut model_written = false;
