@@ -24,8 +24,6 @@ pub const MAX_AUDIT_BATCH_EVENTS: usize = 10_000;
 const MAX_TEXT_BYTES: usize = 512;
 /// Longest excerpt (a policy opts in to a short one; this bounds a row).
 const MAX_EXCERPT_BYTES: usize = 2_048;
-/// Rows per multi-row INSERT on SQLite: 17 binds each stays under its 32766.
-const ROWS_PER_STATEMENT: usize = 1_000;
 
 /// The values an audit event's `direction` and `action` may take.
 pub const DIRECTIONS: [&str; 2] = ["input", "output"];
@@ -219,7 +217,7 @@ async fn try_record_postgres(pool: &PgPool, rows: &[Row<'_>]) -> Result<usize, S
 async fn record_sqlite(pool: &SqlitePool, rows: &[Row<'_>]) -> Result<usize, StoreError> {
     let mut tx = pool.begin_write().await?;
     let mut inserted = 0;
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    for chunk in super::statement_rows::chunks(rows) {
         let mut insert = QueryBuilder::new(format!("INSERT INTO audit_events ({AUDIT_COLUMNS}) "));
         insert.push_values(chunk, |mut values, row| {
             let e = row.event;

@@ -25,16 +25,13 @@ use sqlx::sqlite::SqlitePool;
 use sqlx::{AssertSqlSafe, QueryBuilder};
 
 use super::calendar::{Day, Month};
-use super::{BeginWrite as _, Pool, Store, StoreError};
+use super::{BeginWrite as _, Pool, Store, StoreError, statement_rows};
 
 /// The most events one RecordUsage batch may carry (the routers send about
 /// 1000): bounds the transaction and the memory a call can take.
 pub const MAX_BATCH_EVENTS: usize = 10_000;
 /// Longest text field of an event (ids, names, statuses, prices).
 const MAX_TEXT_BYTES: usize = 512;
-/// Rows per multi-row INSERT: 29 binds each stays under SQLite's 32766 (and
-/// a rollup row's 11 binds under Postgres's 65535).
-const ROWS_PER_STATEMENT: usize = 1_000;
 
 /// What a batch did to the ledger.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -331,7 +328,7 @@ async fn try_record_postgres(pool: &PgPool, rows: &[Row<'_>]) -> Result<usize, S
 async fn record_sqlite(pool: &SqlitePool, rows: &[Row<'_>]) -> Result<usize, StoreError> {
     let mut tx = pool.begin_write().await?;
     let mut keys: Vec<(String, i64)> = Vec::with_capacity(rows.len());
-    for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+    for chunk in statement_rows::chunks(rows) {
         let mut insert = QueryBuilder::new(format!("INSERT INTO usage_events ({EVENT_COLUMNS}) "));
         insert.push_values(chunk, |mut values, row| {
             let e = row.event;
@@ -397,7 +394,7 @@ fn groups_in_chunks<'g, 'a>(
     groups: &'g BTreeMap<Group<'a>, Sums>,
 ) -> Vec<Vec<(&'g Group<'a>, &'g Sums)>> {
     let all: Vec<_> = groups.iter().collect();
-    all.chunks(ROWS_PER_STATEMENT).map(<[_]>::to_vec).collect()
+    statement_rows::chunks(&all).map(<[_]>::to_vec).collect()
 }
 
 /// One multi-row upsert into `usage_daily`, the same text on both backends.

@@ -63,6 +63,7 @@ mod partitions;
 pub mod policies;
 mod rows;
 pub mod sessions;
+mod statement_rows;
 mod tenants;
 pub mod usage_query;
 pub mod word_lists;
