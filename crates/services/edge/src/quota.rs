@@ -332,9 +332,23 @@ fn denial(answer: &AcquireResponse) -> ApiError {
 }
 
 /// OpenAI's headers: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.
+/// Static names, numbers written by `HeaderValue::from`: two allocations a
+/// window fewer than formatting each name.
 fn headers(answer: &AcquireResponse) -> HeaderMap {
+    const NAMES: [[&str; 3]; 2] = [
+        [
+            "x-ratelimit-limit-requests",
+            "x-ratelimit-remaining-requests",
+            "x-ratelimit-reset-requests",
+        ],
+        [
+            "x-ratelimit-limit-tokens",
+            "x-ratelimit-remaining-tokens",
+            "x-ratelimit-reset-tokens",
+        ],
+    ];
     let mut headers = HeaderMap::new();
-    for (suffix, window) in [("requests", &answer.requests), ("tokens", &answer.tokens)] {
+    for (names, window) in NAMES.iter().zip([&answer.requests, &answer.tokens]) {
         let Some(Window {
             limit,
             remaining,
@@ -343,17 +357,11 @@ fn headers(answer: &AcquireResponse) -> HeaderMap {
         else {
             continue;
         };
-        for (name, value) in [
-            ("limit", limit.to_string()),
-            ("remaining", remaining.to_string()),
-            ("reset", format!("{}ms", reset_ms)),
-        ] {
-            if let (Ok(name), Ok(value)) = (
-                HeaderName::try_from(format!("x-ratelimit-{name}-{suffix}")),
-                HeaderValue::try_from(value),
-            ) {
-                headers.insert(name, value);
-            }
+        let [limit_name, remaining_name, reset_name] = names.map(HeaderName::from_static);
+        headers.insert(limit_name, HeaderValue::from(*limit));
+        headers.insert(remaining_name, HeaderValue::from(*remaining));
+        if let Ok(reset) = HeaderValue::try_from(format!("{reset_ms}ms")) {
+            headers.insert(reset_name, reset);
         }
     }
     headers
