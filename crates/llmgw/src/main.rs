@@ -12,6 +12,20 @@ use llmgw::config::Scope;
 use llmgw::{GatewayConfig, Role, demo};
 use tokio_util::sync::CancellationToken;
 
+/// jemalloc, not glibc's malloc. Under load the gateway's tasks allocate
+/// on one worker thread and free on another (a body read by the server
+/// task, dropped by the handler; a usage event made by the relay, freed by
+/// the spool), and glibc then takes the owning arena's lock on every such
+/// free: `perf` showed its lock waits and slow paths (`_int_malloc`,
+/// `malloc_consolidate`, `__lll_lock_wake_private`) at ~20% of the samples.
+/// Measured alternating on one machine (`llmgw all`, in-memory quota,
+/// c=16 JSON): ~10% less CPU per request than glibc, ~15% more resident
+/// memory (48 against 40 MB after 120,000 requests); mimalloc was measured
+/// too: less of a gain, and more memory.
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "llmgw",
