@@ -39,6 +39,11 @@ RUN set -eu; \
         done
 
 FROM ${RUST_IMAGE} AS build
+# `make`: the slim Rust image has a C compiler but not make, which the
+# jemalloc build (the binary's allocator) runs.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends make \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY --from=planner /recipe/ ./
 # The dependency layer: cached until a manifest or Cargo.lock changes.
