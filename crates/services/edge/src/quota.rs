@@ -332,8 +332,9 @@ fn denial(answer: &AcquireResponse) -> ApiError {
 }
 
 /// OpenAI's headers: `x-ratelimit-{limit,remaining,reset}-{requests,tokens}`.
-/// Static names, numbers written by `HeaderValue::from`: two allocations a
-/// window fewer than formatting each name.
+/// Static names and integer values (`HeaderValue::from`): this runs for
+/// every request, and formatting each name and number allocated twice per
+/// header.
 fn headers(answer: &AcquireResponse) -> HeaderMap {
     const NAMES: [[&str; 3]; 2] = [
         [

@@ -13,7 +13,7 @@
 
 /// The largest chunk: 64 rows of 29 binds stays far under SQLite's 32,766
 /// and Postgres's 65,535 bind parameters, and its program is tens of KB.
-pub(super) const MAX_ROWS: usize = 64;
+const MAX_ROWS: usize = 64;
 
 /// `rows` in order, in chunks of [`MAX_ROWS`] and then of the powers of two
 /// that make up the rest (a batch of 100: 64, 32, 4).
